@@ -1,0 +1,98 @@
+"""
+Session commands that need no account work: HELP, PING, QUIT, WHOAMI and
+REQUEST_USER_LIST.
+"""
+
+from lairchat import validation
+from lairchat.command import Command, Reply
+from lairchat.wire import render
+
+
+class Help(Command):
+    """List every command, generated from the registry."""
+
+    name = "HELP"
+    aliases = ("SHOW_HELP",)
+    syntax = "HELP"
+    summary = "List every command with its syntax"
+    needs_login = False
+    rate_class = "free"
+
+    async def run(self, context, parsed):
+        """One HELP line per command, by name."""
+        commands = context.server.commands()
+        lines = [render("HELP", c.name, c.syntax, c.summary) for c in commands]
+        return Reply.ok(len(lines), lines=lines)
+
+
+class Ping(Command):
+    """Check that the server answers."""
+
+    name = "PING"
+    syntax = "PING[:<token>]"
+    summary = "Check the connection; the token is echoed back"
+    arity = (0, 1)
+    needs_login = False
+    rate_class = "free"
+
+    def parse(self, arguments):
+        """An optional token of up to 64 characters."""
+        if not arguments:
+            return None
+        return validation.text(arguments[0], "token", 64, minimum=0)
+
+    async def run(self, context, token):
+        """Echo the token."""
+        return Reply.ok() if token is None else Reply.ok(token)
+
+
+class Quit(Command):
+    """Say goodbye and close the connection."""
+
+    name = "QUIT"
+    syntax = "QUIT[:<message>]"
+    summary = "Close the connection"
+    arity = (0, 1)
+    needs_login = False
+    rate_class = "free"
+
+    def parse(self, arguments):
+        """An optional parting message."""
+        return validation.optional_text(arguments[0] if arguments else None, "message")
+
+    async def run(self, context, message):
+        """Answer, then close."""
+        return Reply.ok(close=True)
+
+
+class WhoAmI(Command):
+    """Who this connection is logged in as."""
+
+    name = "WHOAMI"
+    syntax = "WHOAMI"
+    summary = "Show your username and server role"
+
+    async def run(self, context, parsed):
+        """The user and their server role."""
+        user = context.user
+        return Reply.ok(user.username, user.server_role)
+
+
+class RequestUserList(Command):
+    """Every user online now."""
+
+    name = "REQUEST_USER_LIST"
+    syntax = "REQUEST_USER_LIST"
+    summary = "List the users who are online"
+
+    async def run(self, context, parsed):
+        """One USER line per online user."""
+        users = context.hub.online_users()
+        return Reply.ok(len(users), lines=[render("USER", u.username) for u in users])
+
+
+help_command = Help()
+ping = Ping()
+quit_command = Quit()
+whoami = WhoAmI()
+request_user_list = RequestUserList()

@@ -1,0 +1,192 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+The connection: bytes framed into lines with a hard length cap, requests
+answered one at a time and in order, events written between replies, and a
+client that stops reading cut off before its backlog grows without bound.
+"""
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
+
+from lairchat import __version__
+from lairchat.context import ServerContext
+from lairchat.errors import ChatError, LineTooLong
+from lairchat.ratelimit import RateLimiter
+from lairchat.router import Router
+from lairchat.wire import parse_line, render, render_error
+
+QUEUE_LIMIT = 64
+"""Requests queued per connection before it stops reading from the socket."""
+
+
+@implementer(IPushProducer)
+class ChatProtocol(LineOnlyReceiver):
+    """
+    One client connection.
+
+    @ivar user: the logged-in L{lairchat.models.User}, or L{None}.
+    @ivar session_id: the id of the session it logged in with.
+    @ivar current_room: the name of the room plain lines go to, or L{None}.
+    """
+
+    delimiter = b"\n"
+    log = Logger()
+
+    def __init__(self, server: ServerContext, router: Router) -> None:
+        self.server = server
+        self.router = router
+        self.MAX_LENGTH = server.config.max_line
+        self.limiter = RateLimiter(server.clock, None if server.config.rate_limits else {})
+        self.user = None
+        self.session_id: int | None = None
+        self.current_room: str | None = None
+        self._queue: deque = deque()
+        self._busy = False
+        self._closed = False
+        self._reading_paused = False
+        self._output_paused = False
+        self._backlog = 0
+        self.lost: Deferred = Deferred()
+
+    # Connection lifecycle
+
+    def connectionMade(self) -> None:
+        """Greet the client and watch our own output buffer."""
+        self.factory.connections.add(self)
+        self.transport.registerProducer(self, True)
+        config = self.server.config
+        self.write_lines(
+            [
+                render("WELCOME", "lairchat", __version__, config.server_name),
+                render(
+                    "SYSTEM_MESSAGE",
+                    f"Welcome to {config.server_name}! LOGIN:<user>:<password> or "
+                    "REGISTER:<user>:<password>; HELP lists every command",
+                ),
+            ]
+        )
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """Forget the connection: it is no longer online."""
+        self._closed = True
+        self._queue.clear()
+        self.factory.connections.discard(self)
+        self.log_out()
+        self.lost.callback(None)
+
+    def log_in(self, user: Any, session_id: int) -> None:
+        """Make this connection C{user}'s (logging out whoever was here)."""
+        self.log_out()
+        self.user = user
+        self.session_id = session_id
+        self.server.user_online(self, user)
+
+    def log_out(self) -> None:
+        """Make this connection anonymous again."""
+        user, self.user, self.session_id, self.current_room = self.user, None, None, None
+        if user is not None:
+            self.server.user_offline(self, user)
+
+    # Input
+
+    def lineReceived(self, line: bytes) -> None:
+        """Parse a line and queue it; requests are answered in order."""
+        try:
+            request = parse_line(line)
+        except ChatError as error:
+            self.write_lines([render_error(error)])
+            return
+        if request is None:
+            return
+        self._queue.append(request)
+        if len(self._queue) >= QUEUE_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        if not self._busy:
+            Deferred.fromCoroutine(self._drain())
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """Refuse an over-long line and close the connection."""
+        error = LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes")
+        self.write_lines([render_error(error)])
+        self.transport.loseConnection()
+
+    async def _drain(self) -> None:
+        """Answer queued requests one after another."""
+        self._busy = True
+        try:
+            while self._queue and not self._closed:
+                request = self._queue.popleft()
+                outcome = await self.router.dispatch(self, request)
+                if self._closed:
+                    break
+                self.write_lines(outcome.lines)
+                if outcome.after:
+                    self.write_lines(outcome.after)
+                if outcome.close:
+                    self._queue.clear()
+                    self.transport.loseConnection()
+                    break
+                if self._reading_paused and len(self._queue) < QUEUE_LIMIT // 2:
+                    self._reading_paused = False
+                    self.transport.resumeProducing()
+        finally:
+            self._busy = False
+
+    # Output
+
+    def write_lines(self, lines: Any) -> None:
+        """Write lines in one go, so nothing comes between them."""
+        if self._closed or not lines:
+            return
+        data = "".join(line + "\r\n" for line in lines).encode("utf-8")
+        if self._output_paused:
+            self._backlog += len(data)
+            if self._backlog > self.server.config.max_output_buffer:
+                self.log.warn("closing a connection that stopped reading ({user})",
+                              user=self.user.username if self.user else "anonymous")
+                self._closed = True
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
+
+    def send_event(self, line: str) -> None:
+        """Deliver one event line (the hub calls this)."""
+        self.write_lines([line])
+
+    # IPushProducer: the transport tells us when the client stops reading.
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: count what we add from now on."""
+        self._output_paused = True
+
+    def resumeProducing(self) -> None:
+        """The client caught up."""
+        self._output_paused = False
+        self._backlog = 0
+
+    def stopProducing(self) -> None:
+        """The connection is going away."""
+        self._closed = True
+
+
+class ChatFactory(Factory):
+    """Builds a L{ChatProtocol} per connection over one shared server."""
+
+    def __init__(self, server: ServerContext) -> None:
+        self.server = server
+        self.router = Router(server)
+        self.connections: set[ChatProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> ChatProtocol:
+        """A new connection."""
+        protocol = ChatProtocol(self.server, self.router)
+        protocol.factory = self
+        return protocol

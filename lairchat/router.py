@@ -1,0 +1,93 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+From a parsed request to the lines of its reply: find the command, apply
+the login gate and the rate limit, validate, run, and turn every failure
+into one C{ERROR} line.  Nothing a command raises escapes this module.
+"""
+
+import secrets
+from typing import Any
+
+from attrs import frozen
+from twisted.logger import Logger
+
+from lairchat.command import Reply
+from lairchat.context import RequestContext, ServerContext
+from lairchat.errors import AuthRequired, ChatError, InternalError, InvalidInput
+from lairchat.wire import Request, render, render_error, render_ok, split_arguments, with_label
+
+PLAIN_LINE_COMMAND = "SEND_MESSAGE"
+"""The command that a line which is not a command is answered like."""
+
+
+@frozen
+class Outcome:
+    """
+    What the connection writes for one request.
+
+    @ivar lines: the reply, labelled, ending in its one C{OK} or C{ERROR}.
+    @ivar after: event lines written right after the reply.
+    @ivar close: whether the connection is closed after writing.
+    """
+
+    lines: tuple
+    after: tuple = ()
+    close: bool = False
+
+
+def find_command(server: ServerContext, request: Request, connection: Any) -> tuple[Any, list[str]]:
+    """
+    The command a request names, with its split arguments.  A line whose
+    name is no command is a chat message to the current room.
+
+    @raise ChatError: login is needed, or the arguments do not fit.
+    """
+    command = server.registry.get(request.command)
+    if command is None:
+        if connection.user is None:
+            raise AuthRequired("log in first: LOGIN:<user>:<password> or REGISTER:<user>:<password>")
+        plain = server.registry.get(PLAIN_LINE_COMMAND)
+        if plain is None or connection.current_room is None:
+            raise InvalidInput("you are in no room: JOIN_ROOM:<room> first", name="NO_CURRENT_ROOM")
+        return plain, [connection.current_room, request.text]
+    if command.needs_login and connection.user is None:
+        raise AuthRequired("log in first: LOGIN:<user>:<password> or REGISTER:<user>:<password>")
+    low, high = command.arity
+    return command, split_arguments(request.rest, low, high, command.syntax)
+
+
+class Router:
+    """Dispatches requests to the commands of a L{ServerContext}."""
+
+    log = Logger()
+
+    def __init__(self, server: ServerContext) -> None:
+        self.server = server
+
+    async def dispatch(self, connection: Any, request: Request) -> Outcome:
+        """
+        Run one request for C{connection} and return what to write.  Never
+        raises.
+        """
+        label = request.label
+        try:
+            command, arguments = find_command(self.server, request, connection)
+            connection.limiter.take(command.rate_class)
+            parsed = command.parse(arguments)
+            reply = await command.run(RequestContext(self.server, connection, label), parsed)
+            if not isinstance(reply, Reply):
+                raise TypeError(f"{command.name} answered {reply!r}, not a Reply")
+        except ChatError as error:
+            return Outcome((with_label(label, render_error(error)),), close=error.closes)
+        except Exception:
+            reference = secrets.token_hex(6)
+            self.log.failure("request failed, reference {reference}: {line!r}", reference=reference,
+                             line=request.name)
+            error = InternalError(f"something went wrong on our side; reference {reference}")
+            return Outcome((with_label(label, render_error(error)),))
+        lines = [with_label(label, line) for line in reply.lines]
+        lines.append(with_label(label, render_ok(command.name, *reply.fields)))
+        return Outcome(tuple(lines), reply.after, reply.close)
+
+
+__all__ = ["Outcome", "Router", "find_command", "render"]

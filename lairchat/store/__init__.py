@@ -1,0 +1,68 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+All of lairchat's SQL, one module per aggregate, each a small class over the
+shared L{Database}.  L{Store} gathers them; L{IStore} is the seam commands
+depend on.
+"""
+
+import sys
+from pathlib import Path
+
+from zope.interface import Attribute, Interface, implementer
+
+from lairchat.store.audit import AuditStore
+from lairchat.store.database import Database
+from lairchat.store.invitations import InvitationStore
+from lairchat.store.messages import MessageStore
+from lairchat.store.rooms import RoomStore
+from lairchat.store.sessions import SessionStore
+from lairchat.store.users import UserStore
+
+
+class IStore(Interface):
+    """The persistence seam: one attribute per aggregate."""
+
+    db = Attribute("the L{Database}")
+    users = Attribute("the L{UserStore}")
+    sessions = Attribute("the L{SessionStore}")
+    audit = Attribute("the L{AuditStore}")
+    rooms = Attribute("the L{RoomStore}")
+    messages = Attribute("the L{MessageStore}")
+    invitations = Attribute("the L{InvitationStore}")
+
+
+@implementer(IStore)
+class Store:
+    """Every aggregate's store over one L{Database}."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.users = UserStore(db)
+        self.sessions = SessionStore(db)
+        self.audit = AuditStore(db)
+        self.rooms = RoomStore(db)
+        self.messages = MessageStore(db)
+        self.invitations = InvitationStore(db)
+
+
+def schema_path() -> Path:
+    """
+    Where C{schema.sql} is: beside the package in a source tree, or in the
+    installed C{share/lairchat}.
+    """
+    candidates = [
+        Path(__file__).resolve().parents[2] / "schema.sql",
+        Path(sys.prefix) / "share" / "lairchat" / "schema.sql",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("schema.sql is not installed")
+
+
+def schema_text() -> str:
+    """The whole schema."""
+    return schema_path().read_text(encoding="utf-8")
+
+
+__all__ = ["Database", "IStore", "Store", "schema_path", "schema_text"]

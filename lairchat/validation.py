@@ -1,0 +1,157 @@
+# -*- test-case-name: tests.test_validation -*-
+"""
+The field rules of PROTOCOL.md, in one place, with no I/O.
+
+Each validator takes the raw argument text and returns the value the
+command uses, or raises the L{ChatError} the client should read.  Every
+command validates through these functions, so one rule serves every caller.
+"""
+
+import re
+
+from lairchat.errors import InvalidCharacters, InvalidFormat, InvalidInput, InvalidLength
+from lairchat.wire import has_control_characters
+
+USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,19}\Z")
+ROOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,49}\Z")
+RESERVED_ROOM_NAMES = frozenset({"lobby", "latest"})
+ROLES = ("owner", "admin", "moderator", "member", "guest")
+"""Room roles, highest first."""
+SERVER_ROLES = ("admin", "user")
+INVITATION_STATUSES = ("pending", "accepted", "declined", "expired", "revoked")
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+MESSAGE_MAX = 4000
+TOPIC_MAX = 500
+REASON_MAX = 500
+EMOJI_MAX = 32
+MAX_ID = 2**63 - 1
+
+
+def _no_controls(value: str, what: str) -> None:
+    """Refuse control characters in any field."""
+    if has_control_characters(value):
+        raise InvalidCharacters(f"{what} contains control characters")
+
+
+def username(value: str) -> str:
+    """
+    A username: 3-20 characters, a letter then letters, digits or C{_}.
+    """
+    _no_controls(value, "username")
+    if not 3 <= len(value) <= 20:
+        raise InvalidLength("a username has 3 to 20 characters")
+    if not USERNAME.match(value):
+        raise InvalidInput("a username starts with a letter and holds only letters, digits and _")
+    return value
+
+
+def room_name(value: str) -> str:
+    """
+    A room name: 3-50 characters, a letter then letters, digits, C{_} or
+    C{-}; never C{lobby} or C{latest}.
+    """
+    _no_controls(value, "room name")
+    if not 3 <= len(value) <= 50:
+        raise InvalidLength("a room name has 3 to 50 characters")
+    if not ROOM_NAME.match(value):
+        raise InvalidInput("a room name starts with a letter and holds only letters, digits, _ and -")
+    if value.lower() in RESERVED_ROOM_NAMES:
+        raise InvalidInput(f"{value!r} is reserved and cannot name a room")
+    return value
+
+
+def password(value: str) -> str:
+    """
+    A password: 8-128 characters with at least one letter and one digit.
+    """
+    _no_controls(value, "password")
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise InvalidLength(f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    if not any(c.isalpha() for c in value) or not any(c.isdigit() for c in value):
+        raise InvalidInput("a password holds at least one letter and one digit")
+    return value
+
+
+def text(value: str, what: str = "message", maximum: int = MESSAGE_MAX, minimum: int = 1) -> str:
+    """
+    Free text (a message, a topic, a reason): C{minimum}-C{maximum}
+    characters, no control characters.  Messages must not be blank.
+    """
+    _no_controls(value, what)
+    if len(value) > maximum or len(value) < minimum:
+        raise InvalidLength(f"a {what} has {minimum} to {maximum} characters")
+    if minimum > 0 and not value.strip():
+        raise InvalidInput(f"a {what} cannot be blank")
+    return value
+
+
+def optional_text(value: str | None, what: str, maximum: int = REASON_MAX) -> str:
+    """
+    Optional free text (a reason, an invitation message): absent means empty.
+    """
+    if value is None:
+        return ""
+    return text(value, what, maximum, minimum=0)
+
+
+def identifier(value: str, what: str = "id") -> int:
+    """
+    A decimal id: 1 to 2**63-1.
+    """
+    _no_controls(value, what)
+    if not value.isascii() or not value.isdigit():
+        raise InvalidFormat(f"{what} must be a decimal number")
+    number = int(value)
+    if not 1 <= number <= MAX_ID:
+        raise InvalidInput(f"{what} is out of range")
+    return number
+
+
+def count(value: str, what: str = "limit", minimum: int = 1, maximum: int = 500) -> int:
+    """
+    A small positive count (a history limit, an audit-log limit).
+    """
+    _no_controls(value, what)
+    if not value.isascii() or not value.isdigit():
+        raise InvalidFormat(f"{what} must be a decimal number")
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise InvalidInput(f"{what} must be between {minimum} and {maximum}")
+    return number
+
+
+def choice(value: str, options: tuple[str, ...], what: str) -> str:
+    """
+    One of a fixed set of lower-case words (a role, a status, a privacy).
+    """
+    _no_controls(value, what)
+    lowered = value.lower()
+    if lowered not in options:
+        raise InvalidInput(f"{what} must be one of: {', '.join(options)}")
+    return lowered
+
+
+def role(value: str) -> str:
+    """A room role: owner, admin, moderator, member or guest."""
+    return choice(value, ROLES, "role")
+
+
+def role_rank(name: str) -> int:
+    """
+    The rank of a room role: higher is more powerful (owner 4 ... guest 0).
+    """
+    return len(ROLES) - 1 - ROLES.index(name)
+
+
+def emoji(value: str) -> str:
+    """
+    A reaction: 1-32 characters, no spaces, colons or control characters.
+    """
+    _no_controls(value, "emoji")
+    if not 1 <= len(value) <= EMOJI_MAX:
+        raise InvalidLength(f"a reaction has 1 to {EMOJI_MAX} characters")
+    if any(c.isspace() or c == ":" for c in value):
+        raise InvalidInput("a reaction holds no spaces or colons")
+    return value

@@ -1,0 +1,169 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+The lairchat wire format, with no I/O: parse a client line into a
+L{Request}, split its arguments, and render replies and events into lines.
+
+A line is framed as bytes first (by the protocol), then decoded here.  The
+grammar is PROTOCOL.md sections 1-3:
+
+    [@label=<label> ]<COMMAND>[:<arg>]...
+
+Rendering never escapes: every field a client can send has already been
+refused if it holds a control character, and the last field of a line may
+hold colons.
+"""
+
+import re
+
+from attrs import frozen
+
+from lairchat.errors import ChatError, InvalidCharacters, InvalidEncoding, InvalidFormat
+
+LABEL_PATTERN = re.compile(r"@label=([A-Za-z0-9._-]{1,32}) (.*)\Z", re.DOTALL)
+"""A well-formed label tag and the rest of the line."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+"""Every control character (Unicode category Cc) except TAB."""
+
+
+@frozen
+class Request:
+    """
+    One client line, parsed.
+
+    @ivar label: the C{@label=} tag's value, or L{None}.
+    @ivar name: the text before the first C{:} (or the whole line), as sent.
+    @ivar rest: the text after the first C{:}, or L{None} when there is none.
+    @ivar text: the whole line after the label, as sent (a chat message when
+        C{name} is not a command).
+    """
+
+    label: str | None
+    name: str
+    rest: str | None
+    text: str
+
+    @property
+    def command(self) -> str:
+        """The command name, upper-cased (commands are case-insensitive)."""
+        return self.name.upper()
+
+
+def has_control_characters(text: str) -> bool:
+    """
+    Whether C{text} holds a control character other than TAB.
+    """
+    return _CONTROL.search(text) is not None
+
+
+def decode_line(data: bytes) -> str:
+    """
+    Decode one framed line: strip one trailing CR, decode UTF-8, refuse
+    control characters.
+
+    @raise InvalidEncoding: the bytes are not UTF-8.
+    @raise InvalidCharacters: the line holds a control character.
+    """
+    if data.endswith(b"\r"):
+        data = data[:-1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEncoding("the line is not valid UTF-8") from None
+    if has_control_characters(text):
+        raise InvalidCharacters("control characters are not allowed")
+    return text
+
+
+def parse_text(text: str) -> Request | None:
+    """
+    Parse one decoded line into a L{Request}; L{None} for an empty line.
+    """
+    label = None
+    match = LABEL_PATTERN.match(text)
+    if match is not None:
+        label, text = match.group(1), match.group(2)
+    if text == "":
+        return None
+    name, colon, rest = text.partition(":")
+    return Request(label, name, rest if colon else None, text)
+
+
+def parse_line(data: bytes) -> Request | None:
+    """
+    Parse one framed line of bytes: L{decode_line} then L{parse_text}.
+
+    @raise ChatError: the line is not valid UTF-8 or holds control characters.
+    """
+    return parse_text(decode_line(data))
+
+
+def split_arguments(rest: str | None, minimum: int, maximum: int, syntax: str) -> list[str]:
+    """
+    Split a request's arguments on C{:} up to C{maximum} of them; the last
+    takes the rest of the line verbatim.
+
+    @param rest: L{Request.rest}.
+    @param minimum: the fewest arguments the command takes.
+    @param maximum: the most arguments the command takes.
+    @param syntax: the command's syntax, quoted in the error message.
+    @raise InvalidFormat: too few or too many arguments.
+    """
+    if rest is None:
+        arguments: list[str] = []
+    elif maximum == 0:
+        raise InvalidFormat(f"too many arguments; usage: {syntax}")
+    else:
+        arguments = rest.split(":", maximum - 1)
+    if len(arguments) < minimum:
+        raise InvalidFormat(f"too few arguments; usage: {syntax}")
+    return arguments
+
+
+def _field(value: object) -> str:
+    """
+    Render one field: booleans as 0/1, None as the empty string, and line
+    breaks (which no validated field holds) as spaces.
+    """
+    if value is None:
+        return ""
+    if value is True:
+        return "1"
+    if value is False:
+        return "0"
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return text
+
+
+def render(kind: str, *fields: object) -> str:
+    """
+    Render a data line, an event or an OK line: C{KIND:f1:f2...}, with no
+    line terminator.
+    """
+    return ":".join([kind, *(_field(f) for f in fields)])
+
+
+def render_ok(command: str, *fields: object) -> str:
+    """
+    Render the final line of a successful request: C{OK:<COMMAND>:...}.
+    """
+    return render("OK", command, *fields)
+
+
+def render_error(error: ChatError) -> str:
+    """
+    Render the final line of a refused request: C{ERROR:<code>:<NAME>:<msg>}.
+    """
+    return render("ERROR", error.code, error.name, error.message)
+
+
+def with_label(label: str | None, line: str) -> str:
+    """
+    Prefix a reply line with the request's label tag, if it had one.
+    """
+    if label is None:
+        return line
+    return f"@label={label} {line}"
+

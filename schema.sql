@@ -1,0 +1,149 @@
+-- The whole lairchat schema.  Applied at every start, idempotently, under an
+-- advisory lock (several nodes may start at once).  Every statement must be
+-- safe to run again: CREATE ... IF NOT EXISTS only.  A later change to an
+-- existing table goes in a numbered migration guarded by schema_version.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Accounts -----------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS users (
+    id              bigserial PRIMARY KEY,
+    username        text NOT NULL,
+    password_hash   text NOT NULL,
+    server_role     text NOT NULL DEFAULT 'user' CHECK (server_role IN ('user', 'admin')),
+    suspended       boolean NOT NULL DEFAULT false,
+    suspend_reason  text NOT NULL DEFAULT '',
+    failed_logins   integer NOT NULL DEFAULT 0,
+    locked_until    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    last_seen       timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_username_lower ON users (lower(username));
+
+CREATE TABLE IF NOT EXISTS sessions (
+    id          bigserial PRIMARY KEY,
+    token_hash  bytea NOT NULL UNIQUE,
+    user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id) WHERE revoked_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id          bigserial PRIMARY KEY,
+    ts          timestamptz NOT NULL DEFAULT now(),
+    actor       text NOT NULL DEFAULT '',
+    action      text NOT NULL,
+    target      text NOT NULL DEFAULT '',
+    outcome     text NOT NULL,
+    detail      text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts DESC);
+
+-- Rooms and membership -----------------------------------------------------
+
+-- kind 'room' rooms have a unique name; kind 'direct' rooms are the
+-- two-member conversations of direct messages, named by direct_key
+-- ("<lower id>:<higher id>") and never listed.
+CREATE TABLE IF NOT EXISTS rooms (
+    id               bigserial PRIMARY KEY,
+    name             text,
+    kind             text NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'direct')),
+    privacy          text NOT NULL DEFAULT 'public' CHECK (privacy IN ('public', 'private')),
+    topic            text NOT NULL DEFAULT '',
+    owner_id         bigint REFERENCES users (id) ON DELETE SET NULL,
+    invite_template  text,
+    direct_key       text UNIQUE,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((kind = 'room') = (name IS NOT NULL)),
+    CHECK ((kind = 'direct') = (direct_key IS NOT NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rooms_name_lower ON rooms (lower(name)) WHERE kind = 'room';
+
+CREATE TABLE IF NOT EXISTS room_members (
+    room_id       bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role          text NOT NULL DEFAULT 'member'
+                  CHECK (role IN ('owner', 'admin', 'moderator', 'member', 'guest')),
+    joined_at     timestamptz NOT NULL DEFAULT now(),
+    last_read_id  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS room_members_user ON room_members (user_id, room_id);
+
+CREATE TABLE IF NOT EXISTS room_bans (
+    room_id     bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    banned_by   bigint REFERENCES users (id) ON DELETE SET NULL,
+    reason      text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (room_id, user_id)
+);
+
+-- Messages (rooms and direct messages alike) ------------------------------
+
+CREATE TABLE IF NOT EXISTS messages (
+    id          bigserial PRIMARY KEY,
+    room_id     bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    sender_id   bigint REFERENCES users (id) ON DELETE SET NULL,
+    body        text NOT NULL,
+    parent_id   bigint REFERENCES messages (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    edited_at   timestamptz,
+    deleted_at  timestamptz,
+    search      tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED
+);
+CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (search);
+
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id  bigint NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    emoji       text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (message_id, emoji, user_id)
+);
+
+-- Invitations --------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS invitations (
+    id            bigserial PRIMARY KEY,
+    sender_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    recipient_id  bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    room_id       bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    kind          text NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'admin')),
+    status        text NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'accepted', 'declined', 'expired', 'revoked')),
+    role          text NOT NULL DEFAULT 'member'
+                  CHECK (role IN ('owner', 'admin', 'moderator', 'member', 'guest')),
+    message       text NOT NULL DEFAULT '',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    responded_at  timestamptz,
+    reminded_at   timestamptz,
+    metadata      jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS invitations_recipient_status ON invitations (recipient_id, status);
+CREATE INDEX IF NOT EXISTS invitations_sender_status ON invitations (sender_id, status);
+CREATE INDEX IF NOT EXISTS invitations_room_status ON invitations (room_id, status);
+CREATE INDEX IF NOT EXISTS invitations_pending_expiry ON invitations (expires_at) WHERE status = 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS invitations_one_pending
+    ON invitations (room_id, recipient_id) WHERE status = 'pending';
+
+CREATE TABLE IF NOT EXISTS invitation_events (
+    id             bigserial PRIMARY KEY,
+    invitation_id  bigint NOT NULL REFERENCES invitations (id) ON DELETE CASCADE,
+    ts             timestamptz NOT NULL DEFAULT now(),
+    status         text NOT NULL,
+    actor_id       bigint REFERENCES users (id) ON DELETE SET NULL,
+    note           text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS invitation_events_invitation ON invitation_events (invitation_id, id);
+
+INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,0 +1,1 @@
+"""lairchat's tests, run with trial."""
