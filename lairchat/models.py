@@ -70,3 +70,37 @@ class AuditEntry:
     target: str
     outcome: str
     detail: str
+
+
+@frozen
+class Room:
+    """
+    A room, or (kind C{direct}) the two-member conversation behind direct
+    messages, which has no name.
+    """
+
+    id: int
+    name: str | None
+    kind: str
+    privacy: str
+    topic: str
+    owner_id: int | None
+    created_ms: int
+    invite_template: str | None = None
+
+    @property
+    def is_direct(self) -> bool:
+        """Whether this is a direct-message conversation."""
+        return self.kind == "direct"
+
+
+@frozen
+class Member:
+    """A user's membership of a room, with their role there."""
+
+    room_id: int
+    user_id: int
+    username: str
+    role: str
+    joined_ms: int
+    last_read_id: int = 0
