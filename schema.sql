@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS room_members (
                   CHECK (role IN ('owner', 'admin', 'moderator', 'member', 'guest')),
     joined_at     timestamptz NOT NULL DEFAULT now(),
     last_read_id  bigint NOT NULL DEFAULT 0,
+    -- the newest message pushed to the member at login (offline delivery)
+    delivered_id  bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (room_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS room_members_user ON room_members (user_id, room_id);
