@@ -16,6 +16,7 @@ from lairchat.store.invitations import InvitationStore
 from lairchat.store.messages import MessageStore
 from lairchat.store.rooms import RoomStore
 from lairchat.store.sessions import SessionStore
+from lairchat.store.stats import StatsStore
 from lairchat.store.users import UserStore
 
 
@@ -29,6 +30,7 @@ class IStore(Interface):
     rooms = Attribute("the L{RoomStore}")
     messages = Attribute("the L{MessageStore}")
     invitations = Attribute("the L{InvitationStore}")
+    stats = Attribute("the L{StatsStore}")
 
 
 @implementer(IStore)
@@ -43,6 +45,7 @@ class Store:
         self.rooms = RoomStore(db)
         self.messages = MessageStore(db)
         self.invitations = InvitationStore(db)
+        self.stats = StatsStore(db)
 
 
 def schema_path() -> Path:
