@@ -7,7 +7,7 @@ the connection that sent the request (L{RequestContext}).
 from typing import Any
 
 from attrs import define, field, frozen
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from lairchat.errors import AuthRequired
@@ -54,6 +54,7 @@ class ServerContext:
     extensions: list = field(factory=list)
     hub: Hub = field(factory=Hub)
     log: Logger = field(factory=Logger)
+    started: float = 0.0
 
     def commands(self) -> list:
         """Every command once, by name."""

@@ -185,6 +185,7 @@ class LairchatService(MultiService):
             passwords=Passwords(self.reactor),
             registry=load_commands(),
             extensions=load_extensions(),
+            started=started,
         )
         for extension in self.server.extensions:
             for service in extension.services(self.server):
