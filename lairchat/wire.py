@@ -14,6 +14,7 @@ hold colons.
 """
 
 import re
+import string
 
 from attrs import frozen
 
@@ -24,6 +25,9 @@ LABEL_PATTERN = re.compile(r"@label=([A-Za-z0-9._-]{1,32}) (.*)\Z", re.DOTALL)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 """Every control character (Unicode category Cc) except TAB."""
+
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+"""Upper-cases ASCII letters only (Unicode would fold C{pıng} to C{PING})."""
 
 
 @frozen
@@ -45,8 +49,11 @@ class Request:
 
     @property
     def command(self) -> str:
-        """The command name, upper-cased (commands are case-insensitive)."""
-        return self.name.upper()
+        """
+        The command name with its ASCII letters upper-cased (commands are
+        case-insensitive, and ASCII: no other letter folds into one).
+        """
+        return self.name.translate(_ASCII_UPPER)
 
 
 def has_control_characters(text: str) -> bool:
