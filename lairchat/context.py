@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from lairchat.errors import AuthRequired
 from lairchat.hub import Hub
+from lairchat.metrics import Metrics
 from lairchat.models import User
 
 
@@ -55,6 +56,11 @@ class ServerContext:
     hub: Hub = field(factory=Hub)
     log: Logger = field(factory=Logger)
     started: float = 0.0
+    metrics: Metrics = field(factory=Metrics)
+
+    def __attrs_post_init__(self) -> None:
+        """Let the metrics read the hub."""
+        self.metrics.watch_hub(self.hub)
 
     def commands(self) -> list:
         """Every command once, by name."""

@@ -69,7 +69,18 @@ class Router:
         Run one request for C{connection} and return what to write.  Never
         raises.
         """
+        started = self.server.clock.seconds()
+        outcome, name, result = await self._dispatch(connection, request)
+        self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
+        return outcome
+
+    async def _dispatch(self, connection: Any, request: Request) -> tuple[Outcome, str, str]:
+        """
+        Run one request; return what to write, the command's name (or
+        C{UNKNOWN}) and the outcome (C{ok} or the error NAME) for metrics.
+        """
         label = request.label
+        command = None
         try:
             command, arguments = find_command(self.server, request, connection)
             connection.limiter.take(command.rate_class)
@@ -78,16 +89,18 @@ class Router:
             if not isinstance(reply, Reply):
                 raise TypeError(f"{command.name} answered {reply!r}, not a Reply")
         except ChatError as error:
-            return Outcome((with_label(label, render_error(error)),), close=error.closes)
+            name = command.name if command is not None else "UNKNOWN"
+            return Outcome((with_label(label, render_error(error)),), close=error.closes), name, error.name
         except Exception:
             reference = secrets.token_hex(6)
             self.log.failure("request failed, reference {reference}: {line!r}", reference=reference,
                              line=request.name)
             error = InternalError(f"something went wrong on our side; reference {reference}")
-            return Outcome((with_label(label, render_error(error)),))
+            name = command.name if command is not None else "UNKNOWN"
+            return Outcome((with_label(label, render_error(error)),)), name, error.name
         lines = [with_label(label, line) for line in reply.lines]
         lines.append(with_label(label, render_ok(command.name, *reply.fields)))
-        return Outcome(tuple(lines), reply.after, reply.close)
+        return Outcome(tuple(lines), reply.after, reply.close), command.name, "ok"
 
 
 __all__ = ["Outcome", "Router", "find_command", "render"]

@@ -52,6 +52,8 @@ class Options(usage.Options):
         ["sweep-interval", None, "60", "How often expired invitations are swept, in seconds."],
         ["invite-retention", None, "7776000", "How long answered invitations are kept, in seconds."],
         ["session-ttl", None, "604800", "How long a session token lives, in seconds."],
+        ["metrics", None, None,
+         "A Twisted endpoint serving Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
         ["max-output-buffer", None, "1048576",
          "Bytes queued for a client that stopped reading before it is disconnected."],
     ]
@@ -98,7 +100,7 @@ class Options(usage.Options):
             self["port"] = ["tcp:8080"]
         from twisted.internet import reactor
 
-        for endpoint in self["port"]:
+        for endpoint in self["port"] + ([self["metrics"]] if self["metrics"] else []):
             try:
                 serverFromString(reactor, endpoint)
             except Exception as error:
@@ -137,6 +139,7 @@ class LairchatService(MultiService):
         dsn: str | None = None,
         data_dir: str = "./lairchat-data",
         pool_size: int = 4,
+        metrics_endpoint: str | None = None,
         reactor: Any = None,
         stop_reactor_on_failure: bool = True,
     ) -> None:
@@ -150,6 +153,7 @@ class LairchatService(MultiService):
         self.dsn = dsn
         self.data_dir = data_dir
         self.pool_size = pool_size
+        self.metrics_endpoint = metrics_endpoint
         self.reactor = reactor
         self.stop_reactor_on_failure = stop_reactor_on_failure
         self.ports: list = []
@@ -195,6 +199,10 @@ class LairchatService(MultiService):
             port = await serverFromString(self.reactor, endpoint).listen(factory)
             self.ports.append(port)
             self.log.info("lairchat listening on {address}", address=port.getHost())
+        if self.metrics_endpoint:
+            port = await serverFromString(self.reactor, self.metrics_endpoint).listen(self.server.metrics.site())
+            self.ports.append(port)
+            self.log.info("lairchat metrics at http://{address.host}:{address.port}/metrics", address=port.getHost())
         self.log.info(
             "lairchat ready in {seconds:.2f} s with {count} commands",
             seconds=self.reactor.seconds() - started,
@@ -239,4 +247,5 @@ def makeService(options: Options) -> LairchatService:
         dsn=options["dsn"],
         data_dir=options["data-dir"],
         pool_size=options["pool-size"],
+        metrics_endpoint=options["metrics"],
     )

@@ -1,0 +1,54 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Prometheus metrics: requests by command and outcome, request latency,
+connections, online users and event deliveries, served over HTTP at
+C{/metrics} when C{--metrics ENDPOINT} is given.
+"""
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.twisted import MetricsResource
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+
+class Metrics:
+    """
+    The server's metrics, in a registry of their own (so several servers in
+    one process, as in tests, do not collide).
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "lairchat_requests", "Requests answered, by command and outcome (ok or the error NAME).",
+            ["command", "outcome"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lairchat_request_seconds", "Time from a request's turn to its reply, by command.",
+            ["command"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.connections = Gauge("lairchat_connections", "Logged-in connections.", registry=self.registry)
+        self.online_users = Gauge("lairchat_online_users", "Users with a connection.", registry=self.registry)
+        self.deliveries = Gauge(
+            "lairchat_event_deliveries", "Event lines delivered to connections since start.", registry=self.registry
+        )
+
+    def watch_hub(self, hub: Any) -> None:
+        """Read the connection, user and delivery figures from the hub when scraped."""
+        self.connections.set_function(hub.connection_count)
+        self.online_users.set_function(lambda: len(hub.online_users()))
+        self.deliveries.set_function(lambda: hub.delivered)
+
+    def observe(self, command: str, outcome: str, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(command, outcome).inc()
+        self.latency.labels(command).observe(seconds)
+
+    def site(self) -> Site:
+        """An HTTP site serving C{/metrics}."""
+        root = Resource()
+        root.putChild(b"metrics", MetricsResource(registry=self.registry))
+        return Site(root)

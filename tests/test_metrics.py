@@ -1,0 +1,63 @@
+"""
+Tests of the Prometheus metrics: counted per request, served over HTTP.
+"""
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
+
+from lairchat.hub import Hub
+from lairchat.metrics import Metrics
+from tests.support import RunningServer, fresh_database, TEST_CONFIG
+
+
+class MetricsTests(TestCase):
+    """The registry's figures."""
+
+    def test_observe_counts_by_command_and_outcome(self):
+        """Each observed request adds one to its command and outcome."""
+        metrics = Metrics()
+        metrics.observe("PING", "ok", 0.001)
+        metrics.observe("PING", "ok", 0.002)
+        metrics.observe("LOGIN", "INVALID_CREDENTIALS", 0.2)
+        value = metrics.registry.get_sample_value
+        self.assertEqual(value("lairchat_requests_total", {"command": "PING", "outcome": "ok"}), 2.0)
+        self.assertEqual(
+            value("lairchat_requests_total", {"command": "LOGIN", "outcome": "INVALID_CREDENTIALS"}), 1.0
+        )
+        self.assertEqual(value("lairchat_request_seconds_count", {"command": "PING"}), 2.0)
+
+    def test_hub_figures_read_when_scraped(self):
+        """Connections and deliveries come from the hub at scrape time."""
+        metrics = Metrics()
+        hub = Hub()
+        metrics.watch_hub(hub)
+        hub.delivered = 7
+        self.assertEqual(metrics.registry.get_sample_value("lairchat_event_deliveries"), 7.0)
+        self.assertEqual(metrics.registry.get_sample_value("lairchat_connections"), 0.0)
+
+
+class MetricsEndpointTests(TestCase):
+    """--metrics serves the figures over HTTP."""
+
+    async def test_scrape(self):
+        """After a PING over TCP, /metrics counts it."""
+        await fresh_database(self)
+        running = RunningServer(self, TEST_CONFIG)
+        await running.start()
+        client = await running.connect()
+        await client.ok("PING")
+        site_port = await _listen_metrics(running)
+        self.addCleanup(site_port.stopListening)
+        response = await Agent(reactor).request(
+            b"GET", f"http://127.0.0.1:{site_port.getHost().port}/metrics".encode()
+        )
+        body = (await readBody(response)).decode()
+        self.assertIn('lairchat_requests_total{command="PING",outcome="ok"} 1.0', body)
+
+
+async def _listen_metrics(running):
+    """Serve the running server's metrics on a free loopback port."""
+    from twisted.internet.endpoints import serverFromString
+
+    return await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(running.server.metrics.site())
