@@ -35,6 +35,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 ACTIONS: frozenset[str] = _OWNER
 """Every action a room role can be allowed."""
 
+SUCCESSION: tuple[str, ...] = ("admin", "moderator", "member", "guest")
+"""
+Who becomes owner when the last owner leaves a room: the longest-standing
+member of the first of these roles that anyone holds.  A room whose last
+member leaves is deleted.
+"""
+
 _REFUSALS = {
     "read": "only members can read this room",
     "send": "only members can send to this room",
@@ -93,4 +100,38 @@ def can_grant(actor_role: str, role: str) -> bool:
     return role_rank(role) <= role_rank(actor_role)
 
 
-__all__ = ["ACTIONS", "PERMISSIONS", "ROLES", "can", "can_grant", "outranks", "require"]
+def require_over(actor_role: str | None, target_role: str | None, action: str) -> None:
+    """
+    Refuse unless the actor's role allows the action and outranks the
+    target's (L{None} for a target who is not a member, whom any role that
+    allows the action may act on, as a ban of an outsider).
+
+    @raise PermissionDenied: it does not.
+    """
+    require(actor_role, action)
+    if target_role is not None and not outranks(actor_role, target_role):
+        raise PermissionDenied(f"you can only act on members below your role ({actor_role})")
+
+
+def require_grant(actor_role: str | None, role: str) -> None:
+    """
+    Refuse unless the actor may give C{role} to someone (see L{can_grant}).
+
+    @raise PermissionDenied: it is above the actor's own role.
+    """
+    if actor_role is None or not can_grant(actor_role, role):
+        raise PermissionDenied(f"you cannot grant a role above your own ({actor_role})")
+
+
+__all__ = [
+    "ACTIONS",
+    "PERMISSIONS",
+    "ROLES",
+    "SUCCESSION",
+    "can",
+    "can_grant",
+    "outranks",
+    "require",
+    "require_grant",
+    "require_over",
+]
