@@ -96,6 +96,16 @@ def optional_text(value: str | None, what: str, maximum: int = REASON_MAX) -> st
     return text(value, what, maximum, minimum=0)
 
 
+def _to_int(digits: str) -> int:
+    """
+    The value of a string of ASCII digits; anything over L{MAX_ID} reads as
+    C{MAX_ID + 1} (Python refuses to convert more than 4300 digits).
+    """
+    if len(digits.lstrip("0")) > len(str(MAX_ID)):
+        return MAX_ID + 1
+    return int(digits)
+
+
 def identifier(value: str, what: str = "id") -> int:
     """
     A decimal id: 1 to 2**63-1.
@@ -103,7 +113,7 @@ def identifier(value: str, what: str = "id") -> int:
     _no_controls(value, what)
     if not value.isascii() or not value.isdigit():
         raise InvalidFormat(f"{what} must be a decimal number")
-    number = int(value)
+    number = _to_int(value)
     if not 1 <= number <= MAX_ID:
         raise InvalidInput(f"{what} is out of range")
     return number
@@ -116,7 +126,7 @@ def count(value: str, what: str = "limit", minimum: int = 1, maximum: int = 500)
     _no_controls(value, what)
     if not value.isascii() or not value.isdigit():
         raise InvalidFormat(f"{what} must be a decimal number")
-    number = int(value)
+    number = _to_int(value)
     if not minimum <= number <= maximum:
         raise InvalidInput(f"{what} must be between {minimum} and {maximum}")
     return number
