@@ -65,13 +65,31 @@ class Transaction:
         return self._cursor.fetchone()
 
 
+class _WatchedConnection(txpostgres.Connection):
+    """
+    A txpostgres connection that takes the database going away while it is
+    idle as a lost connection (and so reconnects through its detector)
+    rather than as an unhandled error in the reactor.
+    """
+
+    log = Logger()
+
+    def doRead(self) -> Any:
+        """Read; a dead server is returned as the reason to disconnect."""
+        try:
+            return super().doRead()
+        except _UNAVAILABLE as error:
+            self.log.warn("database connection lost while idle: {error}", error=str(error).strip())
+            return error
+
+
 def _connection_factory(reactor: Any, cooperator: Any) -> txpostgres.Connection:
     """
     Make one pooled connection with its own dead-connection detector, so a
     connection lost with the database reconnects by itself.
     """
     detector = DeadConnectionDetector(reactor=reactor)
-    return txpostgres.Connection(reactor, cooperator, detector=detector)
+    return _WatchedConnection(reactor, cooperator, detector=detector)
 
 
 class _Pool(txpostgres.ConnectionPool):
