@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg2
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from txpostgres import txpostgres
 from txpostgres.reconnection import ConnectionDead, DeadConnectionDetector
 
-from lairchat.errors import DatabaseUnavailable
+from lairchat.errors import DatabaseUnavailable, Timeout
 
 T = TypeVar("T")
 
@@ -36,9 +36,9 @@ def is_unavailable(failure_or_error: BaseException) -> bool:
     Whether an exception means the database cannot be reached (as opposed
     to a query the database refused).
     """
-    if isinstance(failure_or_error, psycopg2.errors.QueryCanceled):
-        return True
-    return isinstance(failure_or_error, _UNAVAILABLE)
+    return isinstance(failure_or_error, _UNAVAILABLE) and not isinstance(
+        failure_or_error, psycopg2.errors.QueryCanceled
+    )
 
 
 class Transaction:
@@ -83,12 +83,20 @@ class _WatchedConnection(txpostgres.Connection):
             return error
 
 
+def _is_dead(failure: Any) -> bool:
+    """
+    Whether a failure means the connection is dead: a lost server, not a
+    statement that ran past its timeout.
+    """
+    return bool(failure.check(*_UNAVAILABLE)) and not failure.check(psycopg2.errors.QueryCanceled)
+
+
 def _connection_factory(reactor: Any, cooperator: Any) -> txpostgres.Connection:
     """
     Make one pooled connection with its own dead-connection detector, so a
     connection lost with the database reconnects by itself.
     """
-    detector = DeadConnectionDetector(reactor=reactor)
+    detector = DeadConnectionDetector(deathChecker=_is_dead, reactor=reactor)
     return _WatchedConnection(reactor, cooperator, detector=detector)
 
 
@@ -152,6 +160,10 @@ class Database:
         """Await a pool call, turning a lost database into L{DatabaseUnavailable}."""
         try:
             return await deferred
+        except (psycopg2.errors.QueryCanceled, CancelledError):
+            # txpostgres reports a cancelled statement as a CancelledError
+            self.log.warn("a statement ran past the statement timeout")
+            raise Timeout("the request took too long; nothing was changed") from None
         except Exception as error:
             if is_unavailable(error):
                 self.log.warn("database unavailable: {error!r}", error=error)
