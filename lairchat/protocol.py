@@ -19,7 +19,7 @@ from lairchat import __version__
 from lairchat.context import ServerContext
 from lairchat.errors import ChatError, LineTooLong
 from lairchat.ratelimit import RateLimiter
-from lairchat.router import Router
+from lairchat.router import Outcome, Router
 from lairchat.wire import parse_line, render, render_error
 
 QUEUE_LIMIT = 64
@@ -51,6 +51,7 @@ class ChatProtocol(LineOnlyReceiver):
         self._busy = False
         self._closed = False
         self._reading_paused = False
+        self._refusing = False
         self._output_paused = False
         self._backlog = 0
         self.lost: Deferred = Deferred()
@@ -97,15 +98,25 @@ class ChatProtocol(LineOnlyReceiver):
     # Input
 
     def lineReceived(self, line: bytes) -> None:
-        """Parse a line and queue it; requests are answered in order."""
+        """
+        Parse a line and queue it; requests are answered in order.  A line
+        refused before parsing (bad encoding) is queued as its error, so
+        it too is answered in its turn.
+        """
+        if self._refusing:
+            return
         try:
             request = parse_line(line)
         except ChatError as error:
-            self.write_lines([render_error(error)])
+            self._enqueue(error)
             return
         if request is None:
             return
-        self._queue.append(request)
+        self._enqueue(request)
+
+    def _enqueue(self, item: Any) -> None:
+        """Queue a request (or a refusal) and make sure the queue drains."""
+        self._queue.append(item)
         if len(self._queue) >= QUEUE_LIMIT and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
@@ -113,18 +124,29 @@ class ChatProtocol(LineOnlyReceiver):
             Deferred.fromCoroutine(self._drain())
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        """Refuse an over-long line and close the connection."""
-        error = LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes")
-        self.write_lines([render_error(error)])
-        self.transport.loseConnection()
+        """
+        Refuse an over-long line once, after the replies to the requests
+        before it, then close the connection; read nothing more.
+        """
+        self._buffer = b""
+        if self._refusing:
+            return
+        self._refusing = True
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        self._enqueue(LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes"))
 
     async def _drain(self) -> None:
         """Answer queued requests one after another."""
         self._busy = True
         try:
             while self._queue and not self._closed:
-                request = self._queue.popleft()
-                outcome = await self.router.dispatch(self, request)
+                item = self._queue.popleft()
+                if isinstance(item, ChatError):
+                    outcome = Outcome((render_error(item),), close=item.closes)
+                else:
+                    outcome = await self.router.dispatch(self, item)
                 if self._closed:
                     break
                 self.write_lines(outcome.lines)
@@ -134,7 +156,7 @@ class ChatProtocol(LineOnlyReceiver):
                     self._queue.clear()
                     self.transport.loseConnection()
                     break
-                if self._reading_paused and len(self._queue) < QUEUE_LIMIT // 2:
+                if self._reading_paused and not self._refusing and len(self._queue) < QUEUE_LIMIT // 2:
                     self._reading_paused = False
                     self.transport.resumeProducing()
         finally:
