@@ -6,6 +6,7 @@ listening port per C{--port} endpoint, and every extension's services (the
 invitation sweeper among them).
 """
 
+import math
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -93,6 +94,8 @@ class Options(usage.Options):
                 value = float(self[name])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{name} must be a number, not {self[name]!r}") from None
+            if not math.isfinite(value):
+                raise usage.UsageError(f"--{name} must be a finite number, not {self[name]!r}")
             if value < minimum:
                 raise usage.UsageError(f"--{name} must be at least {minimum}")
             self[name] = value
@@ -102,9 +105,13 @@ class Options(usage.Options):
 
         for endpoint in self["port"] + ([self["metrics"]] if self["metrics"] else []):
             try:
-                serverFromString(reactor, endpoint)
+                parsed = serverFromString(reactor, endpoint)
             except Exception as error:
                 raise usage.UsageError(f"--port {endpoint!r} is not a valid endpoint: {error}") from None
+            # TCP, TCP6 and SSL endpoints keep their port number here, unchecked until listen().
+            number = getattr(parsed, "_port", None)
+            if isinstance(number, int) and not 0 <= number <= 65535:
+                raise usage.UsageError(f"--port {endpoint!r} is not a valid endpoint: ports are 0 to 65535")
 
     def config(self) -> Config:
         """The server's settings from these options."""
