@@ -104,3 +104,123 @@ class Member:
     role: str
     joined_ms: int
     last_read_id: int = 0
+
+
+@frozen
+class Message:
+    """
+    A message of a room or of a direct conversation.
+
+    @ivar sender: the sender's username (empty when the account is gone).
+    @ivar parent_id: the root of the thread it replies to, or 0.
+    @ivar edited_ms: when it was last edited (0: never).
+    @ivar deleted: whether it was deleted (it then leaves history and search).
+    """
+
+    id: int
+    room_id: int
+    sender_id: int | None
+    sender: str
+    text: str
+    parent_id: int
+    created_ms: int
+    edited_ms: int = 0
+    deleted: bool = False
+
+    @property
+    def edited(self) -> bool:
+        """Whether the message was edited."""
+        return self.edited_ms != 0
+
+
+@frozen
+class MessageAccess:
+    """
+    A message, its room, and what the viewer is there.
+
+    @ivar role: the viewer's role in the message's room, L{None} when they
+        are not a member.
+    """
+
+    message: Message
+    room: Room
+    role: str | None
+
+
+@frozen
+class ReactionSummary:
+    """
+    One emoji's reactions to a message.
+
+    @ivar users: who reacted with it, first reaction first.
+    """
+
+    message_id: int
+    emoji: str
+    users: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        """How many users reacted with this emoji."""
+        return len(self.users)
+
+
+@frozen
+class Party:
+    """A member of a conversation, by id and name."""
+
+    user_id: int
+    username: str
+
+
+@frozen
+class Conversation:
+    """
+    A direct conversation as one of its two parties sees it.
+
+    @ivar other: the other party.
+    @ivar last_ms: when its newest (undeleted) message was sent, 0 if none.
+    @ivar unread: messages from the other party after the viewer's read marker.
+    """
+
+    room_id: int
+    other: Party
+    last_ms: int
+    unread: int
+
+
+@frozen
+class Unread:
+    """
+    How many unread messages a room or conversation holds for a member.
+
+    @ivar name: the room's name, or the other party's username for a direct
+        conversation.
+    """
+
+    room_id: int
+    kind: str
+    name: str
+    count: int
+
+    @property
+    def label(self) -> str:
+        """The name on the wire: the room's name, or C{@<user>}."""
+        return f"@{self.name}" if self.kind == "direct" else self.name
+
+
+@frozen
+class Found:
+    """
+    A search result: the message and where it is, as the searcher names it
+    (a room name, or the other party's username for a direct conversation).
+    """
+
+    message: Message
+    kind: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        """The name on the wire: the room's name, or C{@<user>}."""
+        return f"@{self.name}" if self.kind == "direct" else self.name
