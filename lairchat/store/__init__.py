@@ -11,6 +11,7 @@ from pathlib import Path
 from zope.interface import Attribute, Interface, implementer
 
 from lairchat.store.audit import AuditStore
+from lairchat.store.conversations import ConversationStore
 from lairchat.store.database import Database
 from lairchat.store.invitations import InvitationStore
 from lairchat.store.messages import MessageStore
@@ -29,6 +30,7 @@ class IStore(Interface):
     audit = Attribute("the L{AuditStore}")
     rooms = Attribute("the L{RoomStore}")
     messages = Attribute("the L{MessageStore}")
+    conversations = Attribute("the L{ConversationStore} (direct-message rooms)")
     invitations = Attribute("the L{InvitationStore}")
     stats = Attribute("the L{StatsStore}")
 
@@ -44,6 +46,7 @@ class Store:
         self.audit = AuditStore(db)
         self.rooms = RoomStore(db)
         self.messages = MessageStore(db)
+        self.conversations = ConversationStore(db)
         self.invitations = InvitationStore(db)
         self.stats = StatsStore(db)
 

@@ -1,13 +1,262 @@
 # -*- test-case-name: tests.test_messages -*-
 """
-The messages aggregate's SQL (not built yet).
+Messages, reactions, read markers and search, for rooms and direct
+conversations alike (a direct conversation is a room of kind C{direct}).
+
+A deleted message stays in the table with C{deleted_at} set: it leaves
+history, threads and search, and can no longer be edited, replied to or
+reacted to.  Every statement that writes on behalf of a user checks, in
+the statement itself, that the user is a member of the room, so a
+membership that ends between a command's check and its write cannot slip
+through.
 """
 
+from lairchat.models import Found, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.database import Database
+from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
+
+MESSAGE_COLUMNS = (
+    "m.id, m.room_id, m.sender_id, coalesce(s.username, ''), m.body, coalesce(m.parent_id, 0), "
+    "m.created_at, m.edited_at, m.deleted_at IS NOT NULL"
+)
+"""
+The columns L{message_from_row} reads, for C{messages m} left-joined to
+C{users s} on the sender.
+"""
+
+SENDER_JOIN = "LEFT JOIN users s ON s.id = m.sender_id"
+"""The join that L{MESSAGE_COLUMNS} needs."""
+
+THREAD_MAX = 1000
+"""The most replies L{MessageStore.thread} returns (the newest ones)."""
+
+SEARCH_MAX = 20
+"""The most results a search returns."""
+
+_NEWEST = 2**63 - 1
+"""An id above every message id: "before the end"."""
+
+
+def message_from_row(row: tuple) -> Message:
+    """Build a L{Message} from the first nine columns of C{row} (L{MESSAGE_COLUMNS})."""
+    return Message(
+        id=row[0],
+        room_id=row[1],
+        sender_id=row[2],
+        sender=row[3],
+        text=row[4],
+        parent_id=row[5],
+        created_ms=to_ms(row[6]),
+        edited_ms=to_ms(row[7]),
+        deleted=row[8],
+    )
 
 
 class MessageStore:
-    """The messages tables."""
+    """The C{messages} and C{reactions} tables, and the read markers of C{room_members}."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def post(self, room_id: int, sender_id: int, text: str, parent_id: int | None = None) -> Message | None:
+        """
+        Store a message (a reply when C{parent_id} is given) from a member.
+
+        @return: the message, or L{None} when the sender is not a member of
+            the room (nothing is stored).
+        """
+        rows = await self._db.fetchall(
+            "WITH m AS ("
+            "  INSERT INTO messages (room_id, sender_id, body, parent_id)"
+            "  SELECT %(room)s, %(sender)s, %(text)s, %(parent)s"
+            "  WHERE EXISTS (SELECT 1 FROM room_members WHERE room_id = %(room)s AND user_id = %(sender)s)"
+            "  RETURNING *"
+            f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
+            {"room": room_id, "sender": sender_id, "text": text, "parent": parent_id},
+            retry=False,
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    async def locate(self, message_id: int, viewer_id: int) -> MessageAccess | None:
+        """
+        A message (deleted or not), its room, and the viewer's role there.
+
+        @return: L{None} when there is no such message.
+        """
+        row = await self._db.fetchone(
+            f"SELECT {MESSAGE_COLUMNS}, {ROOM_COLUMNS}, me.role FROM messages m {SENDER_JOIN} "
+            "JOIN rooms r ON r.id = m.room_id "
+            "LEFT JOIN room_members me ON me.room_id = m.room_id AND me.user_id = %s "
+            "WHERE m.id = %s",
+            (viewer_id, message_id),
+        )
+        if row is None:
+            return None
+        return MessageAccess(message_from_row(row), room_from_row(row[9:17]), row[17])
+
+    async def edit(self, message_id: int, editor_id: int, text: str) -> Message | None:
+        """
+        Replace the text of a message, by its author while a member.
+
+        @return: the edited message, or L{None} when it is not the editor's,
+            is deleted, or the editor is no longer a member.
+        """
+        rows = await self._db.fetchall(
+            "WITH m AS ("
+            "  UPDATE messages SET body = %(text)s, edited_at = clock_timestamp()"
+            "  WHERE id = %(id)s AND sender_id = %(editor)s AND deleted_at IS NULL"
+            "  AND EXISTS (SELECT 1 FROM room_members me"
+            "              WHERE me.room_id = messages.room_id AND me.user_id = %(editor)s)"
+            "  RETURNING *"
+            f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
+            {"id": message_id, "editor": editor_id, "text": text},
+            retry=False,
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    async def delete(self, message_id: int) -> bool:
+        """
+        Delete a message (it leaves history, threads and search).
+
+        @return: whether it was deleted now (false: already deleted, or none).
+        """
+        rows = await self._db.fetchall(
+            "UPDATE messages SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL RETURNING id",
+            (message_id,),
+            retry=False,
+        )
+        return bool(rows)
+
+    async def add_reaction(self, message_id: int, user_id: int, emoji: str) -> bool:
+        """
+        React to an undeleted message, as a member of its room.
+
+        @return: whether the reaction was added (false: the user already
+            reacted with this emoji, or the message is gone, or they are not
+            a member).
+        """
+        rows = await self._db.fetchall(
+            "INSERT INTO reactions (message_id, user_id, emoji) "
+            "SELECT m.id, %(user)s, %(emoji)s FROM messages m "
+            "JOIN room_members me ON me.room_id = m.room_id AND me.user_id = %(user)s "
+            "WHERE m.id = %(id)s AND m.deleted_at IS NULL "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            {"id": message_id, "user": user_id, "emoji": emoji},
+            retry=False,
+        )
+        return bool(rows)
+
+    async def remove_reaction(self, message_id: int, user_id: int, emoji: str) -> bool:
+        """
+        Take back a reaction.
+
+        @return: whether there was one to take back.
+        """
+        rows = await self._db.fetchall(
+            "DELETE FROM reactions WHERE message_id = %s AND user_id = %s AND emoji = %s RETURNING 1",
+            (message_id, user_id, emoji),
+            retry=False,
+        )
+        return bool(rows)
+
+    async def reactions(self, message_id: int) -> list[ReactionSummary]:
+        """Every emoji a message got, with who reacted; the first used first."""
+        rows = await self._db.fetchall(
+            "SELECT x.emoji, array_agg(u.username ORDER BY x.created_at, u.username) "
+            "FROM reactions x JOIN users u ON u.id = x.user_id "
+            "WHERE x.message_id = %s GROUP BY x.emoji ORDER BY min(x.created_at), x.emoji",
+            (message_id,),
+        )
+        return [ReactionSummary(message_id, r[0], tuple(r[1])) for r in rows]
+
+    async def history(self, room_id: int, limit: int, before_id: int | None = None) -> list[Message]:
+        """
+        The newest C{limit} undeleted messages of a room with an id below
+        C{before_id} (all of them when L{None}), oldest first.
+        """
+        rows = await self._db.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages m {SENDER_JOIN} "
+            "WHERE m.room_id = %s AND m.deleted_at IS NULL AND m.id < %s "
+            "ORDER BY m.id DESC LIMIT %s",
+            (room_id, before_id if before_id is not None else _NEWEST, limit),
+        )
+        return [message_from_row(r) for r in reversed(rows)]
+
+    async def thread(self, root_id: int) -> list[Message]:
+        """
+        The root of a thread and its replies (the newest L{THREAD_MAX}),
+        undeleted ones only, oldest first.
+        """
+        rows = await self._db.fetchall(
+            f"(SELECT {MESSAGE_COLUMNS} FROM messages m {SENDER_JOIN} "
+            " WHERE m.id = %(root)s AND m.deleted_at IS NULL) "
+            "UNION ALL "
+            f"(SELECT {MESSAGE_COLUMNS} FROM messages m {SENDER_JOIN} "
+            " WHERE m.parent_id = %(root)s AND m.deleted_at IS NULL ORDER BY m.id DESC LIMIT %(max)s) "
+            "ORDER BY 1",
+            {"root": root_id, "max": THREAD_MAX},
+        )
+        return [message_from_row(r) for r in rows]
+
+    async def search(self, user_id: int, query: str, limit: int = SEARCH_MAX) -> list[Found]:
+        """
+        Full-text search over the undeleted messages of every room and
+        conversation the user is a member of (the scope is part of the
+        query), best match first.
+        """
+        rows = await self._db.fetchall(
+            "WITH q AS (SELECT websearch_to_tsquery('simple', %(q)s) AS q), "
+            "hits AS ("
+            "  SELECT m.id, ts_rank(m.search, q.q) AS rank FROM messages m, q"
+            "  WHERE m.search @@ q.q AND m.deleted_at IS NULL"
+            "  AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = %(user)s)"
+            "  ORDER BY rank DESC, m.id DESC LIMIT %(limit)s"
+            ") "
+            f"SELECT {MESSAGE_COLUMNS}, r.kind, coalesce(r.name, other.username) "
+            f"FROM hits h JOIN messages m ON m.id = h.id {SENDER_JOIN} "
+            "JOIN rooms r ON r.id = m.room_id "
+            "LEFT JOIN LATERAL ("
+            "  SELECT u.username FROM room_members o JOIN users u ON u.id = o.user_id"
+            "  WHERE r.kind = 'direct' AND o.room_id = r.id AND o.user_id <> %(user)s LIMIT 1"
+            ") other ON true "
+            "ORDER BY h.rank DESC, h.id DESC",
+            {"q": query, "user": user_id, "limit": limit},
+        )
+        return [Found(message_from_row(r), r[9], r[10] or "") for r in rows]
+
+    async def mark_read(self, room_id: int, user_id: int, message_id: int) -> bool:
+        """
+        Move a member's read marker of a room up to C{message_id} (never
+        back); a read message also counts as delivered.
+
+        @return: whether C{message_id} is a message of that room and the user
+            a member of it.
+        """
+        rows = await self._db.fetchall(
+            "UPDATE room_members SET last_read_id = GREATEST(last_read_id, %(id)s), "
+            "delivered_id = GREATEST(delivered_id, %(id)s) "
+            "WHERE room_id = %(room)s AND user_id = %(user)s "
+            "AND EXISTS (SELECT 1 FROM messages WHERE id = %(id)s AND room_id = %(room)s) RETURNING 1",
+            {"room": room_id, "user": user_id, "id": message_id},
+            retry=False,
+        )
+        return bool(rows)
+
+    async def unread(self, user_id: int) -> list[Unread]:
+        """
+        Every room and conversation of the user holding unread messages:
+        undeleted messages from others after the user's read marker, sent
+        since they joined.  The most recently active first.
+        """
+        rows = await self._db.fetchall(
+            "SELECT r.id, r.kind, coalesce(r.name, ou.username), count(m.id) "
+            "FROM room_members me JOIN rooms r ON r.id = me.room_id "
+            "LEFT JOIN room_members o ON r.kind = 'direct' AND o.room_id = r.id AND o.user_id <> me.user_id "
+            "LEFT JOIN users ou ON ou.id = o.user_id "
+            "JOIN messages m ON m.room_id = me.room_id AND m.id > me.last_read_id AND m.deleted_at IS NULL "
+            "  AND m.sender_id IS DISTINCT FROM me.user_id AND m.created_at >= me.joined_at "
+            "WHERE me.user_id = %s AND (r.kind = 'room' OR ou.username IS NOT NULL) "
+            "GROUP BY r.id, r.kind, r.name, ou.username ORDER BY max(m.id) DESC",
+            (user_id,),
+        )
+        return [Unread(r[0], r[1], r[2], r[3]) for r in rows]
