@@ -224,3 +224,61 @@ class Found:
     def label(self) -> str:
         """The name on the wire: the room's name, or C{@<user>}."""
         return f"@{self.name}" if self.kind == "direct" else self.name
+
+
+@frozen
+class Invitation:
+    """
+    An invitation to a room, with the names of its parties and room.
+
+    @ivar role: the room role granted on acceptance.
+    @ivar responded_ms: when it left C{pending} (0 while pending).
+    """
+
+    id: int
+    sender_id: int
+    sender: str
+    recipient_id: int
+    recipient: str
+    room_id: int
+    room: str
+    kind: str
+    status: str
+    role: str
+    message: str
+    created_ms: int
+    expires_ms: int
+    responded_ms: int = 0
+
+
+@frozen
+class InvitationEvent:
+    """One status change of an invitation (its trail); C{actor} is '' for the server."""
+
+    invitation_id: int
+    ts_ms: int
+    status: str
+    actor: str
+    note: str
+
+
+@frozen
+class InvitationStats:
+    """
+    Counts over a set of invitations (see docs/protocol.md, Invitations).
+
+    @ivar acceptance_rate: accepted / (accepted + declined + expired), 0 when
+        none of those.
+    @ivar median_response_ms: the median time from sending to an answer by
+        the recipient (accepted or declined), 0 when none.
+    """
+
+    sent: int
+    received: int
+    pending: int
+    accepted: int
+    declined: int
+    expired: int
+    revoked: int
+    acceptance_rate: float
+    median_response_ms: int

@@ -1,0 +1,82 @@
+"""
+What the invitation tests share: users, rooms and memberships made straight
+in the database (so these tests do not depend on the room commands), and a
+recording stand-in for a connection.
+"""
+
+from typing import Any
+
+from lairchat.models import User
+from lairchat.store import Store
+from lairchat.store.users import USER_COLUMNS, user_from_row
+
+DAY_MS = 24 * 3600 * 1000
+
+
+async def make_user(store: Store, name: str, server_role: str = "user") -> User:
+    """An account (with an unusable password hash: these users never log in)."""
+    row = await store.db.fetchone(
+        f"INSERT INTO users AS u (username, password_hash, server_role) VALUES (%s, 'x', %s) RETURNING {USER_COLUMNS}",
+        (name, server_role),
+    )
+    return user_from_row(row)
+
+
+async def make_room(store: Store, name: str, owner: User, privacy: str = "public") -> int:
+    """A room owned by C{owner} (a member with the role owner); its id."""
+    row = await store.db.fetchone(
+        "INSERT INTO rooms (name, privacy, owner_id) VALUES (%s, %s, %s) RETURNING id", (name, privacy, owner.id)
+    )
+    await add_member(store, row[0], owner, "owner")
+    return row[0]
+
+
+async def add_member(store: Store, room_id: int, user: User, role: str = "member") -> None:
+    """Make C{user} a member of the room with C{role}."""
+    await store.db.execute(
+        "INSERT INTO room_members (room_id, user_id, role) VALUES (%s, %s, %s)", (room_id, user.id, role)
+    )
+
+
+async def ban(store: Store, room_id: int, user: User) -> None:
+    """Ban C{user} from the room (the row only: no revocation, no removal)."""
+    await store.db.execute("INSERT INTO room_bans (room_id, user_id) VALUES (%s, %s)", (room_id, user.id))
+
+
+async def role_of(store: Store, room_id: int, user: User) -> str | None:
+    """C{user}'s role in the room, or L{None}."""
+    row = await store.db.fetchone(
+        "SELECT role FROM room_members WHERE room_id = %s AND user_id = %s", (room_id, user.id)
+    )
+    return row[0] if row else None
+
+
+async def statuses(store: Store, invitation_id: int) -> tuple[str, list[str]]:
+    """An invitation's stored status and the statuses of its trail, oldest first."""
+    row = await store.db.fetchone("SELECT status FROM invitations WHERE id = %s", (invitation_id,))
+    trail = await store.db.fetchall(
+        "SELECT status FROM invitation_events WHERE invitation_id = %s ORDER BY id", (invitation_id,)
+    )
+    return row[0], [r[0] for r in trail]
+
+
+class RecordingConnection:
+    """A connection that keeps the events sent to it."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.current_room: str | None = None
+
+    def send_event(self, line: str) -> None:
+        """Keep the line."""
+        self.events.append(line)
+
+    def __repr__(self) -> str:
+        return f"<RecordingConnection {len(self.events)} events>"
+
+
+def online(hub: Any, user: User) -> RecordingConnection:
+    """Put C{user} online in C{hub} on a new recording connection."""
+    connection = RecordingConnection()
+    hub.attach(connection, user)
+    return connection
