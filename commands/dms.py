@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_dms -*-
+"""
+Direct messages: DM, DM_HISTORY, LIST_CONVERSATIONS, and the delivery at
+login of what arrived while the user had no connection.
+
+A conversation is a two-member room of kind C{direct}, created by the first
+C{DM} between two users; every message command (edit, delete, react,
+reply, thread, search, mark read) works on its messages.  On the wire it is
+named C{@<the other party>}.
+"""
+
+from lairchat import validation
+from lairchat.command import Command, Extension, Reply
+from lairchat.messaging import before_id, direct_recipient, history_limit, history_line, send_direct
+from lairchat.wire import render
+
+OFFLINE_MAX = 500
+"""The most direct messages delivered as events at one login (the newest)."""
+
+
+class DirectMessage(Command):
+    """Send a direct message."""
+
+    name = "DM"
+    syntax = "DM:<user>:<text>"
+    summary = "Send a direct message; stored and delivered at login if the user is offline"
+    arity = (2, 2)
+    rate_class = "message"
+
+    def parse(self, arguments):
+        """A username and 1-4000 characters of text."""
+        return validation.username(arguments[0]), validation.text(arguments[1])
+
+    async def run(self, context, parsed):
+        """Store it; PRIVATE_MESSAGE to the recipient and the sender's other connections."""
+        name, text = parsed
+        message, other = await send_direct(context, name, text)
+        return Reply.ok(other.username, message.id, message.created_ms)
+
+
+class DirectHistory(Command):
+    """A page of a direct conversation."""
+
+    name = "DM_HISTORY"
+    syntax = "DM_HISTORY:<user>[:<limit>[:<before_id>]]"
+    summary = "Show your direct messages with a user, oldest first (limit 1-200, default 50)"
+    arity = (1, 3)
+
+    def parse(self, arguments):
+        """A username, an optional limit and an optional before id."""
+        rest = arguments[1:] + [None, None]
+        return validation.username(arguments[0]), history_limit(rest[0]), before_id(rest[1])
+
+    async def run(self, context, parsed):
+        """No conversation yet is an empty history."""
+        name, limit, before = parsed
+        other = await direct_recipient(context, name)
+        room = await context.store.conversations.between(context.user.id, other.id)
+        messages = [] if room is None else await context.store.messages.history(room.id, limit, before)
+        label = f"@{other.username}"
+        return Reply.ok(other.username, len(messages), lines=[history_line(label, m) for m in messages])
+
+
+class ListConversations(Command):
+    """Every direct conversation, the most recent first."""
+
+    name = "LIST_CONVERSATIONS"
+    syntax = "LIST_CONVERSATIONS"
+    summary = "List your direct conversations: who, the last message's time, how many unread"
+
+    async def run(self, context, parsed):
+        """One CONVERSATION line each."""
+        conversations = await context.store.conversations.list_for(context.user.id)
+        lines = [render("CONVERSATION", c.other.username, c.last_ms, c.unread) for c in conversations]
+        return Reply.ok(len(lines), lines=lines)
+
+
+class OfflineDelivery(Extension):
+    """
+    At login, the direct messages that arrived while the user had no
+    connection, as C{PRIVATE_MESSAGE} events, oldest first.
+    """
+
+    async def login_events(self, context, user):
+        """The undelivered messages (the newest L{OFFLINE_MAX}), now noted as delivered."""
+        messages, left_out = await context.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
+        lines = []
+        if left_out:
+            lines.append(render(
+                "SYSTEM_MESSAGE",
+                f"{left_out} older direct messages arrived while you were away; see LIST_CONVERSATIONS and DM_HISTORY",
+            ))
+        lines.extend(
+            render("PRIVATE_MESSAGE", m.sender, user.username, m.id, m.created_ms, m.text) for m in messages
+        )
+        return lines
+
+
+dm = DirectMessage()
+dm_history = DirectHistory()
+list_conversations = ListConversations()
+offline_delivery = OfflineDelivery()
