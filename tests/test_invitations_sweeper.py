@@ -1,0 +1,175 @@
+"""
+Tests for L{lairchat.sweeper}: the invitation sweep on a fake clock over
+the real database: expiry with its events to both parties, reminders once,
+retention, and a schedule that survives failing runs.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from lairchat.context import Config, ServerContext
+from lairchat.errors import DatabaseUnavailable
+from lairchat.hub import Hub
+from lairchat.sweeper import InvitationSweeper, sweep
+from tests.invitation_fixtures import DAY_MS, make_room, make_user, online, statuses
+from tests.support import fresh_store
+
+START = 1_800_000_000.0
+"""The fake clock's start, in epoch seconds."""
+
+
+class FlakyInvitations:
+    """The real invitation store, except that C{expire_due} raises the queued errors first."""
+
+    def __init__(self, real, errors):
+        self._real = real
+        self.errors = list(errors)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    async def expire_due(self, now_ms):
+        """Fail while errors are queued."""
+        if self.errors:
+            raise self.errors.pop(0)
+        return await self._real.expire_due(now_ms)
+
+
+class FlakyStore:
+    """A store whose invitations are a L{FlakyInvitations}."""
+
+    def __init__(self, real, errors):
+        self._real = real
+        self.invitations = FlakyInvitations(real.invitations, errors)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+class SweeperTests(TestCase):
+    """The service on a L{Clock}."""
+
+    async def setUp(self):
+        self.store = await fresh_store(self)
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.config = Config(sweep_interval=10, invite_ttl=100, reminder_window=50, invite_retention=1000)
+        self.server = ServerContext(config=self.config, store=self.store, clock=self.clock, passwords=None,
+                                    hub=Hub())
+        self.alice = await make_user(self.store, "alice")
+        self.bob = await make_user(self.store, "bob")
+        self.room = await make_room(self.store, "lair", self.alice)
+
+    def now_ms(self):
+        """The fake clock in epoch ms."""
+        return int(self.clock.seconds() * 1000)
+
+    async def invite(self, ttl_s=100, room=None):
+        """alice invites bob to lair now, for C{ttl_s} seconds."""
+        return await self.store.invitations.create(
+            self.alice, self.bob, room or self.room, "member", "", self.now_ms(), self.now_ms() + ttl_s * 1000
+        )
+
+    async def start(self):
+        """Start a sweeper (it runs at once) and wait for that first run."""
+        sweeper = InvitationSweeper(self.server)
+        sweeper.startService()
+        self.addCleanup(sweeper.stopService)
+        await sweeper.idle()
+        return sweeper
+
+    async def tick(self, sweeper, seconds):
+        """Advance the clock and wait for any run it started."""
+        self.clock.advance(seconds)
+        await sweeper.idle()
+
+    async def test_expires_on_schedule_and_tells_both_parties(self):
+        """A due invitation expires at the first run after its expiry; both parties online hear of it."""
+        alice_connection = online(self.server.hub, self.alice)
+        bob_connection = online(self.server.hub, self.bob)
+        invitation = await self.invite(ttl_s=25)
+        sweeper = await self.start()
+        await self.tick(sweeper, 10)
+        await self.tick(sweeper, 10)
+        self.assertEqual((await statuses(self.store, invitation.id))[0], "pending")
+        self.assertEqual(alice_connection.events, [])
+        await self.tick(sweeper, 10)
+        self.assertEqual(await statuses(self.store, invitation.id), ("expired", ["pending", "expired"]))
+        self.assertEqual(alice_connection.events, [f"INVITATION_EXPIRED:{invitation.id}:lair"])
+        self.assertIn(f"INVITATION_EXPIRED:{invitation.id}:lair", bob_connection.events)
+        self.assertEqual(sweeper.runs, 4)
+
+    async def test_offline_parties_are_not_told(self):
+        """Expiry happens whether or not anyone is online; only online connections get the event."""
+        bob_connection = online(self.server.hub, self.bob)
+        invitation = await self.invite(ttl_s=5)
+        sweeper = await self.start()
+        self.assertEqual(bob_connection.events, [f"INVITATION_REMINDER:{invitation.id}:lair:{invitation.expires_ms}"])
+        await self.tick(sweeper, 10)
+        self.assertEqual(bob_connection.events[1:], [f"INVITATION_EXPIRED:{invitation.id}:lair"])
+        self.assertEqual((await statuses(self.store, invitation.id))[0], "expired")
+
+    async def test_reminder_once_to_online_recipients(self):
+        """Under the reminder window, an online recipient is reminded once; an offline one when they come online."""
+        den = await make_room(self.store, "den", self.alice)
+        soon = await self.invite(ttl_s=40)
+        later = await self.invite(ttl_s=200, room=den)
+        sweeper = await self.start()
+        bob_connection = online(self.server.hub, self.bob)
+        await self.tick(sweeper, 10)
+        self.assertEqual(bob_connection.events, [f"INVITATION_REMINDER:{soon.id}:lair:{soon.expires_ms}"])
+        await self.tick(sweeper, 10)
+        self.assertEqual(len(bob_connection.events), 1)
+        self.server.hub.detach(bob_connection, self.bob)
+        await self.tick(sweeper, 150)
+        again = online(self.server.hub, self.bob)
+        await self.tick(sweeper, 10)
+        self.assertEqual(again.events, [f"INVITATION_REMINDER:{later.id}:den:{later.expires_ms}"])
+
+    async def test_retention(self):
+        """Answered invitations older than the retention period are deleted; recent ones stay."""
+        invitation = await self.invite()
+        await self.store.invitations.decline(invitation.id, self.bob, "", self.now_ms())
+        sweeper = await self.start()
+        await self.tick(sweeper, 990)
+        self.assertIsNotNone(await self.store.invitations.get(invitation.id))
+        await self.tick(sweeper, 20)
+        self.assertIsNone(await self.store.invitations.get(invitation.id))
+
+    async def test_failed_runs_are_logged_and_the_schedule_goes_on(self):
+        """A database failure and a bug each fail one run; the next run works."""
+        self.server.store = FlakyStore(self.store, [DatabaseUnavailable(), RuntimeError("bug")])
+        invitation = await self.invite(ttl_s=5)
+        sweeper = await self.start()
+        self.assertEqual(sweeper.failures, 1)
+        await self.tick(sweeper, 10)
+        self.assertEqual(sweeper.failures, 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((await statuses(self.store, invitation.id))[0], "pending")
+        await self.tick(sweeper, 10)
+        self.assertEqual((sweeper.runs, sweeper.failures), (3, 2))
+        self.assertEqual((await statuses(self.store, invitation.id))[0], "expired")
+
+    async def test_stop_ends_the_schedule(self):
+        """After stopping, time passes and nothing runs."""
+        sweeper = await self.start()
+        await sweeper.stopService()
+        self.clock.advance(100)
+        self.assertEqual(sweeper.runs, 1)
+
+    async def test_stop_waits_for_a_run_in_progress(self):
+        """Stopping during a run fires only once that run has finished."""
+        invitation = await self.invite(ttl_s=5)
+        sweeper = InvitationSweeper(self.server)
+        self.clock.advance(10)
+        sweeper.startService()
+        stopped = sweeper.stopService()
+        self.assertFalse(stopped.called)
+        await stopped
+        self.assertEqual((await statuses(self.store, invitation.id))[0], "expired")
+
+    async def test_sweep_function(self):
+        """One run reports what it did."""
+        await self.invite(ttl_s=5)
+        report = await sweep(self.server, self.now_ms() + 5000)
+        self.assertEqual((report.expired, report.reminded, report.purged), (1, 0, 0))
