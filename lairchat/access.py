@@ -8,7 +8,7 @@ from typing import Any
 
 from lairchat import permissions
 from lairchat.errors import AccessDenied, NotFound
-from lairchat.models import Member, Room
+from lairchat.models import Member, Room, User
 
 
 async def visible_room(context: Any, name: str) -> tuple[Room, Member | None]:
@@ -41,3 +41,27 @@ async def member_room(context: Any, name: str, action: str = "read") -> tuple[Ro
         raise AccessDenied(f"you are not a member of {room.name}")
     permissions.require(member.role, action)
     return room, member
+
+
+async def known_user(context: Any, name: str) -> User:
+    """
+    The account with this name (case-insensitively).
+
+    @raise NotFound: there is none.
+    """
+    user = await context.store.users.by_name(name)
+    if user is None:
+        raise NotFound(f"no user named {name}")
+    return user
+
+
+def forget_current_room(hub: Any, user_id: int, room_name: str) -> None:
+    """
+    Clear the current room of every connection of the user whose current
+    room it was (they left it, were kicked or were banned): their plain
+    lines no longer go there.
+    """
+    lowered = room_name.lower()
+    for connection in hub.connections_of(user_id):
+        if connection.current_room is not None and connection.current_room.lower() == lowered:
+            connection.current_room = None

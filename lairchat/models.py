@@ -107,6 +107,50 @@ class Member:
 
 
 @frozen
+class RoomSummary:
+    """
+    A room as C{LIST_ROOMS} and C{ROOM_INFO} show it.
+
+    @ivar members: how many members it has.
+    @ivar owner: the owner's username (empty when the account is gone).
+    """
+
+    room: Room
+    members: int
+    owner: str
+
+
+@frozen
+class Departure:
+    """
+    What leaving a room changed.
+
+    @ivar role: the role the leaver had.
+    @ivar successor: the member who became owner because the last owner
+        left, or L{None}.
+    @ivar deleted: whether the room was deleted because nobody was left.
+    """
+
+    role: str
+    successor: Member | None = None
+    deleted: bool = False
+
+
+@frozen
+class Ban:
+    """
+    What banning someone from a room changed.
+
+    @ivar was_member: whether they were a member (and no longer are).
+    @ivar revoked: the ids of their pending invitations to the room that
+        the ban revoked.
+    """
+
+    was_member: bool
+    revoked: tuple[int, ...] = ()
+
+
+@frozen
 class Message:
     """
     A message of a room or of a direct conversation.

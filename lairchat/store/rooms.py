@@ -4,8 +4,23 @@ Rooms, membership and bans.  Direct-message conversations are rooms of kind
 C{direct} with two members, so every message operation serves both.
 """
 
-from lairchat.models import Member, Room, to_ms
+from collections.abc import Callable
+
+import psycopg2
+
+from lairchat.errors import AccessDenied, Conflict, NotFound
+from lairchat.models import Ban, Departure, Member, Room, RoomSummary, User, to_ms
+from lairchat.permissions import SUCCESSION
+from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
+from lairchat.validation import ROLES
+
+Authorize = Callable[[str, str | None], None]
+"""
+A permission check run inside a moderation transaction, with the roles read
+under the room's lock: C{authorize(actor_role, target_role)} (the target's
+role is L{None} when they are not a member).  It raises the refusal.
+"""
 
 ROOM_COLUMNS = "r.id, r.name, r.kind, r.privacy, r.topic, r.owner_id, r.created_at, r.invite_template"
 """The columns L{room_from_row} reads, for a C{rooms} table aliased C{r}."""
@@ -93,3 +108,309 @@ class RoomStore:
             (room_id, user_id, role),
         )
         return touched == 1
+
+    # Creating, joining, leaving
+
+    async def create(self, name: str, privacy: str, owner: User) -> Room:
+        """
+        Create a room with C{owner} as its first member and owner, in one
+        transaction with its audit entry.
+
+        @raise Conflict: a room of that name exists (case-insensitively).
+        """
+
+        async def create_in(tx: Transaction) -> Room:
+            row = await tx.fetchone(
+                "INSERT INTO rooms AS r (name, kind, privacy, owner_id) VALUES (%s, 'room', %s, %s) "
+                f"RETURNING {ROOM_COLUMNS}",
+                (name, privacy, owner.id),
+            )
+            room = room_from_row(row)
+            await tx.execute(
+                "INSERT INTO room_members (room_id, user_id, role) VALUES (%s, %s, 'owner')", (room.id, owner.id)
+            )
+            await AuditStore.record_in(tx, owner.username, "create_room", room.name, detail=privacy)
+            return room
+
+        try:
+            return await self._db.transaction(create_in)
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict(f"a room named {name} already exists") from None
+
+    async def join(self, room_id: int, user_id: int) -> bool:
+        """
+        Make the user a member of the room with the role C{member}, unless
+        they are banned.  Who may join (public rooms) is the caller's check.
+
+        @return: whether they became a member (false: they already were).
+        @raise NotFound: the room is gone.
+        @raise AccessDenied: the user is banned from it.
+        """
+
+        async def join_in(tx: Transaction) -> bool:
+            if await tx.fetchone("SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room_id,)) is None:
+                raise NotFound("that room no longer exists")
+            banned = await tx.fetchone(
+                "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room_id, user_id)
+            )
+            if banned is not None:
+                raise AccessDenied("you are banned from this room")
+            return await self.add_member_in(tx, room_id, user_id, "member")
+
+        return await self._db.transaction(join_in)
+
+    async def leave(self, room_id: int, user_id: int) -> Departure | None:
+        """
+        Take the user out of the room.  When they were its last owner, the
+        longest-standing member of the highest role left (see
+        L{lairchat.permissions.SUCCESSION}) becomes owner; when nobody is
+        left, the room is deleted with its history.
+
+        @return: what changed, or L{None} when they were not a member.
+        """
+
+        async def leave_in(tx: Transaction) -> Departure | None:
+            room = await _lock(tx, room_id)
+            if room is None:
+                return None
+            row = await tx.fetchone(
+                "DELETE FROM room_members WHERE room_id = %s AND user_id = %s RETURNING role", (room_id, user_id)
+            )
+            if row is None:
+                return None
+            role = row[0]
+            left = await tx.fetchone("SELECT count(*) FROM room_members WHERE room_id = %s", (room_id,))
+            if left[0] == 0:
+                await tx.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
+                return Departure(role, deleted=True)
+            successor = None
+            if role == "owner":
+                owner = await tx.fetchone(
+                    "SELECT user_id FROM room_members WHERE room_id = %s AND role = 'owner' "
+                    "ORDER BY joined_at, user_id LIMIT 1",
+                    (room_id,),
+                )
+                if owner is None:
+                    successor = await _promote_successor(tx, room_id)
+                    owner_id = successor.user_id
+                else:
+                    owner_id = owner[0]
+                if owner_id != room.owner_id:
+                    await tx.execute("UPDATE rooms SET owner_id = %s WHERE id = %s", (owner_id, room_id))
+            return Departure(role, successor=successor)
+
+        return await self._db.transaction(leave_in)
+
+    # Moderation
+
+    async def set_topic(self, room_id: int, topic: str) -> None:
+        """Replace the room's topic."""
+        await self._db.execute("UPDATE rooms SET topic = %s WHERE id = %s", (topic, room_id))
+
+    async def set_role(self, room: Room, actor: User, target: User, role: str, authorize: Authorize) -> bool:
+        """
+        Give a member another role, after C{authorize} accepted the roles
+        as they are under the room's lock; audited in the same transaction.
+
+        @return: whether the role changed (false: they already had it).
+        @raise AccessDenied: the actor is not a member.
+        @raise NotFound: the target is not a member.
+        """
+
+        async def set_role_in(tx: Transaction) -> bool:
+            actor_role, target_role = await _roles_for(tx, room.id, actor.id, target.id)
+            if target_role is None:
+                raise NotFound(f"{target.username} is not a member of {room.name}")
+            authorize(actor_role, target_role)
+            if target_role == role:
+                return False
+            await tx.execute(
+                "UPDATE room_members SET role = %s WHERE room_id = %s AND user_id = %s", (role, room.id, target.id)
+            )
+            await AuditStore.record_in(
+                tx, actor.username, "set_role", _target(room, target), detail=f"{target_role} -> {role}"
+            )
+            return True
+
+        return await self._db.transaction(set_role_in)
+
+    async def kick(self, room: Room, actor: User, target: User, reason: str, authorize: Authorize) -> None:
+        """
+        Take a member out of the room, after C{authorize} accepted the roles
+        as they are under the room's lock; audited in the same transaction.
+
+        @raise AccessDenied: the actor is not a member.
+        @raise NotFound: the target is not a member.
+        """
+
+        async def kick_in(tx: Transaction) -> None:
+            actor_role, target_role = await _roles_for(tx, room.id, actor.id, target.id)
+            if target_role is None:
+                raise NotFound(f"{target.username} is not a member of {room.name}")
+            authorize(actor_role, target_role)
+            await tx.execute("DELETE FROM room_members WHERE room_id = %s AND user_id = %s", (room.id, target.id))
+            await AuditStore.record_in(tx, actor.username, "kick", _target(room, target), detail=reason)
+
+        await self._db.transaction(kick_in)
+
+    async def ban(self, room: Room, actor: User, target: User, reason: str, authorize: Authorize) -> Ban:
+        """
+        Ban a user (a member or not) from the room, in one transaction: the
+        ban, the end of their membership, the revocation of their pending
+        invitations to the room, and the audit entry.
+
+        @raise AccessDenied: the actor is not a member.
+        @raise Conflict: the user is already banned.
+        """
+        from lairchat.store.invitations import InvitationStore
+
+        async def ban_in(tx: Transaction) -> Ban:
+            if await _lock(tx, room.id) is None:
+                raise NotFound("that room no longer exists")
+            # Revoke first: this waits for an acceptance in flight, so the
+            # membership read next includes anyone it just let in.
+            revoked = await InvitationStore.revoke_pending_in(
+                tx, room.id, target.id, actor.id, f"banned by {actor.username}"
+            )
+            actor_role, target_role = await _roles_for(tx, room.id, actor.id, target.id, lock=False)
+            authorize(actor_role, target_role)
+            inserted = await tx.execute(
+                "INSERT INTO room_bans (room_id, user_id, banned_by, reason) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (room_id, user_id) DO NOTHING",
+                (room.id, target.id, actor.id, reason),
+            )
+            if inserted != 1:
+                raise Conflict(f"{target.username} is already banned from {room.name}")
+            removed = await tx.execute(
+                "DELETE FROM room_members WHERE room_id = %s AND user_id = %s", (room.id, target.id)
+            )
+            await AuditStore.record_in(tx, actor.username, "ban", _target(room, target), detail=reason)
+            return Ban(was_member=removed == 1, revoked=tuple(revoked))
+
+        return await self._db.transaction(ban_in)
+
+    async def unban(self, room: Room, actor: User, target: User, authorize: Authorize) -> None:
+        """
+        Lift a ban, after C{authorize} accepted the actor's role; audited in
+        the same transaction.
+
+        @raise AccessDenied: the actor is not a member.
+        @raise NotFound: the user is not banned.
+        """
+
+        async def unban_in(tx: Transaction) -> None:
+            actor_role, _ = await _roles_for(tx, room.id, actor.id, target.id)
+            authorize(actor_role, None)
+            removed = await tx.execute(
+                "DELETE FROM room_bans WHERE room_id = %s AND user_id = %s", (room.id, target.id)
+            )
+            if removed != 1:
+                raise NotFound(f"{target.username} is not banned from {room.name}")
+            await AuditStore.record_in(tx, actor.username, "unban", _target(room, target))
+
+        await self._db.transaction(unban_in)
+
+    # Reading
+
+    async def summaries(self, user_id: int, everything: bool = False) -> list[RoomSummary]:
+        """
+        The rooms a user can see, by name: every public room and the private
+        rooms they belong to (all rooms when C{everything}: a server
+        admin).  Never direct conversations.
+        """
+        rows = await self._db.fetchall(
+            f"SELECT {ROOM_COLUMNS}, "
+            "  (SELECT count(*) FROM room_members c WHERE c.room_id = r.id), coalesce(o.username, '') "
+            "FROM rooms r LEFT JOIN users o ON o.id = r.owner_id "
+            "WHERE r.kind = 'room' AND (r.privacy = 'public' OR %(everything)s OR EXISTS "
+            "  (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = %(user)s)) "
+            "ORDER BY lower(r.name)",
+            {"user": user_id, "everything": everything},
+        )
+        return [RoomSummary(room_from_row(r), r[8], r[9]) for r in rows]
+
+    async def summary(self, room_id: int) -> RoomSummary | None:
+        """One room with its member count and owner's name, or L{None}."""
+        row = await self._db.fetchone(
+            f"SELECT {ROOM_COLUMNS}, "
+            "  (SELECT count(*) FROM room_members c WHERE c.room_id = r.id), coalesce(o.username, '') "
+            "FROM rooms r LEFT JOIN users o ON o.id = r.owner_id WHERE r.id = %s",
+            (room_id,),
+        )
+        return RoomSummary(room_from_row(row), row[8], row[9]) if row else None
+
+    async def members(self, room_id: int) -> list[Member]:
+        """Every member of the room, highest role first, then by name."""
+        rows = await self._db.fetchall(
+            f"SELECT {MEMBER_COLUMNS} FROM room_members m JOIN users u ON u.id = m.user_id "
+            "WHERE m.room_id = %s ORDER BY array_position(%s::text[], m.role), lower(u.username)",
+            (room_id, list(ROLES)),
+        )
+        return [member_from_row(r) for r in rows]
+
+    async def co_member_ids(self, user_id: int) -> list[int]:
+        """
+        The ids of everyone who shares a room or a direct conversation with
+        the user (the audience of their presence), without the user.
+        """
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT other.user_id FROM room_members mine "
+            "JOIN room_members other ON other.room_id = mine.room_id AND other.user_id <> mine.user_id "
+            "WHERE mine.user_id = %s",
+            (user_id,),
+        )
+        return [r[0] for r in rows]
+
+
+async def _lock(tx: Transaction, room_id: int) -> Room | None:
+    """
+    Lock the room's row against other membership changes until the
+    transaction ends (joins, which take a share lock, wait too); L{None}
+    when the room is gone.  C{FOR NO KEY UPDATE} leaves foreign-key checks
+    (an invitation's acceptance adding a member) unblocked.
+    """
+    row = await tx.fetchone(f"SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = %s FOR NO KEY UPDATE", (room_id,))
+    return room_from_row(row) if row else None
+
+
+async def _roles_for(
+    tx: Transaction, room_id: int, actor_id: int, target_id: int, lock: bool = True
+) -> tuple[str, str | None]:
+    """
+    The roles of the actor and the target in the room, read under the
+    room's lock (taken here unless the caller holds it).
+
+    @raise NotFound: the room is gone.
+    @raise AccessDenied: the actor is not a member.
+    """
+    if lock and await _lock(tx, room_id) is None:
+        raise NotFound("that room no longer exists")
+    rows = await tx.fetchall(
+        "SELECT user_id, role FROM room_members WHERE room_id = %s AND user_id IN (%s, %s)",
+        (room_id, actor_id, target_id),
+    )
+    roles = dict(rows)
+    if actor_id not in roles:
+        raise AccessDenied("you are not a member of this room")
+    return roles[actor_id], roles.get(target_id)
+
+
+async def _promote_successor(tx: Transaction, room_id: int) -> Member:
+    """
+    Make the longest-standing member of the highest role below owner the
+    room's owner (the room has members and no owner left).
+    """
+    row = await tx.fetchone(
+        "UPDATE room_members AS m SET role = 'owner' FROM users u "
+        "WHERE u.id = m.user_id AND (m.room_id, m.user_id) = ("
+        "  SELECT room_id, user_id FROM room_members WHERE room_id = %s AND role = ANY(%s::text[]) "
+        "  ORDER BY array_position(%s::text[], role), joined_at, user_id LIMIT 1) "
+        f"RETURNING {MEMBER_COLUMNS}",
+        (room_id, list(SUCCESSION), list(SUCCESSION)),
+    )
+    return member_from_row(row)
+
+
+def _target(room: Room, user: User) -> str:
+    """The audit target of a moderation action: C{<room>/<user>}."""
+    return f"{room.name}/{user.username}"
