@@ -7,6 +7,7 @@ the events the hub delivers to them, so each test sees exactly who was told
 what.
 """
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -751,6 +752,20 @@ class StoreTests(RoomsTestCase):
         room = await self.store.rooms.create("hall", "public", alice.user)
         self.assertIsNone(await self.store.rooms.leave(room.id, bob.user.id))
         self.assertEqual(await self.store.rooms.member_ids(room.id), [alice.user.id])
+
+    async def test_owners_leaving_at_once_leave_an_owner(self):
+        """Two owners leaving concurrently: the second sees the first gone and names a successor."""
+        rooms = await self.room_with(bob="owner", carol="member")
+        room = await self.store.rooms.by_name("hall")
+        departures = await gatherResults(
+            [
+                Deferred.fromCoroutine(self.store.rooms.leave(room.id, rooms[name].user.id))
+                for name in ("alice", "bob")
+            ]
+        )
+        self.assertEqual(sum(d.successor is not None for d in departures), 1)
+        self.assertEqual(await self.roles("hall"), {"carol": "owner"})
+        self.assertEqual((await self.store.rooms.by_name("hall")).owner_id, rooms["carol"].user.id)
 
     async def test_co_members_include_direct_conversations(self):
         """Everyone sharing a room or a direct conversation, once, never oneself."""
