@@ -396,3 +396,28 @@ class SearchReadTests(RoomTestCase):
                          [f"ERROR:1501:NOT_FOUND:no message {message_id} in general"])
         self.assertEqual(fields((await self.bob.request("MARK_READ:general:x"))[0], 3),
                          ["ERROR", "1112", "INVALID_FORMAT"])
+
+
+class WithRoomCommandsTests(TestCase):
+    """The message commands together with the room commands that set the current room."""
+
+    async def test_plain_lines_after_join_and_leave(self):
+        """CREATE_ROOM and JOIN_ROOM make plain lines go to the room; after LEAVE_ROOM nothing reaches the leaver."""
+        server = await start_server(self)
+        alice = await server.user("alice")
+        bob = await server.user("bob")
+        await alice.ok("CREATE_ROOM:hall")
+        await bob.ok("JOIN_ROOM:hall")
+        await alice.event("USER_JOINED:")
+        reply = await bob.request("hi alice: it is bob")
+        self.assertEqual(fields(reply[0], 3), ["OK", "SEND_MESSAGE", "hall"])
+        message_id, ts = sent(reply)
+        self.assertEqual(await alice.event("MESSAGE:"), f"MESSAGE:hall:{message_id}:bob:{ts}:hi alice: it is bob")
+        history = await alice.request("GET_HISTORY:1")
+        self.assertEqual(history, [f"HISTORY:hall:{message_id}:bob:{ts}:0:0:hi alice: it is bob",
+                                   "OK:GET_HISTORY:hall:1"])
+        await bob.ok("LEAVE_ROOM:hall")
+        await alice.ok("SEND_MESSAGE:hall:bob left")
+        await bob.no_event("MESSAGE:")
+        self.assertEqual(await bob.request("GET_HISTORY:hall"), ["ERROR:1404:ACCESS_DENIED:you are not a member of hall"])
+        self.assertEqual(fields((await bob.request("more words"))[0], 3), ["ERROR", "1111", "NO_CURRENT_ROOM"])
