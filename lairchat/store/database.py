@@ -131,6 +131,9 @@ class Database:
             connect_timeout=10,
             options=f"-c statement_timeout={statement_timeout_ms}",
         )
+        # The pool takes a connection out of its set while a query runs on it;
+        # remember them all so that close() reaches the busy ones too.
+        self._connections = list(self._pool.connections)
 
     async def start(self) -> None:
         """
@@ -147,8 +150,8 @@ class Database:
             raise DatabaseUnavailable("the database cannot be reached") from None
 
     def close(self) -> None:
-        """Close every connection of the pool."""
-        for connection in list(self._pool.connections):
+        """Close every connection of the pool, idle or busy."""
+        for connection in self._connections:
             if connection.detector is not None:
                 connection.detector.setReconnectable(_Closed())
             try:
