@@ -114,15 +114,12 @@ async def resolve(context: Any, ref: str, action: str) -> tuple[Room, str]:
 
     @param ref: a value of L{conversation_ref}.
     @raise NotFound: no such room, user or conversation.
+    @raise InvalidInput: C{@<the caller>}.
     @raise AccessDenied: the caller is not a member of the room.
     """
     if ref.startswith("@"):
-        other = await context.store.users.by_name(ref[1:])
-        if other is None:
-            raise NotFound(f"no user named {ref[1:]}")
-        room = None
-        if other.id != context.user.id:
-            room = await context.store.conversations.between(context.user.id, other.id)
+        other = await direct_recipient(context, ref[1:])
+        room = await context.store.conversations.between(context.user.id, other.id)
         if room is None:
             raise NotFound(f"no conversation with {other.username}")
         return room, f"@{other.username}"
@@ -188,7 +185,7 @@ async def direct_recipient(context: Any, name: str) -> User:
     if other is None:
         raise NotFound(f"no user named {name}")
     if other.id == context.user.id:
-        raise InvalidInput("you cannot send a direct message to yourself")
+        raise InvalidInput("you cannot have a direct conversation with yourself")
     return other
 
 

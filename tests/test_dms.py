@@ -123,7 +123,7 @@ class DirectMessageEndToEndTests(TestCase):
         alice = await server.user("alice")
         self.assertEqual(await alice.request("DM:nobody:hi"), ["ERROR:1501:NOT_FOUND:no user named nobody"])
         self.assertEqual(await alice.request("DM:Alice:hi"),
-                         ["ERROR:1111:INVALID_INPUT:you cannot send a direct message to yourself"])
+                         ["ERROR:1111:INVALID_INPUT:you cannot have a direct conversation with yourself"])
         self.assertEqual(fields((await alice.request("DM:bob:"))[0], 3), ["ERROR", "1113", "INVALID_LENGTH"])
         self.assertEqual(fields((await alice.request("DM:bob"))[0], 3), ["ERROR", "1112", "INVALID_FORMAT"])
         self.assertEqual(fields((await alice.request("DM:b!b:hi"))[0], 3), ["ERROR", "1111", "INVALID_INPUT"])
@@ -194,6 +194,9 @@ class DirectMessageEndToEndTests(TestCase):
         self.assertEqual(await alice.request("DM_HISTORY:bob"), ["OK:DM_HISTORY:bob:0"])
         self.assertEqual(await alice.request("DM_HISTORY:nobody"), ["ERROR:1501:NOT_FOUND:no user named nobody"])
         self.assertEqual(fields((await alice.request("DM_HISTORY:alice"))[0], 3), ["ERROR", "1111", "INVALID_INPUT"])
+        self.assertEqual(fields((await alice.request("GET_HISTORY:@alice"))[0], 3), ["ERROR", "1111", "INVALID_INPUT"])
+        self.assertEqual(await alice.request("GET_HISTORY:@nobody"), ["ERROR:1501:NOT_FOUND:no user named nobody"])
+        self.assertEqual(await alice.request("GET_HISTORY:@bob"), ["ERROR:1501:NOT_FOUND:no conversation with bob"])
         self.assertEqual(fields((await alice.request("DM_HISTORY:bob:201"))[0], 3), ["ERROR", "1111", "INVALID_INPUT"])
         self.assertEqual(fields((await alice.request("DM_HISTORY:bob:5:x"))[0], 3), ["ERROR", "1112", "INVALID_FORMAT"])
 
