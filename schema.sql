@@ -137,6 +137,8 @@ CREATE INDEX IF NOT EXISTS invitations_room_status ON invitations (room_id, stat
 CREATE INDEX IF NOT EXISTS invitations_pending_expiry ON invitations (expires_at) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS invitations_one_pending
     ON invitations (room_id, recipient_id) WHERE status = 'pending';
+-- what the sweep's retention purge reads: answered invitations by age
+CREATE INDEX IF NOT EXISTS invitations_answered_at ON invitations (responded_at) WHERE status <> 'pending';
 
 CREATE TABLE IF NOT EXISTS invitation_events (
     id             bigserial PRIMARY KEY,

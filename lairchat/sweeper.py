@@ -32,25 +32,40 @@ class SweepReport:
     purged: int
 
 
-async def sweep(server: Any, now_ms: int) -> SweepReport:
+EXPIRY_BATCH = 100_000
+"""
+The most invitations one statement expires.  A backlog larger than this
+(a server down for long) takes several statements in the same run, so no
+single statement outlives the database's statement timeout and the sweep
+never wedges on a backlog.
+"""
+
+
+async def sweep(server: Any, now_ms: int, batch_size: int = EXPIRY_BATCH) -> SweepReport:
     """
     One run of the sweep at C{now_ms} over C{server}'s store and hub.
 
     @param server: a L{lairchat.context.ServerContext}.
+    @param batch_size: the most invitations one statement expires.
     @raise ChatError: the database failed; what was already committed stays.
     """
     store, hub, config = server.store.invitations, server.hub, server.config
-    expired = await store.expire_due(now_ms)
-    for invitation in expired:
-        hub.deliver([invitation.sender_id, invitation.recipient_id],
-                    render("INVITATION_EXPIRED", invitation.id, invitation.room))
+    expired = 0
+    while True:
+        batch = await store.expire_due(now_ms, batch_size)
+        for invitation in batch:
+            hub.deliver([invitation.sender_id, invitation.recipient_id],
+                        render("INVITATION_EXPIRED", invitation.id, invitation.room))
+        expired += len(batch)
+        if len(batch) < batch_size:
+            break
     online = [user.id for user in hub.online_users()]
     reminded = await store.remind(online, now_ms, config.reminder_window * 1000)
     for invitation in reminded:
         hub.deliver([invitation.recipient_id],
                     render("INVITATION_REMINDER", invitation.id, invitation.room, invitation.expires_ms))
     purged = await store.purge_answered(now_ms - config.invite_retention * 1000)
-    return SweepReport(len(expired), len(reminded), purged)
+    return SweepReport(expired, len(reminded), purged)
 
 
 class InvitationSweeper(Service):

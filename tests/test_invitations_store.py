@@ -317,6 +317,17 @@ class SweepStatementTests(TestCase):
         self.assertEqual(await statuses(self.store, answered.id), ("declined", ["pending", "declined"]))
         self.assertEqual(await self.store.invitations.expire_due(NOW + 1000), [])
 
+    async def test_expire_due_in_batches(self):
+        """With a limit, the invitations due first expire first; the rest wait for the next statement."""
+        create = self.store.invitations.create
+        late = await create(self.alice, self.bob, self.rooms[0], "member", "", NOW, NOW + 3000)
+        early = await create(self.alice, self.bob, self.rooms[1], "member", "", NOW, NOW + 1000)
+        middle = await create(self.alice, self.bob, self.rooms[2], "member", "", NOW, NOW + 2000)
+        expire = self.store.invitations.expire_due
+        self.assertEqual([i.id for i in await expire(NOW + 5000, 2)], sorted([early.id, middle.id]))
+        self.assertEqual([i.id for i in await expire(NOW + 5000, 2)], [late.id])
+        self.assertEqual(await expire(NOW + 5000, 2), [])
+
     async def test_remind_once(self):
         """A reminder is due within the window, for the listed recipients, once."""
         create = self.store.invitations.create

@@ -28,11 +28,11 @@ class FlakyInvitations:
     def __getattr__(self, name):
         return getattr(self._real, name)
 
-    async def expire_due(self, now_ms):
+    async def expire_due(self, now_ms, limit=None):
         """Fail while errors are queued."""
         if self.errors:
             raise self.errors.pop(0)
-        return await self._real.expire_due(now_ms)
+        return await self._real.expire_due(now_ms, limit)
 
 
 class FlakyStore:
@@ -167,6 +167,16 @@ class SweeperTests(TestCase):
         self.assertFalse(stopped.called)
         await stopped
         self.assertEqual((await statuses(self.store, invitation.id))[0], "expired")
+
+    async def test_backlog_in_batches(self):
+        """A backlog larger than a batch is expired in the same run, every party told."""
+        bob_connection = online(self.server.hub, self.bob)
+        rooms = [self.room] + [await make_room(self.store, f"room{n}", self.alice) for n in range(4)]
+        invitations = [await self.invite(ttl_s=5, room=room) for room in rooms]
+        report = await sweep(self.server, self.now_ms() + 5000, batch_size=2)
+        self.assertEqual(report.expired, 5)
+        expired = sorted(line for line in bob_connection.events if line.startswith("INVITATION_EXPIRED:"))
+        self.assertEqual(expired, sorted(f"INVITATION_EXPIRED:{i.id}:{i.room}" for i in invitations))
 
     async def test_sweep_function(self):
         """One run reports what it did."""

@@ -402,21 +402,25 @@ class InvitationStore:
 
     # The sweep
 
-    async def expire_due(self, now_ms: int) -> list[Invitation]:
+    async def expire_due(self, now_ms: int, limit: int | None = None) -> list[Invitation]:
         """
-        Expire every pending invitation due at C{now_ms} and record their
-        events, in one set-based statement.
+        Expire the pending invitations due at C{now_ms} (the C{limit} that
+        are due first, when given) and record their events, in one
+        set-based statement.
 
         @return: the invitations expired.
         """
+        limit_clause = " ORDER BY expires_at LIMIT %s" if limit is not None else ""
+        limit_params = (limit,) if limit is not None else ()
         rows = await self._db.fetchall(
             "WITH i AS (UPDATE invitations SET status = %s, responded_at = %s "
-            "WHERE status = %s AND expires_at <= %s RETURNING *), "
+            "WHERE status = %s AND expires_at <= %s AND id IN "
+            f"(SELECT id FROM invitations WHERE status = %s AND expires_at <= %s{limit_clause}) RETURNING *), "
             "e AS (INSERT INTO invitation_events (invitation_id, ts, status, note) "
             "SELECT i.id, %s, %s, 'expired' FROM i) "
             f"SELECT {COLUMNS} FROM i {JOINS} ORDER BY i.id",
             (lifecycle.outcome("expire"), moment(now_ms), lifecycle.PENDING, moment(now_ms),
-             moment(now_ms), lifecycle.outcome("expire")),
+             lifecycle.PENDING, moment(now_ms), *limit_params, moment(now_ms), lifecycle.outcome("expire")),
             retry=False,
         )
         return [invitation_from_row(r) for r in rows]
