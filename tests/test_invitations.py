@@ -392,6 +392,31 @@ class OverseeTests(InvitationTestCase):
         self.assertIsNone((await self.store.rooms.by_id(self.room)).invite_template)
 
 
+class RoomCommandTests(InvitationTestCase):
+    """How invitations meet the room commands."""
+
+    async def test_ban_revokes_pending_invitations(self):
+        """BAN_USER revokes the banned user's pending invitation, with its event and trail entry."""
+        number = invitation_id(await self.carol.ok("INVITE_USER:bob:lair"))
+        await self.alice.ok("BAN_USER:lair:bob:spam")
+        self.assertEqual(await self.bob.event("INVITATION_REVOKED:"), f"INVITATION_REVOKED:{number}:lair:alice")
+        self.assertEqual(await statuses(self.store, number), ("revoked", ["pending", "revoked"]))
+        self.assertEqual(await self.bob.request(f"ACCEPT_INVITATION:{number}"),
+                         ["ERROR:1502:GONE:this invitation was revoked"])
+        self.assertTrue((await self.carol.request("INVITE_USER:bob:lair"))[0].startswith("ERROR:1404:"))
+
+    async def test_private_room_by_invitation(self):
+        """A private room refuses JOIN_ROOM; an accepted invitation lets one in."""
+        await self.alice.ok("CREATE_ROOM:vault:private")
+        self.assertTrue((await self.bob.request("JOIN_ROOM:vault"))[0].startswith("ERROR:1404:"))
+        await self.alice.ok("INVITE_USER:bob:vault")
+        self.assertEqual((await self.bob.request("ACCEPT_INVITATION:vault"))[-1].split(":")[:2],
+                         ["OK", "ACCEPT_INVITATION"])
+        self.assertEqual(await self.alice.event("USER_JOINED:"), "USER_JOINED:vault:bob")
+        reply = await self.bob.request("ROOM_MEMBERS:vault")
+        self.assertIn("MEMBER:vault:bob:member:online", reply)
+
+
 class DeliveryTests(InvitationTestCase):
     """Pending invitations at login and across a restart."""
 
