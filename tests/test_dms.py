@@ -173,6 +173,20 @@ class DirectMessageEndToEndTests(TestCase):
         await client.ok("LOGIN:bob:correct horse 9")
         await client.no_event("PRIVATE_MESSAGE")
 
+    async def test_reply_while_away_is_delivered_at_login(self):
+        """A reply in a conversation made while the other party was away comes at login too."""
+        server = await start_server(self)
+        alice = await server.user("alice")
+        bob = await server.user("bob")
+        first = (await bob.ok("DM:alice:a question"))[0].split(":")[3]
+        await alice.event("PRIVATE_MESSAGE")
+        await bob.ok("LOGOUT")
+        reply = (await alice.ok(f"REPLY_MESSAGE:{first}:an answer"))[0].split(":")
+        await bob.ok("LOGIN:bob:correct horse 9")
+        self.assertEqual(await bob.event("PRIVATE_MESSAGE"),
+                         f"PRIVATE_MESSAGE:alice:bob:{reply[3]}:{reply[4]}:an answer")
+        await bob.no_event("PRIVATE_MESSAGE")
+
     async def test_offline_delivery_at_resume(self):
         """RESUME delivers what waited, like LOGIN."""
         server = await start_server(self)
