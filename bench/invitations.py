@@ -23,7 +23,6 @@ end; the whole run is cut off after C{--deadline} seconds.
 """
 
 import argparse
-import os
 import shutil
 import signal
 import socket

@@ -507,6 +507,9 @@ class RevokeInvitation(Command):
     async def run(self, context, invitation_id):
         """Check who asks, revoke, tell the recipient."""
         invitation, actor = await visible_invitation(context, invitation_id)
+        if not actor.can_see:
+            # A server admin sees every invitation but revokes only as the rules allow.
+            permissions.require(actor.room_role, "revoke_any_invitation")
         lifecycle.authorize("revoke", actor)
         revoked = await context.store.invitations.revoke(invitation.id, context.user, context.now_ms())
         context.hub.deliver([revoked.recipient_id],

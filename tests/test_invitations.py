@@ -344,6 +344,12 @@ class OverseeTests(InvitationTestCase):
                          ["ERROR:1002:PERMISSION_DENIED:only the sender or an admin of the room can revoke this invitation"])
         self.assertEqual(await self.dave.request(f"REVOKE_INVITATION:{number}"),
                          [f"ERROR:1501:NOT_FOUND:no invitation {number}"])
+        await self.server.user("root_user")
+        await self.store.users.set_server_role("root_user", "admin")
+        root = await self.server.connect()
+        await root.ok("LOGIN:root_user:correct horse 9")
+        self.assertEqual((await root.request(f"VIEW_INVITATION:{number}"))[-1], f"OK:VIEW_INVITATION:{number}")
+        self.assertTrue((await root.request(f"REVOKE_INVITATION:{number}"))[0].startswith("ERROR:1002:"))
         self.assertEqual(await self.bob.request(f"REVOKE_INVITATION:{number}"), [f"OK:REVOKE_INVITATION:{number}"])
         self.assertEqual(await erin.event("INVITATION_REVOKED:"), f"INVITATION_REVOKED:{number}:lair:bob")
         self.assertEqual(await self.carol.request(f"REVOKE_INVITATION:{number}"),

@@ -11,7 +11,7 @@ from lairchat.context import Config, ServerContext
 from lairchat.errors import DatabaseUnavailable
 from lairchat.hub import Hub
 from lairchat.sweeper import InvitationSweeper, sweep
-from tests.invitation_fixtures import DAY_MS, make_room, make_user, online, statuses
+from tests.invitation_fixtures import make_room, make_user, online, statuses
 from tests.support import fresh_store
 
 START = 1_800_000_000.0
