@@ -62,6 +62,14 @@ class ChatProtocol(LineOnlyReceiver):
         """Greet the client and watch our own output buffer."""
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
+        # Lines are small and interactive: send each at once rather than
+        # waiting for Nagle's algorithm to fill a segment.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
         config = self.server.config
         self.write_lines(
             [
