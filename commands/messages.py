@@ -137,50 +137,60 @@ class DeleteMessage(Command):
         return Reply.ok(message_id)
 
 
-class ReactMessage(Command):
+class _Reaction(Command):
+    """
+    What adding and taking back a reaction share: the arguments, the
+    membership check, the event to the room.  Subclasses say which change
+    to make and how it is refused.
+    """
+
+    arity = (2, 2)
+    rate_class = "message"
+    event = ""
+
+    def parse(self, arguments):
+        """A message id and an emoji."""
+        return validation.identifier(arguments[0]), validation.emoji(arguments[1])
+
+    async def change(self, context, message_id, emoji):
+        """Make the change; raise the refusal when there is nothing to change."""
+        raise NotImplementedError(self.name)
+
+    async def run(self, context, parsed):
+        """Check membership, change, tell the room."""
+        message_id, emoji = parsed
+        access = await visible_message(context, message_id, "react")
+        await self.change(context, message_id, emoji)
+        await broadcast(context, access.room, self.event, message_id, context.user.username, emoji)
+        return Reply.ok(message_id, emoji)
+
+
+class ReactMessage(_Reaction):
     """Add a reaction to a message."""
 
     name = "REACT_MESSAGE"
     syntax = "REACT_MESSAGE:<id>:<emoji>"
     summary = "React to a message (an emoji or a short word, no spaces or colons)"
-    arity = (2, 2)
-    rate_class = "message"
+    event = "REACTION_ADDED"
 
-    def parse(self, arguments):
-        """A message id and an emoji."""
-        return validation.identifier(arguments[0]), validation.emoji(arguments[1])
-
-    async def run(self, context, parsed):
+    async def change(self, context, message_id, emoji):
         """One reaction per user and emoji."""
-        message_id, emoji = parsed
-        access = await visible_message(context, message_id, "react")
         if not await context.store.messages.add_reaction(message_id, context.user.id, emoji):
             raise Conflict(f"you already reacted to message {message_id} with {emoji}")
-        await broadcast(context, access.room, "REACTION_ADDED", message_id, context.user.username, emoji)
-        return Reply.ok(message_id, emoji)
 
 
-class UnreactMessage(Command):
+class UnreactMessage(_Reaction):
     """Take back a reaction."""
 
     name = "UNREACT_MESSAGE"
     syntax = "UNREACT_MESSAGE:<id>:<emoji>"
     summary = "Take back your reaction to a message"
-    arity = (2, 2)
-    rate_class = "message"
+    event = "REACTION_REMOVED"
 
-    def parse(self, arguments):
-        """A message id and an emoji."""
-        return validation.identifier(arguments[0]), validation.emoji(arguments[1])
-
-    async def run(self, context, parsed):
+    async def change(self, context, message_id, emoji):
         """Remove it, if there was one."""
-        message_id, emoji = parsed
-        access = await visible_message(context, message_id, "react")
         if not await context.store.messages.remove_reaction(message_id, context.user.id, emoji):
             raise NotFound(f"you have not reacted to message {message_id} with {emoji}")
-        await broadcast(context, access.room, "REACTION_REMOVED", message_id, context.user.username, emoji)
-        return Reply.ok(message_id, emoji)
 
 
 class GetHistory(Command):
