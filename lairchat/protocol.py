@@ -20,7 +20,7 @@ from lairchat.context import ServerContext
 from lairchat.errors import ChatError, LineTooLong
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Outcome, Router
-from lairchat.wire import parse_line, render, render_error
+from lairchat.wire import parse_line, raw_label, render, render_error, with_label
 
 QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
@@ -116,14 +116,17 @@ class ChatProtocol(LineOnlyReceiver):
         try:
             request = parse_line(line)
         except ChatError as error:
-            self._enqueue(error)
+            self._enqueue((raw_label(line), error))
             return
         if request is None:
             return
         self._enqueue(request)
 
     def _enqueue(self, item: Any) -> None:
-        """Queue a request (or a refusal) and make sure the queue drains."""
+        """
+        Queue a request, or a refusal as C{(label, error)}, and make sure
+        the queue drains.
+        """
         self._queue.append(item)
         if len(self._queue) >= QUEUE_LIMIT and not self._reading_paused:
             self._reading_paused = True
@@ -143,7 +146,7 @@ class ChatProtocol(LineOnlyReceiver):
         if not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
-        self._enqueue(LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes"))
+        self._enqueue((raw_label(line), LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes")))
 
     async def _drain(self) -> None:
         """Answer queued requests one after another."""
@@ -151,8 +154,9 @@ class ChatProtocol(LineOnlyReceiver):
         try:
             while self._queue and not self._closed:
                 item = self._queue.popleft()
-                if isinstance(item, ChatError):
-                    outcome = Outcome((render_error(item),), close=item.closes)
+                if isinstance(item, tuple):
+                    label, error = item
+                    outcome = Outcome((with_label(label, render_error(error)),), close=error.closes)
                 else:
                     outcome = await self.router.dispatch(self, item)
                 if self._closed:

@@ -23,6 +23,9 @@ from lairchat.errors import ChatError, InvalidCharacters, InvalidEncoding, Inval
 LABEL_PATTERN = re.compile(r"@label=([A-Za-z0-9._-]{1,32}) (.*)\Z", re.DOTALL)
 """A well-formed label tag and the rest of the line."""
 
+_RAW_LABEL = re.compile(rb"@label=([A-Za-z0-9._-]{1,32}) ")
+"""A well-formed label tag at the start of a line's bytes."""
+
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 """Every control character (Unicode category Cc) except TAB."""
 
@@ -80,6 +83,17 @@ def decode_line(data: bytes) -> str:
     if has_control_characters(text):
         raise InvalidCharacters("control characters are not allowed")
     return text
+
+
+def raw_label(data: bytes) -> str | None:
+    """
+    The label of a line refused before it could be parsed (not UTF-8,
+    holding control characters, or too long), read from its bytes: the
+    well-formed tag at its start, or L{None}.  The refusal is then answered
+    under it, like every reply to a labelled request.
+    """
+    match = _RAW_LABEL.match(data)
+    return match.group(1).decode("ascii") if match else None
 
 
 def parse_text(text: str) -> Request | None:
