@@ -57,7 +57,7 @@ class Register(Command):
 
     name = "REGISTER"
     syntax = "REGISTER:<user>:<password>"
-    summary = "Create an account and log in (password: 8-128 characters, a letter and a digit)"
+    summary = "Create an account and log in (a password has 8-128 characters, a letter and a digit)"
     arity = (2, 2)
     needs_login = False
     rate_class = "auth"
@@ -173,7 +173,7 @@ class ChangePassword(Command):
 
     name = "CHANGE_PASSWORD"
     syntax = "CHANGE_PASSWORD:<old>:<new>"
-    summary = "Change your password (the old one cannot hold ':'); other sessions are logged out"
+    summary = "Change your password (the old one cannot hold a colon); other sessions are logged out"
     arity = (2, 2)
     rate_class = "auth"
 

@@ -66,7 +66,7 @@ class ListConversations(Command):
 
     name = "LIST_CONVERSATIONS"
     syntax = "LIST_CONVERSATIONS"
-    summary = "List your direct conversations: who, the last message's time, how many unread"
+    summary = "List your direct conversations with the last message's time and how many are unread"
 
     async def run(self, context, parsed):
         """One CONVERSATION line each."""

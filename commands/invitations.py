@@ -522,7 +522,7 @@ class InvitationStats(Command):
 
     name = "INVITATION_STATS"
     syntax = "INVITATION_STATS[:<room>|*]"
-    summary = "Invitation counts, acceptance rate and median response time: yours, a room's (admin+), or * (server admin)"
+    summary = "Invitation counts, acceptance rate and median response time, yours, a room's (admin+), or * (server admin)"
     arity = (0, 1)
 
     def parse(self, arguments):

@@ -254,7 +254,7 @@ class GetReactions(Command):
 
     name = "GET_REACTIONS"
     syntax = "GET_REACTIONS:<id>"
-    summary = "List a message's reactions: emoji, count and who"
+    summary = "List a message's reactions with their counts and who reacted"
     arity = (1, 1)
 
     def parse(self, arguments):

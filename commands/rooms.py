@@ -83,7 +83,7 @@ class LeaveRoom(Command):
 
     name = "LEAVE_ROOM"
     syntax = "LEAVE_ROOM[:<room>]"
-    summary = "Leave a room (default: your current room); the last owner's successor is chosen by role, then seniority"
+    summary = "Leave a room (by default your current room); the last owner's successor is chosen by role, then seniority"
     arity = (0, 1)
 
     def parse(self, arguments):
@@ -297,7 +297,7 @@ class BanUser(Moderation):
 
     name = "BAN_USER"
     syntax = "BAN_USER:<room>:<user>[:<reason>]"
-    summary = "Ban a user below your role from a room (admin+): they leave it, cannot join, lose pending invitations"
+    summary = "Ban a user below your role from a room (admin+); they leave it, cannot join, lose pending invitations"
     arity = (2, 3)
     action = "ban"
 

@@ -210,6 +210,15 @@ class FramingAndGrammarTests(ConformanceTestCase):
         self.assertTrue(refused.startswith("@label=e2 ERROR:1001:AUTH_REQUIRED:"), refused)
         self.assertEqual(alice.events + bob.events + anonymous.events, [])
 
+        # Deliveries after a labelled LOGIN are events: no label.
+        await server.user("carol")
+        [invited] = await alice.request("INVITE_USER:carol:hall")
+        _, number, _, _, expires = self.assertShape(invited, "OK", 5)
+        anonymous.send(f"@label=L1 LOGIN:carol:{PASSWORD}")
+        [logged_in] = await reply_of(anonymous, "L1")
+        self.assertRegex(logged_in, r"^@label=L1 OK:LOGIN:carol:[0-9a-f]{64}$")
+        self.assertEqual(await anonymous.line(), f"INVITATION_RECEIVED:{number}:alice:hall:member:{expires}:")
+
     async def test_unlabelled_reply(self):
         """Without a label, no reply line has one."""
         server = await start_server(self)
@@ -311,9 +320,11 @@ class FramingAndGrammarTests(ConformanceTestCase):
         self.assertOne(await alice.request("CREATE_ROOM:lobby"), "ERROR:1111:INVALID_INPUT:")
         self.assertOne(await alice.request("CREATE_ROOM:LATEST"), "ERROR:1111:INVALID_INPUT:")
         self.assertOne(await alice.request("CREATE_ROOM:1hall"), "ERROR:1111:INVALID_INPUT:")
+        room = "h" * 50
+        alice.send("@label=" + "L" * 32 + f" SEND_MESSAGE:{room}:" + "\U0001d11e" * 4000 + "\r")
+        [ok] = await reply_of(alice, "L" * 32)
+        self.assertTrue(ok.startswith("@label=" + "L" * 32 + f" OK:SEND_MESSAGE:{room}:"), ok)
         await alice.ok("CREATE_ROOM:hall")
-        [ok] = await alice.request("SEND_MESSAGE:hall:" + "\u00e9" * 4000)
-        self.assertTrue(ok.startswith("OK:SEND_MESSAGE:hall:"), ok)
         self.assertOne(await alice.request("SEND_MESSAGE:hall:" + "x" * 4001), "ERROR:1113:INVALID_LENGTH:")
         self.assertOne(await alice.request("SEND_MESSAGE:hall:"), "ERROR:1113:INVALID_LENGTH:")
         [ok] = await alice.request("SEND_MESSAGE:hall:tab\there")
@@ -393,6 +404,20 @@ class ErrorCodeTests(ConformanceTestCase):
         self.assertOne(await alice.request(b"SEND_MESSAGE:hall:a\x7fb"), "ERROR:1114:INVALID_CHARACTERS:")
         self.assertEqual(await alice.request("WHOAMI"), ["OK:WHOAMI:alice:user"])
 
+    async def test_rate_limited(self):
+        """
+        C{1110 RATE_LIMITED}, saying when to retry, once a class of
+        requests is used faster than its limit (here the sixth RESUME in a
+        burst; the auth class allows five).
+        """
+        server = await start_server(self, rate_limits=True)
+        client = await server.connect()
+        for _ in range(5):
+            self.assertOne(await client.request("RESUME:" + "0" * 64), "ERROR:1003:SESSION_EXPIRED:")
+        limited = self.assertOne(await client.request("RESUME:" + "0" * 64), "ERROR:1110:RATE_LIMITED:")
+        self.assertRegex(limited, r"retry in \d")
+        self.assertEqual(await client.request("PING"), ["OK:PING"])
+
     async def test_credentials_and_sessions(self):
         """
         C{1004} for a wrong user or password alike, C{1005} after repeated
@@ -433,8 +458,13 @@ class SessionAndAccountTests(ConformanceTestCase):
         self.assertEqual(reply[-1], f"OK:HELP:{len(commands)}")
         self.assertEqual(reply[:-1], [render("HELP", c.name, c.syntax, c.summary) for c in commands])
         for line, command in zip(reply, commands):
-            self.assertTrue(line.startswith(f"HELP:{command.name}:{command.name}"), line)
-            self.assertTrue(command.summary, command.name)
+            # The syntax holds colons of its own, so the summary, the last
+            # field, holds none: the line splits unambiguously.
+            kind, name, rest = line.split(":", 2)
+            syntax, summary = rest.rsplit(":", 1)
+            self.assertEqual((kind, name, syntax, summary), ("HELP", command.name, command.syntax, command.summary))
+            self.assertTrue(syntax.startswith(name), line)
+            self.assertTrue(summary, line)
         self.assertEqual({c.name for c in commands} | {a for c in commands for a in c.aliases}, set(registry))
         self.assertEqual(await client.request("SHOW_HELP"), reply)
         for name in CONTRACT_COMMANDS:
@@ -758,6 +788,7 @@ class MessageTests(ConformanceTestCase):
         self.assertOne(await alice.request("DM:nobody:hi"), "ERROR:1501:NOT_FOUND:")
 
         await bob.close()
+        self.assertEqual(await alice.event("PRESENCE:"), "PRESENCE:bob:offline")
         [sent] = await alice.request("DM:bob:while you were out")
         _, _, offline_id, offline_ts = self.assertShape(sent, "OK", 4)
         bob = await server.connect()
@@ -970,6 +1001,10 @@ class AdministrationTests(ConformanceTestCase):
             self.assertIn(outcome, ("ok", "failed", "refused"))
         newest = self.assertShape((await root.request("AUDIT_LOG:1"))[0], "AUDIT", 6)
         self.assertEqual(newest[1:5], ["bob", "register", "bob", "ok"])
+
+        reply = await root.request("INVITATION_STATS:*")
+        self.assertEqual([self.assertShape(line, "STAT", 2)[0] for line in reply[:-1]], list(STAT_KEYS))
+        self.assertEqual(reply[-1], "OK:INVITATION_STATS:*")
 
         self.assertEqual(await root.request("SET_USER_ROLE:Bob:admin"), ["OK:SET_USER_ROLE:bob:admin"])
         self.assertEqual(await bob.request("WHOAMI"), ["OK:WHOAMI:bob:admin"])
