@@ -220,9 +220,14 @@ class FramingAndGrammarTests(ConformanceTestCase):
         self.assertEqual(await anonymous.line(), f"INVITATION_RECEIVED:{number}:alice:hall:member:{expires}:")
 
     async def test_unlabelled_reply(self):
-        """Without a label, no reply line has one."""
+        """Without a label, no reply line has one; empty lines get no reply at all."""
         server = await start_server(self)
         client = await server.connect()
+        client.send("")
+        client.send("\r")
+        client.send("@label=x ")
+        self.assertEqual(await client.request("PING:after"), ["OK:PING:after"])
+        self.assertEqual(client.events, [])
         client.send("HELP")
         line = await client.line()
         while not line.startswith("OK:"):
@@ -262,6 +267,11 @@ class FramingAndGrammarTests(ConformanceTestCase):
             command, room, message_id, ts = self.assertShape(ok, "OK", 4)
             self.assertEqual((command, room), ("SEND_MESSAGE", "hall"))
             self.assertEqual(await bob.event("MESSAGE:"), f"MESSAGE:hall:{message_id}:alice:{ts}:{text}")
+        alice.send("@label=p plain: text")
+        [ok] = await reply_of(alice, "p")
+        self.assertRegex(ok, r"^@label=p OK:SEND_MESSAGE:hall:\d+:\d{13}$")
+        _, _, _, message_id, ts = ok.split(" ", 1)[1].split(":")
+        self.assertEqual(await bob.event("MESSAGE:"), f"MESSAGE:hall:{message_id}:alice:{ts}:plain: text")
 
     async def test_plain_lines(self):
         """
@@ -386,6 +396,8 @@ class ErrorCodeTests(ConformanceTestCase):
             (bob, "GET_THREAD:999999", "1501:NOT_FOUND"),
             (bob, "VIEW_INVITATION:999999", "1501:NOT_FOUND"),
             (carol, f"ACCEPT_INVITATION:{invitation}", "1502:GONE"),
+            (alice, f"ACCEPT_INVITATION:{invitation}", "1501:NOT_FOUND"),
+            (bob, f"DECLINE_INVITATION:{invitation}", "1501:NOT_FOUND"),
             (alice, f"REVOKE_INVITATION:{invitation}", "1502:GONE"),
         ]
         for client, line, expected in cases:
@@ -669,6 +681,7 @@ class MessageTests(ConformanceTestCase):
         bob = await server.user("bob")
         carol = await server.user("carol")
         await alice.ok("CREATE_ROOM:hall")
+        alice_too = await login(server, "alice")
         await bob.ok("JOIN_ROOM:hall")
         self.assertEqual(await alice.event("USER_JOINED:"), "USER_JOINED:hall:bob")
 
@@ -678,6 +691,7 @@ class MessageTests(ConformanceTestCase):
         self.assertIdentifier(first)
         self.assertTimestamp(ts1)
         self.assertEqual(await bob.event("MESSAGE:"), f"MESSAGE:hall:{first}:alice:{ts1}:hi: there")
+        self.assertEqual(await alice_too.event("MESSAGE:"), f"MESSAGE:hall:{first}:alice:{ts1}:hi: there")
 
         [plain] = await bob.request("what: now?")
         command, room, second, ts2 = self.assertShape(plain, "OK", 4)
@@ -956,6 +970,8 @@ class InvitationTests(ConformanceTestCase):
         server = self.server.server
         await sweep(server, int(expires) - 3600 * 1000)
         self.assertEqual(await self.bob.event("INVITATION_REMINDER:"), f"INVITATION_REMINDER:{number}:club:{expires}")
+        await sweep(server, int(expires) - 1800 * 1000)
+        await self.bob.no_event("INVITATION_REMINDER:")
         await sweep(server, int(expires) + 1)
         self.assertEqual(await self.bob.event("INVITATION_EXPIRED:"), f"INVITATION_EXPIRED:{number}:club")
         self.assertEqual(await self.alice.event("INVITATION_EXPIRED:"), f"INVITATION_EXPIRED:{number}:club")
