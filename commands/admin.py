@@ -124,7 +124,7 @@ class SuspendUser(Command):
         notice = render("SYSTEM_MESSAGE", f"your account was suspended{': ' + reason if reason else ''}")
         for connection in context.hub.connections_of(target.id):
             connection.send_event(notice)
-            connection.transport.loseConnection()
+            connection.close()
         await context.store.audit.record(context.user.username, "suspend_user", target.username, detail=reason)
         return Reply.ok(target.username)
 

@@ -53,6 +53,7 @@ class ChatProtocol(LineOnlyReceiver):
         self._reading_paused = False
         self._refusing = False
         self._output_paused = False
+        self._producing = False
         self._backlog = 0
         self.lost: Deferred = Deferred()
 
@@ -62,6 +63,7 @@ class ChatProtocol(LineOnlyReceiver):
         """Greet the client and watch our own output buffer."""
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
+        self._producing = True
         # Lines are small and interactive: send each at once rather than
         # waiting for Nagle's algorithm to fill a segment.
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -165,14 +167,30 @@ class ChatProtocol(LineOnlyReceiver):
                 if outcome.after:
                     self.write_lines(outcome.after)
                 if outcome.close:
-                    self._queue.clear()
-                    self.transport.loseConnection()
+                    self.close()
                     break
                 if self._reading_paused and not self._refusing and len(self._queue) < QUEUE_LIMIT // 2:
                     self._reading_paused = False
                     self.transport.resumeProducing()
         finally:
             self._busy = False
+
+    def close(self) -> None:
+        """
+        Close the connection once what was written has been sent, and read
+        and answer nothing more.
+
+        The producer registration goes first: a transport whose streaming
+        producer is paused (a reply larger than its buffer was just
+        written) resumes that producer when the buffer drains instead of
+        closing, and would never close.
+        """
+        self._queue.clear()
+        self._refusing = True
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     # Output
 

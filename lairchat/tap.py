@@ -231,7 +231,7 @@ class LairchatService(MultiService):
         if self._factory is not None:
             connections = list(self._factory.connections)
             for connection in connections:
-                connection.transport.loseConnection()
+                connection.close()
             await gatherResults([c.lost for c in connections])
         await super().stopService()
         if self._db is not None:
