@@ -122,7 +122,9 @@ async def invite_one(context, room, username: str, role: str, message: str) -> I
     now_ms = context.now_ms()
     expires_ms = now_ms + context.config.invite_ttl * 1000
     if not message and room.invite_template:
-        message = fill_template(room.invite_template, user.username, recipient.username, room.name, expires_ms)
+        # names and times can fill a template past the limit of a message
+        filled = fill_template(room.invite_template, user.username, recipient.username, room.name, expires_ms)
+        message = filled[:MESSAGE_MAX]
     invitation = await context.store.invitations.create(
         user, recipient, room.id, role, message, now_ms, expires_ms
     )

@@ -397,6 +397,19 @@ class OverseeTests(InvitationTestCase):
         self.assertEqual(await self.alice.request("SET_INVITE_TEMPLATE:lair:"), ["OK:SET_INVITE_TEMPLATE:lair"])
         self.assertIsNone((await self.store.rooms.by_id(self.room)).invite_template)
 
+    async def test_template_filled_past_the_limit(self):
+        """
+        A template whose placeholders fill it past 500 characters gives a
+        message cut to 500, the most an invitation message holds.
+        """
+        await self.alice.ok("SET_INVITE_TEMPLATE:lair:" + "{expires}" * 55)
+        reply = await self.carol.ok("INVITE_USER:bob:lair")
+        message = (await self.bob.event("INVITATION_RECEIVED:")).split(":", 6)[6]
+        self.assertEqual(len(message), 500)
+        self.assertRegex(message, r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)+\d")
+        stored = (await self.bob.request(f"VIEW_INVITATION:{invitation_id(reply)}"))[0]
+        self.assertEqual(stored.split(":", 9)[9], message)
+
 
 class RoomCommandTests(InvitationTestCase):
     """How invitations meet the room commands."""
