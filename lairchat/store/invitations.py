@@ -100,6 +100,11 @@ class InvitationStore:
         """
 
         async def work(tx: Transaction) -> Invitation:
+            # A share lock on the room, as a join takes: a ban or the room's
+            # deletion (the last member leaving) waits for this invitation
+            # to be stored, or this waits for them and sees what they did.
+            if await tx.fetchone("SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room_id,)) is None:
+                raise NotFound("that room no longer exists")
             if await tx.fetchone(
                 "SELECT 1 FROM room_members WHERE room_id = %s AND user_id = %s", (room_id, recipient.id)
             ):
@@ -200,6 +205,15 @@ class InvitationStore:
         """
 
         async def work(tx: Transaction) -> tuple[Invitation, bool]:
+            # Lock the room before the invitation, in the order a leave or a
+            # ban takes them: the other way round, an acceptance and the
+            # last member leaving (which deletes the room and with it the
+            # invitation) could each wait for the other.
+            room = await tx.fetchone("SELECT room_id FROM invitations WHERE id = %s", (invitation_id,))
+            if room is not None and await tx.fetchone(
+                "SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room[0],)
+            ) is None:
+                raise NotFound(f"you have no invitation {invitation_id}")
             invitation = await self._change_in(tx, invitation_id, "accept", user, "", now_ms, True)
             if await tx.fetchone(
                 "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (invitation.room_id, user.id)

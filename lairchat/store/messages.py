@@ -11,6 +11,9 @@ membership that ends between a command's check and its write cannot slip
 through.
 """
 
+import psycopg2
+
+from lairchat.errors import NotFound
 from lairchat.models import Found, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.database import Database
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
@@ -65,16 +68,20 @@ class MessageStore:
         @return: the message, or L{None} when the sender is not a member of
             the room (nothing is stored).
         """
-        rows = await self._db.fetchall(
-            "WITH m AS ("
-            "  INSERT INTO messages (room_id, sender_id, body, parent_id)"
-            "  SELECT %(room)s, %(sender)s, %(text)s, %(parent)s"
-            "  WHERE EXISTS (SELECT 1 FROM room_members WHERE room_id = %(room)s AND user_id = %(sender)s)"
-            "  RETURNING *"
-            f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
-            {"room": room_id, "sender": sender_id, "text": text, "parent": parent_id},
-            retry=False,
-        )
+        try:
+            rows = await self._db.fetchall(
+                "WITH m AS ("
+                "  INSERT INTO messages (room_id, sender_id, body, parent_id)"
+                "  SELECT %(room)s, %(sender)s, %(text)s, %(parent)s"
+                "  WHERE EXISTS (SELECT 1 FROM room_members WHERE room_id = %(room)s AND user_id = %(sender)s)"
+                "  RETURNING *"
+                f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
+                {"room": room_id, "sender": sender_id, "text": text, "parent": parent_id},
+                retry=False,
+            )
+        except psycopg2.errors.ForeignKeyViolation:
+            # the room was deleted (its last member left) as this was stored
+            return None
         return message_from_row(rows[0]) if rows else None
 
     async def locate(self, message_id: int, viewer_id: int) -> MessageAccess | None:
@@ -135,15 +142,19 @@ class MessageStore:
             reacted with this emoji, or the message is gone, or they are not
             a member).
         """
-        rows = await self._db.fetchall(
-            "INSERT INTO reactions (message_id, user_id, emoji) "
-            "SELECT m.id, %(user)s, %(emoji)s FROM messages m "
-            "JOIN room_members me ON me.room_id = m.room_id AND me.user_id = %(user)s "
-            "WHERE m.id = %(id)s AND m.deleted_at IS NULL "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            {"id": message_id, "user": user_id, "emoji": emoji},
-            retry=False,
-        )
+        try:
+            rows = await self._db.fetchall(
+                "INSERT INTO reactions (message_id, user_id, emoji) "
+                "SELECT m.id, %(user)s, %(emoji)s FROM messages m "
+                "JOIN room_members me ON me.room_id = m.room_id AND me.user_id = %(user)s "
+                "WHERE m.id = %(id)s AND m.deleted_at IS NULL "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                {"id": message_id, "user": user_id, "emoji": emoji},
+                retry=False,
+            )
+        except psycopg2.errors.ForeignKeyViolation:
+            # the message went with its room (the last member left) meanwhile
+            raise NotFound(f"no message {message_id}") from None
         return bool(rows)
 
     async def remove_reaction(self, message_id: int, user_id: int, emoji: str) -> bool:
