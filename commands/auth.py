@@ -45,10 +45,41 @@ async def events_at_login(context, user) -> list[str]:
     return lines
 
 
+async def attach(context, user, session_id: int) -> None:
+    """
+    Log this connection in as C{user} on session C{session_id}, unless the
+    account is suspended by now.
+
+    A suspension revokes the sessions that exist and closes the connections
+    logged in as it runs; a login whose password check (slow on purpose) or
+    session look-up overlapped it had neither yet, and would have slipped
+    through.  So the account is read again before the connection is
+    attached, and once more after: a suspension either is seen here or
+    finds the connection to close.
+
+    @raise AccessDenied: the account is suspended; the session is revoked.
+    """
+    users, sessions = context.store.users, context.store.sessions
+    current = await users.by_id(user.id)
+    if current is None or current.suspended:
+        await sessions.revoke(session_id)
+        raise AccessDenied("this account is suspended")
+    context.connection.log_in(current, session_id)
+    current = await users.by_id(user.id)
+    if current is None or current.suspended:
+        await sessions.revoke(session_id)
+        context.connection.log_out()
+        raise AccessDenied("this account is suspended")
+
+
 async def start_session(context, user) -> str:
-    """Open a session for C{user} on this connection; return its token."""
+    """
+    Open a session for C{user} on this connection; return its token.
+
+    @raise AccessDenied: the account was suspended meanwhile (see L{attach}).
+    """
     token, session_id = await context.store.sessions.open(user.id, context.config.session_ttl)
-    context.connection.log_in(user, session_id)
+    await attach(context, user, session_id)
     return token
 
 
@@ -118,7 +149,11 @@ class Login(Command):
             await store.audit.record(user.username, "login", user.username, "refused", "suspended")
             raise AccessDenied("this account is suspended")
         await store.users.login_succeeded(user.id)
-        token = await start_session(context, user)
+        try:
+            token = await start_session(context, user)
+        except AccessDenied:
+            await store.audit.record(user.username, "login", user.username, "refused", "suspended")
+            raise
         await store.audit.record(user.username, "login", user.username)
         return Reply.ok(user.username, token, after=await events_at_login(context, user))
 
@@ -147,7 +182,7 @@ class Resume(Command):
             raise SessionExpired("that session has expired or was revoked; LOGIN again")
         if session.user.suspended:
             raise AccessDenied("this account is suspended")
-        context.connection.log_in(session.user, session.id)
+        await attach(context, session.user, session.id)
         await context.store.users.touch(session.user.id)
         return Reply.ok(session.user.username, after=await events_at_login(context, session.user))
 

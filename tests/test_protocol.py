@@ -42,6 +42,11 @@ class FakeUsers:
         self.users[username.lower()] = (user, password_hash)
         return succeed(user)
 
+    def by_id(self, user_id: int) -> Deferred:
+        """The account with this id, or L{None}."""
+        found = [user for user, _ in self.users.values() if user.id == user_id]
+        return succeed(found[0] if found else None)
+
     def credentials(self, username: str) -> Deferred:
         """The account and its hash, or L{None}."""
         found = self.users.get(username.lower())

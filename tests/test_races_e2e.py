@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_races_e2e -*-
 """
-Requests racing a room's deletion, over TCP against the real server.
+Requests racing a room's deletion, and a login racing a suspension, over
+TCP against the real server.
 
 When the last member leaves, the room is deleted with its messages and
 invitations.  A request on the room that was checked before and writes
@@ -155,3 +156,56 @@ class AcceptWhileLeavingTests(TestCase):
             else:
                 self.assertEqual(accepted, [f"ERROR:1501:NOT_FOUND:you have no invitation {invitation}"])
                 self.assertTrue(members[-1].startswith("ERROR:1501:NOT_FOUND:"), members)
+
+
+class GatedPasswords:
+    """
+    The server's password checker, held at each verification until the
+    test lets it go on.
+    """
+
+    def __init__(self, passwords: Any) -> None:
+        self.passwords = passwords
+        self.waiting: Deferred = Deferred()
+        self.gate: Deferred = Deferred()
+
+    async def hash(self, password: str) -> str:
+        """Hash as usual."""
+        return await self.passwords.hash(password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Say that a verification waits, wait for the gate, then verify."""
+        self.waiting.callback(None)
+        await self.gate
+        return await self.passwords.verify(password_hash, password)
+
+
+class SuspendWhileLoggingInTests(TestCase):
+    """A suspension that comes while a login checks the password."""
+
+    timeout = 60
+
+    async def test_login_refused(self):
+        """
+        The login is refused (1404), its session revoked, the connection
+        not logged in: the suspension holds.
+        """
+        running = await start_server(self, admins=("root_user",))
+        root = await running.user("root_user", PASSWORD)
+        await running.user("bob", PASSWORD)
+        passwords = GatedPasswords(running.server.passwords)
+        self.patch(running.server, "passwords", passwords)
+        client = await running.connect()
+        login = Deferred.fromCoroutine(client.request(f"LOGIN:bob:{PASSWORD}"))
+        await passwords.waiting
+        await root.ok("SUSPEND_USER:bob")
+        passwords.gate.callback(None)
+        self.assertEqual(await login, ["ERROR:1404:ACCESS_DENIED:this account is suspended"])
+        whoami = await client.request("WHOAMI")
+        self.assertTrue(whoami[0].startswith("ERROR:1001:AUTH_REQUIRED:"), whoami)
+        live = await running.server.store.db.fetchall(
+            "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE u.username = 'bob' AND s.revoked_at IS NULL"
+        )
+        self.assertEqual(live, [])
+        self.assertNotIn("bob", [user.username for user in running.server.hub.online_users()])
