@@ -31,14 +31,22 @@ _UNAVAILABLE = (
 )
 
 
+_STATEMENT_ENDED = (
+    psycopg2.errors.QueryCanceled,
+    psycopg2.extensions.TransactionRollbackError,
+)
+"""
+Errors psycopg2 files under OperationalError that end one statement (a
+timeout, a deadlock, a serialization failure) while the connection lives on.
+"""
+
+
 def is_unavailable(failure_or_error: BaseException) -> bool:
     """
     Whether an exception means the database cannot be reached (as opposed
-    to a query the database refused).
+    to a query the database refused or a statement it ended).
     """
-    return isinstance(failure_or_error, _UNAVAILABLE) and not isinstance(
-        failure_or_error, psycopg2.errors.QueryCanceled
-    )
+    return isinstance(failure_or_error, _UNAVAILABLE) and not isinstance(failure_or_error, _STATEMENT_ENDED)
 
 
 class Transaction:
@@ -86,9 +94,9 @@ class _WatchedConnection(txpostgres.Connection):
 def _is_dead(failure: Any) -> bool:
     """
     Whether a failure means the connection is dead: a lost server, not a
-    statement that ran past its timeout.
+    statement that ran past its timeout or lost a deadlock.
     """
-    return bool(failure.check(*_UNAVAILABLE)) and not failure.check(psycopg2.errors.QueryCanceled)
+    return is_unavailable(failure.value)
 
 
 def _connection_factory(reactor: Any, cooperator: Any) -> txpostgres.Connection:
@@ -167,6 +175,11 @@ class Database:
             # txpostgres reports a cancelled statement as a CancelledError
             self.log.warn("a statement ran past the statement timeout")
             raise Timeout("the request took too long; nothing was changed") from None
+        except psycopg2.extensions.TransactionRollbackError:
+            self.log.warn("a transaction lost a deadlock or a serialization conflict")
+            raise DatabaseUnavailable(
+                "a conflicting change was under way; try again; nothing was changed"
+            ) from None
         except Exception as error:
             if is_unavailable(error):
                 self.log.warn("database unavailable: {error!r}", error=error)
