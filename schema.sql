@@ -150,4 +150,65 @@ CREATE TABLE IF NOT EXISTS invitation_events (
 );
 CREATE INDEX IF NOT EXISTS invitation_events_invitation ON invitation_events (invitation_id, id);
 
+-- Events, nodes and presence (several nodes on one database) ---------------
+
+-- Every event, written by the transaction that made its change; every node
+-- reads them in seq order (seq order is commit order: writers hold an
+-- advisory lock from taking their numbers to their commit).
+CREATE TABLE IF NOT EXISTS events (
+    seq         bigserial PRIMARY KEY,
+    node        text NOT NULL DEFAULT '',
+    connection  bigint NOT NULL DEFAULT 0,
+    kind        text NOT NULL,
+    payload     jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The running nodes: a node not seen for a while is taken for dead, and its
+-- users for offline; events every node has read are trimmed.
+CREATE TABLE IF NOT EXISTS nodes (
+    id          text PRIMARY KEY,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    acked_seq   bigint NOT NULL DEFAULT 0
+);
+
+-- Who has a connection on which node.
+CREATE TABLE IF NOT EXISTS online (
+    node     text NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+    user_id  bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, node)
+);
+CREATE INDEX IF NOT EXISTS online_node ON online (node);
+
+-- Every change of room_members, however it was made (a command, a room or
+-- account deleted with its members, an operator's SQL), is recorded as an
+-- event when its transaction commits: nodes keep each room's members in
+-- memory from these.  Deferred to the commit, so the ordering lock (see
+-- lairchat/store/events.py, key 0x1A12EE01) is held only while committing.
+CREATE OR REPLACE FUNCTION lairchat_membership_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(437448193);
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO events (kind, payload) VALUES ('MemberAdded',
+            jsonb_build_object('room', jsonb_build_array(NEW.room_id, '', '[]'::jsonb), 'user_id', NEW.user_id));
+    ELSE
+        INSERT INTO events (kind, payload) VALUES ('MemberRemoved',
+            jsonb_build_object('room', jsonb_build_array(OLD.room_id, '', '[]'::jsonb), 'user_id', OLD.user_id));
+    END IF;
+    PERFORM pg_notify('lairchat_events', '');
+    RETURN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'room_members_events') THEN
+        CREATE CONSTRAINT TRIGGER room_members_events AFTER INSERT OR DELETE ON room_members
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lairchat_membership_event();
+    END IF;
+END
+$$;
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -6,6 +6,7 @@ SERVER_STATS, AUDIT_LOG, SET_USER_ROLE, SUSPEND_USER, UNSUSPEND_USER.
 from lairchat import __version__, validation
 from lairchat.command import Command, Reply
 from lairchat.errors import InvalidInput, NotFound, PermissionDenied
+from lairchat.events import AccountSuspended, ServerRoleChanged
 from lairchat.wire import render
 
 
@@ -39,12 +40,12 @@ class ServerStats(Command):
     summary = "Server-wide counts (server admins)"
 
     async def run(self, context, parsed):
-        """Database counts plus what this node sees."""
+        """Database counts, who is online on any node, and what this node sees."""
         require_server_admin(context)
         stats = dict(await context.store.stats.counts())
         hub = context.hub
         stats.update(
-            online_users=len(hub.online_users()),
+            online_users=len(await context.store.events.online_user_ids()),
             connections=hub.connection_count(),
             deliveries=hub.delivered,
             uptime_s=int(context.server.clock.seconds() - context.server.started),
@@ -93,8 +94,7 @@ class SetUserRole(Command):
         if target.id == context.user.id and role != "admin":
             raise InvalidInput("you cannot take your own admin role away")
         updated = await context.store.users.set_server_role(target.username, role)
-        for connection in context.hub.connections_of(updated.id):
-            connection.user = updated
+        await context.publish(ServerRoleChanged(updated.id, role))
         await context.store.audit.record(context.user.username, "set_user_role", updated.username, detail=role)
         return Reply.ok(updated.username, role)
 
@@ -121,10 +121,7 @@ class SuspendUser(Command):
             raise InvalidInput("you cannot suspend yourself")
         await context.store.users.set_suspended(target.id, True, reason)
         await context.store.sessions.revoke_all(target.id)
-        notice = render("SYSTEM_MESSAGE", f"your account was suspended{': ' + reason if reason else ''}")
-        for connection in context.hub.connections_of(target.id):
-            connection.send_event(notice)
-            connection.close()
+        await context.publish(AccountSuspended(target.id, reason))
         await context.store.audit.record(context.user.username, "suspend_user", target.username, detail=reason)
         return Reply.ok(target.username)
 

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from lairchat import validation
 from lairchat.command import Command, Reply
 from lairchat.errors import AccessDenied, AccountLocked, InvalidCredentials, InvalidFormat, SessionExpired
-from lairchat.wire import render
+from lairchat.events import SessionsRevoked
+from lairchat.wire import render_event
 
 WRONG = "wrong username or password"
 
@@ -33,15 +34,17 @@ def _moment(ms: int) -> str:
 async def events_at_login(context, user) -> list[str]:
     """
     Every extension's deliveries for a user who just logged in (pending
-    invitations, offline messages).  A failing extension is logged and
-    skipped: the login itself has succeeded.
+    invitations, offline messages), as lines.  A failing extension is
+    logged and skipped: the login itself has succeeded.
     """
     lines: list[str] = []
     for extension in context.server.extensions:
         try:
-            lines.extend(await extension.login_events(context, user))
+            found = await extension.login_events(context, user)
         except Exception:
             context.server.log.failure("login deliveries failed for {user}", user=user.username)
+            continue
+        lines.extend(line for line in (render_event(e, user.id) for e in found) if line is not None)
     return lines
 
 
@@ -64,7 +67,11 @@ async def attach(context, user, session_id: int) -> None:
     if current is None or current.suspended:
         await sessions.revoke(session_id)
         raise AccessDenied("this account is suspended")
-    context.connection.log_in(current, session_id)
+    try:
+        await context.connection.log_in(current, session_id)
+    except Exception:
+        context.connection.log_out()
+        raise
     current = await users.by_id(user.id)
     if current is None or current.suspended:
         await sessions.revoke(session_id)
@@ -227,10 +234,7 @@ class ChangePassword(Command):
         await store.users.set_password(user.id, await context.server.passwords.hash(new))
         keep = context.connection.session_id
         await store.sessions.revoke_all(user.id, keep=keep)
-        for connection in context.hub.connections_of(user.id):
-            if connection is not context.connection and connection.session_id != keep:
-                connection.send_event(render("SYSTEM_MESSAGE", "your password was changed; log in again"))
-                connection.log_out()
+        await context.publish(SessionsRevoked(user.id, keep))
         await store.audit.record(user.username, "change_password", user.username)
         return Reply.ok()
 

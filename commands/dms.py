@@ -9,10 +9,10 @@ reply, thread, search, mark read) works on its messages.  On the wire it is
 named C{@<the other party>}.
 """
 
-from lairchat import validation
+from lairchat import events, validation
 from lairchat.command import Command, Extension, Reply
-from lairchat.messaging import before_id, direct_recipient, history_limit, history_line, send_direct
-from lairchat.wire import render
+from lairchat.messaging import before_id, direct_recipient, history_limit, send_direct
+from lairchat.wire import history_line, render
 
 OFFLINE_MAX = 500
 """The most direct messages delivered as events at one login (the newest)."""
@@ -84,16 +84,18 @@ class OfflineDelivery(Extension):
     async def login_events(self, context, user):
         """The undelivered messages (the newest L{OFFLINE_MAX}), now noted as delivered."""
         messages, left_out = await context.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
-        lines = []
+        found = []
         if left_out:
-            lines.append(render(
-                "SYSTEM_MESSAGE",
+            found.append(events.Notice(
+                user.id,
                 f"{left_out} older direct messages arrived while you were away; see LIST_CONVERSATIONS and DM_HISTORY",
             ))
-        lines.extend(
-            render("PRIVATE_MESSAGE", m.sender, user.username, m.id, m.created_ms, m.text) for m in messages
+        found.extend(
+            events.DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms,
+                                     m.text)
+            for m in messages
         )
-        return lines
+        return found
 
 
 dm = DirectMessage()

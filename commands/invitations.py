@@ -14,7 +14,7 @@ caused them committed.
 
 from datetime import datetime, timezone
 
-from lairchat import access, permissions, validation
+from lairchat import access, events, permissions, validation
 from lairchat import invitation_lifecycle as lifecycle
 from lairchat.command import Command, Extension, Reply
 from lairchat.errors import ChatError, InvalidFormat, InvalidInput, NotFound, PermissionDenied
@@ -75,10 +75,10 @@ def invitation_line(invitation: Invitation) -> str:
                   i.created_ms, i.expires_ms, i.message)
 
 
-def received_event(invitation: Invitation) -> str:
+def received_event(invitation: Invitation) -> events.InvitationReceived:
     """The C{INVITATION_RECEIVED} event of an invitation."""
     i = invitation
-    return render("INVITATION_RECEIVED", i.id, i.sender, i.room, i.role, i.expires_ms, i.message)
+    return events.InvitationReceived(i.id, i.recipient_id, i.sender, i.room, i.role, i.expires_ms, i.message)
 
 
 def parse_ref(value: str) -> tuple[str, object]:
@@ -128,7 +128,7 @@ async def invite_one(context, room, username: str, role: str, message: str) -> I
     invitation = await context.store.invitations.create(
         user, recipient, room.id, role, message, now_ms, expires_ms
     )
-    context.hub.deliver([recipient.id], received_event(invitation))
+    await context.publish(received_event(invitation))
     return invitation
 
 
@@ -265,13 +265,10 @@ async def accept_one(context, invitation_id: int) -> Invitation:
     """
     user = context.user
     invitation, joined = await context.store.invitations.accept(invitation_id, user, context.now_ms())
-    context.hub.deliver([invitation.sender_id],
-                        render("INVITATION_ACCEPTED", invitation.id, user.username, invitation.room),
-                        exclude=context.connection)
+    changes = [events.InvitationAccepted(invitation.id, invitation.sender_id, user.username, invitation.room)]
     if joined:
-        members = await context.store.rooms.member_ids(invitation.room_id)
-        context.hub.deliver(members, render("USER_JOINED", invitation.room, user.username),
-                            exclude=context.connection)
+        changes.append(events.UserJoined(events.RoomRef(invitation.room_id, invitation.room), user.id, user.username))
+    await context.publish(*changes)
     return invitation
 
 
@@ -283,9 +280,8 @@ async def decline_one(context, invitation_id: int, reason: str) -> Invitation:
     """
     user = context.user
     invitation = await context.store.invitations.decline(invitation_id, user, reason, context.now_ms())
-    context.hub.deliver([invitation.sender_id],
-                        render("INVITATION_DECLINED", invitation.id, user.username, invitation.room),
-                        exclude=context.connection)
+    await context.publish(events.InvitationDeclined(invitation.id, invitation.sender_id, user.username,
+                                                    invitation.room))
     return invitation
 
 
@@ -514,8 +510,8 @@ class RevokeInvitation(Command):
             permissions.require(actor.room_role, "revoke_any_invitation")
         lifecycle.authorize("revoke", actor)
         revoked = await context.store.invitations.revoke(invitation.id, context.user, context.now_ms())
-        context.hub.deliver([revoked.recipient_id],
-                            render("INVITATION_REVOKED", revoked.id, revoked.room, context.user.username))
+        await context.publish(events.InvitationRevoked(revoked.id, revoked.recipient_id, revoked.room,
+                                                       context.user.username))
         return Reply.ok(revoked.id)
 
 

@@ -11,21 +11,22 @@ the change is stored, to every member's connections but the caller's.
 
 from lairchat import permissions, validation
 from lairchat.command import Command, Reply
-from lairchat.errors import AccessDenied, Conflict, InvalidFormat, InvalidInput, NotFound, PermissionDenied
+from lairchat.errors import Conflict, InvalidFormat, InvalidInput, NotFound, PermissionDenied
+from lairchat import events
 from lairchat.messaging import (
     before_id,
-    broadcast,
     conversation_ref,
     delivered_live,
     history_limit,
-    history_line,
     name_for_caller,
     resolve,
+    room_ref,
     send_direct,
+    send_to_room,
     visible_message,
 )
 from lairchat.store.messages import SEARCH_MAX
-from lairchat.wire import render
+from lairchat.wire import history_line, render
 
 SEARCH_QUERY_MAX = 200
 """The longest search query, in characters."""
@@ -50,12 +51,8 @@ class SendMessage(Command):
         if ref.startswith("@"):
             message, other = await send_direct(context, ref[1:], text)
             return Reply.ok(f"@{other.username}", message.id, message.created_ms)
-        room, _ = await resolve(context, ref, "send")
-        message = await context.store.messages.post(room.id, context.user.id, text)
-        if message is None:
-            raise AccessDenied(f"you are not a member of {room.name}")
-        await broadcast(context, room, "MESSAGE", message.id, message.sender, message.created_ms, message.text)
-        return Reply.ok(room.name, message.id, message.created_ms)
+        message, room_name = await send_to_room(context, ref, text)
+        return Reply.ok(room_name, message.id, message.created_ms)
 
 
 class ReplyMessage(Command):
@@ -80,11 +77,12 @@ class ReplyMessage(Command):
         message = await context.store.messages.post(room.id, context.user.id, text, root)
         if message is None:
             raise NotFound(f"no message {parent_id}")
-        members = await broadcast(
-            context, room, "REPLY", message.id, root, message.sender, message.created_ms, message.text
-        )
-        await delivered_live(context, room, message)
-        return Reply.ok(members.name_for(context.user.id), message.id, message.created_ms)
+        ref = await room_ref(context, room)
+        await context.publish(events.ReplySent(ref, message.id, root, message.sender_id, message.sender,
+                                               message.created_ms, message.text))
+        await delivered_live(context, ref, message)
+        name = "@" + ref.other_party(context.user.id) if ref.is_direct else room.name
+        return Reply.ok(name, message.id, message.created_ms)
 
 
 class EditMessage(Command):
@@ -109,8 +107,8 @@ class EditMessage(Command):
         edited = await context.store.messages.edit(message_id, context.user.id, text)
         if edited is None:
             raise NotFound(f"no message {message_id}")
-        await broadcast(context, access.room, "MESSAGE_EDITED", edited.id, context.user.username,
-                        edited.edited_ms, edited.text)
+        await context.publish(events.MessageEdited(await room_ref(context, access.room), edited.id,
+                                                   context.user.username, edited.edited_ms, edited.text))
         return Reply.ok(message_id)
 
 
@@ -133,7 +131,8 @@ class DeleteMessage(Command):
             permissions.require(access.role, "delete_any")
         if not await context.store.messages.delete(message_id):
             raise NotFound(f"no message {message_id}")
-        await broadcast(context, access.room, "MESSAGE_DELETED", message_id, context.user.username)
+        await context.publish(events.MessageDeleted(await room_ref(context, access.room), message_id,
+                                                    context.user.username))
         return Reply.ok(message_id)
 
 
@@ -146,7 +145,7 @@ class _Reaction(Command):
 
     arity = (2, 2)
     rate_class = "message"
-    event = ""
+    event: type = events.ReactionAdded
 
     def parse(self, arguments):
         """A message id and an emoji."""
@@ -161,7 +160,8 @@ class _Reaction(Command):
         message_id, emoji = parsed
         access = await visible_message(context, message_id, "react")
         await self.change(context, message_id, emoji)
-        await broadcast(context, access.room, self.event, message_id, context.user.username, emoji)
+        await context.publish(self.event(await room_ref(context, access.room), message_id, context.user.username,
+                                         emoji))
         return Reply.ok(message_id, emoji)
 
 
@@ -171,7 +171,7 @@ class ReactMessage(_Reaction):
     name = "REACT_MESSAGE"
     syntax = "REACT_MESSAGE:<id>:<emoji>"
     summary = "React to a message (an emoji or a short word, no spaces or colons)"
-    event = "REACTION_ADDED"
+    event = events.ReactionAdded
 
     async def change(self, context, message_id, emoji):
         """One reaction per user and emoji."""
@@ -185,7 +185,7 @@ class UnreactMessage(_Reaction):
     name = "UNREACT_MESSAGE"
     syntax = "UNREACT_MESSAGE:<id>:<emoji>"
     summary = "Take back your reaction to a message"
-    event = "REACTION_REMOVED"
+    event = events.ReactionRemoved
 
     async def change(self, context, message_id, emoji):
         """Remove it, if there was one."""

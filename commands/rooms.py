@@ -2,22 +2,16 @@
 """
 Rooms, membership, roles and moderation: CREATE_ROOM, JOIN_ROOM,
 LEAVE_ROOM, LIST_ROOMS, ROOM_INFO, ROOM_MEMBERS, SET_TOPIC, SET_ROLE,
-KICK_USER, BAN_USER, UNBAN_USER, and the PRESENCE events of the people one
-shares a room with.
+KICK_USER, BAN_USER and UNBAN_USER.
 
 Who may do what is decided by L{lairchat.permissions}; room look-ups go
 through L{lairchat.access}, so the refusals read the same everywhere.
-Events go out only after the transaction that caused them committed.
+Events are typed values (L{lairchat.events}) published once their change
+committed.
 """
 
-from typing import Any
-
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.python.failure import Failure
-
-from lairchat import access, permissions, validation
-from lairchat.command import Command, Extension, Reply
+from lairchat import access, events, permissions, validation
+from lairchat.command import Command, Reply
 from lairchat.errors import AccessDenied, InvalidInput, NotFound, PermissionDenied
 from lairchat.wire import render
 
@@ -41,6 +35,7 @@ class CreateRoom(Command):
         """Create the room and its owner's membership in one transaction."""
         name, privacy = parsed
         room = await context.store.rooms.create(name, privacy, context.user)
+        await context.publish(events.RoomCreated(events.RoomRef(room.id, room.name), context.user.id))
         context.connection.current_room = room.name
         return Reply.ok(room.name)
 
@@ -73,8 +68,7 @@ class JoinRoom(Command):
             joined = await rooms.join(room.id, user.id)
         context.connection.current_room = room.name
         if joined:
-            line = render("USER_JOINED", room.name, user.username)
-            context.hub.deliver(await rooms.member_ids(room.id), line, exclude=context.connection)
+            await context.publish(events.UserJoined(events.RoomRef(room.id, room.name), user.id, user.username))
         return Reply.ok(room.name)
 
 
@@ -101,13 +95,12 @@ class LeaveRoom(Command):
         departure = await rooms.leave(room.id, user.id) if member is not None else None
         if departure is None:
             raise AccessDenied(f"you are not a member of {room.name}")
-        access.forget_current_room(context.hub, user.id, room.name)
-        remaining = [] if departure.deleted else await rooms.member_ids(room.id)
-        line = render("USER_LEFT", room.name, user.username)
-        context.hub.deliver([*remaining, user.id], line, exclude=context.connection)
+        ref = events.RoomRef(room.id, room.name)
+        changes = [events.UserLeft(ref, user.id, user.username)]
         if departure.successor is not None:
-            line = render("ROLE_CHANGED", room.name, departure.successor.username, "owner", user.username)
-            context.hub.deliver(remaining, line, exclude=context.connection)
+            successor = departure.successor
+            changes.append(events.RoleChanged(ref, successor.user_id, successor.username, "owner", user.username))
+        await context.publish(*changes)
         return Reply.ok(room.name)
 
 
@@ -164,8 +157,9 @@ class RoomMembers(Command):
         """One MEMBER line per member."""
         room, _ = await access.visible_room(context, name)
         members = await context.store.rooms.members(room.id)
+        online = await context.store.events.online_user_ids([m.user_id for m in members])
         lines = [
-            render("MEMBER", room.name, m.username, m.role, "online" if context.hub.is_online(m.user_id) else "offline")
+            render("MEMBER", room.name, m.username, m.role, "online" if m.user_id in online else "offline")
             for m in members
         ]
         return Reply.ok(len(lines), lines=lines)
@@ -190,8 +184,7 @@ class SetTopic(Command):
         user = context.user
         room, _ = await access.member_room(context, name, "set_topic")
         await context.store.rooms.set_topic(room.id, topic)
-        line = render("TOPIC_CHANGED", room.name, user.username, topic)
-        context.hub.deliver(await context.store.rooms.member_ids(room.id), line, exclude=context.connection)
+        await context.publish(events.TopicChanged(events.RoomRef(room.id, room.name), user.username, topic))
         return Reply.ok(room.name)
 
 
@@ -246,8 +239,8 @@ class SetRole(Moderation):
             permissions.require_grant(actor_role, role)
 
         if await context.store.rooms.set_role(room, user, target, role, authorize):
-            line = render("ROLE_CHANGED", room.name, target.username, role, user.username)
-            context.hub.deliver(await context.store.rooms.member_ids(room.id), line, exclude=context.connection)
+            ref = events.RoomRef(room.id, room.name)
+            await context.publish(events.RoleChanged(ref, target.id, target.username, role, user.username))
         return Reply.ok(room.name, target.username, role)
 
 
@@ -286,9 +279,8 @@ class KickUser(Moderation):
         room, _ = await access.member_room(context, name, "kick")
         target = await access.known_user(context, username)
         await rooms.kick(room, user, target, reason, _over("kick"))
-        access.forget_current_room(context.hub, target.id, room.name)
-        line = render("USER_KICKED", room.name, target.username, user.username, reason)
-        context.hub.deliver([*await rooms.member_ids(room.id), target.id], line, exclude=context.connection)
+        ref = events.RoomRef(room.id, room.name)
+        await context.publish(events.UserKicked(ref, target.id, target.username, user.username, reason))
         return Reply.ok(room.name, target.username)
 
 
@@ -308,15 +300,15 @@ class BanUser(Moderation):
     async def moderate(self, context, parsed):
         """Ban, remove, revoke; tell the room and them."""
         name, username, reason = parsed
-        user, rooms, hub = context.user, context.store.rooms, context.hub
+        user, rooms = context.user, context.store.rooms
         room, _ = await access.member_room(context, name, "ban")
         target = await access.known_user(context, username)
         ban = await rooms.ban(room, user, target, reason, _over("ban"))
-        access.forget_current_room(hub, target.id, room.name)
-        line = render("USER_BANNED", room.name, target.username, user.username, reason)
-        hub.deliver([*await rooms.member_ids(room.id), target.id], line, exclude=context.connection)
-        for invitation_id in ban.revoked:
-            hub.deliver([target.id], render("INVITATION_REVOKED", invitation_id, room.name, user.username))
+        ref = events.RoomRef(room.id, room.name)
+        await context.publish(
+            events.UserBanned(ref, target.id, target.username, user.username, reason),
+            *(events.InvitationRevoked(i, target.id, room.name, user.username) for i in ban.revoked),
+        )
         return Reply.ok(room.name, target.username)
 
 
@@ -342,70 +334,6 @@ class UnbanUser(Moderation):
         return Reply.ok(room.name, target.username)
 
 
-class RoomPresence(Extension):
-    """
-    C{PRESENCE:<user>:online|offline} to every online user who shares a
-    room or a direct conversation with a user who came online or went
-    offline.  A user's announcements go out one after another, in the order
-    the changes happened; the server's shutdown waits for those under way.
-    """
-
-    def __init__(self) -> None:
-        self._chains: dict[tuple[int, int], Deferred] = {}
-        self._waiting: dict[tuple[int, int], int] = {}
-
-    def services(self, server):
-        """A service whose stop waits for the announcements under way."""
-        return [PresenceDrain(self, server)]
-
-    def presence_changed(self, server, user, online):
-        """Queue the announcement behind the user's earlier ones."""
-        key = (id(server), user.id)
-        chain = self._chains.setdefault(key, succeed(None))
-        self._waiting[key] = self._waiting.get(key, 0) + 1
-
-        async def announce() -> None:
-            ids = await server.store.rooms.co_member_ids(user.id)
-            server.hub.deliver(ids, render("PRESENCE", user.username, "online" if online else "offline"))
-
-        def done(result: Any) -> None:
-            if isinstance(result, Failure):
-                server.log.failure("presence of {user} not announced", result, user=user.username)
-            self._waiting[key] -= 1
-            if not self._waiting[key]:
-                del self._waiting[key]
-                del self._chains[key]
-
-        chain.addCallback(lambda _: Deferred.fromCoroutine(announce()))
-        chain.addBoth(done)
-
-    def settled(self, server: Any) -> Deferred:
-        """
-        A Deferred that fires once every announcement queued so far for
-        C{server} went out.
-        """
-        waits = []
-        for (server_id, _), chain in list(self._chains.items()):
-            if server_id == id(server):
-                waited: Deferred = Deferred()
-                chain.addBoth(lambda result, waited=waited: (waited.callback(None), result)[1])
-                waits.append(waited)
-        return gatherResults(waits)
-
-
-class PresenceDrain(Service):
-    """Holds the server's shutdown until the presence announcements under way went out."""
-
-    def __init__(self, presence: RoomPresence, server: Any) -> None:
-        self.presence = presence
-        self.server = server
-
-    def stopService(self) -> Deferred:
-        """Stop once the announcements settled (before the database closes)."""
-        super().stopService()
-        return self.presence.settled(self.server)
-
-
 create_room = CreateRoom()
 join_room = JoinRoom()
 leave_room = LeaveRoom()
@@ -417,4 +345,3 @@ set_role = SetRole()
 kick_user = KickUser()
 ban_user = BanUser()
 unban_user = UnbanUser()
-room_presence = RoomPresence()

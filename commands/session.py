@@ -79,7 +79,7 @@ class WhoAmI(Command):
 
 
 class RequestUserList(Command):
-    """Every user online now."""
+    """Every user online now, on any node."""
 
     name = "REQUEST_USER_LIST"
     syntax = "REQUEST_USER_LIST"
@@ -87,8 +87,8 @@ class RequestUserList(Command):
 
     async def run(self, context, parsed):
         """One USER line per online user."""
-        users = context.hub.online_users()
-        return Reply.ok(len(users), lines=[render("USER", u.username) for u in users])
+        names = await context.store.users.online_names()
+        return Reply.ok(len(names), lines=[render("USER", name) for name in names])
 
 
 help_command = Help()

@@ -53,15 +53,3 @@ async def known_user(context: Any, name: str) -> User:
     if user is None:
         raise NotFound(f"no user named {name}")
     return user
-
-
-def forget_current_room(hub: Any, user_id: int, room_name: str) -> None:
-    """
-    Clear the current room of every connection of the user whose current
-    room it was (they left it, were kicked or were banned): their plain
-    lines no longer go there.
-    """
-    lowered = room_name.lower()
-    for connection in hub.connections_of(user_id):
-        if connection.current_room is not None and connection.current_room.lower() == lowered:
-            connection.current_room = None

@@ -6,7 +6,7 @@ and L{Extension} (an L{IExtension} whose hooks do nothing).
 
 from typing import Any
 
-from attrs import field, frozen
+from attrs import frozen
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -71,10 +71,6 @@ class Extension:
         """No services."""
         return []
 
-    async def login_events(self, context: Any, user: Any) -> list[str]:
+    async def login_events(self, context: Any, user: Any) -> list:
         """No events at login."""
         return []
-
-    def presence_changed(self, server: Any, user: Any, online: bool) -> None:
-        """Presence is not watched."""
-        return None

@@ -6,14 +6,19 @@ the connection that sent the request (L{RequestContext}).
 
 from typing import Any
 
-from attrs import define, field, frozen
-from twisted.internet.defer import ensureDeferred
+from attrs import define, evolve, field, frozen
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from lairchat.bus import Bus
 from lairchat.errors import AuthRequired
+from lairchat.events import Origin
 from lairchat.hub import Hub
 from lairchat.metrics import Metrics
+from lairchat.messaging import RoomNames
 from lairchat.models import User
+from lairchat.presence import Presence
+from lairchat.store.events import Outbox
 
 
 @frozen
@@ -45,6 +50,8 @@ class ServerContext:
 
     @ivar registry: every command by each of its names.
     @ivar extensions: every L{lairchat.interfaces.IExtension} plugin.
+    @ivar hub: this node's connections and their rooms.
+    @ivar bus: hands every event, from any node, to the hub in order.
     """
 
     config: Config
@@ -57,43 +64,65 @@ class ServerContext:
     log: Logger = field(factory=Logger)
     started: float = 0.0
     metrics: Metrics = field(factory=Metrics)
+    bus: Bus = field(default=None)
+    presence: Presence = field(default=None)
+    room_names: RoomNames = field(factory=RoomNames)
 
     def __attrs_post_init__(self) -> None:
-        """Let the metrics read the hub."""
+        """Let the metrics read the hub; make the bus and presence."""
         self.metrics.watch_hub(self.hub)
+        if self.bus is None:
+            self.bus = Bus(self.hub, getattr(self.store, "events", None))
+        if self.presence is None:
+            self.presence = Presence(self)
+
+    @property
+    def node(self) -> str:
+        """This node's id."""
+        return self.hub.node
 
     def commands(self) -> list:
         """Every command once, by name."""
         unique = {id(c): c for c in self.registry.values()}
         return sorted(unique.values(), key=lambda c: c.name)
 
-    def user_online(self, connection: Any, user: User) -> None:
+    def user_online(self, connection: Any, user: User) -> Deferred:
         """
-        Attach a freshly logged-in connection to the hub and tell the
-        extensions when the user came online.
+        Attach a freshly logged-in connection to the hub; when it is the
+        user's first here, load their rooms and note them online.  The
+        Deferred fires once their room events reach the connection.
         """
         if self.hub.attach(connection, user):
-            self._presence(user, True)
+            if self.bus.event_log is None:
+                self.hub.load_rooms(user.id, [])
+                return succeed(None)
+            return self.presence.came_online(user)
+        return succeed(None)
 
     def user_offline(self, connection: Any, user: User) -> None:
         """
-        Detach a connection that logged out or closed, and tell the
-        extensions when it was the user's last.
+        Detach a connection that logged out or closed; when it was the
+        user's last here, note them offline here.
         """
-        if self.hub.detach(connection, user):
-            self._presence(user, False)
+        if self.hub.detach(connection, user) and self.bus.event_log is not None:
+            self.presence.went_offline(user)
 
-    def _presence(self, user: User, online: bool) -> None:
-        """Run every extension's presence hook; log, never raise."""
-        for extension in self.extensions:
-            try:
-                result = extension.presence_changed(self, user, online)
-                if result is not None:
-                    ensureDeferred(result).addErrback(
-                        lambda f: self.log.failure("presence hook failed", f)
-                    )
-            except Exception:
-                self.log.failure("presence hook failed")
+    async def deliver(self, outbox: Outbox) -> None:
+        """Deliver the events an operation's committed transaction recorded."""
+        await self.bus.committed(outbox.seqs, outbox.events)
+
+    async def publish(self, events: list, origin: Origin | None = None) -> None:
+        """
+        Record events that go with no change of their own, and deliver them
+        (after every event committed before them).
+        """
+        if origin is not None:
+            events = [evolve(e, origin=origin) for e in events]
+        if self.bus.event_log is None:
+            await self.bus.committed([], events)
+            return
+        seqs = await self.bus.event_log.record(events, origin)
+        await self.bus.committed(seqs, events)
 
 
 @define
@@ -122,6 +151,23 @@ class RequestContext:
     def config(self) -> Config:
         """The server's settings."""
         return self.server.config
+
+    @property
+    def origin(self) -> Origin:
+        """This request's connection as the origin of the events it causes."""
+        return Origin(self.server.node, self.connection.connection_id)
+
+    def outbox(self) -> Outbox:
+        """An outbox for the events of one operation of this request."""
+        return Outbox(self.origin)
+
+    async def deliver(self, outbox: Outbox) -> None:
+        """Deliver what an operation of this request committed."""
+        await self.server.deliver(outbox)
+
+    async def publish(self, *events: Any) -> None:
+        """Record and deliver events this request caused (see L{ServerContext.publish})."""
+        await self.server.publish(list(events), self.origin)
 
     @property
     def user(self) -> User:

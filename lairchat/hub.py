@@ -1,46 +1,67 @@
 # -*- test-case-name: tests.test_hub -*-
 """
-Who is online where, and the delivery of event lines to the right
-connections.
+This node's connections: who is logged in on which, which rooms their
+users are members of, and the delivery of typed events to them.
 
-The hub only knows connections (anything with C{send_event(line)}) and the
-users logged in on them; which users an event is for is the caller's
-business (the members of a room, the two parties of an invitation).
-Delivery never blocks: a connection queues the line with its transport,
-and a connection that stops reading is closed by its own output limit.
+The hub keeps, for the users logged in here only, a map of room → members
+(loaded once when a user's first connection logs in, then kept current by
+the membership events every node reads in the same order), so that an
+event's audience is a dictionary look-up, not a query.
+
+A connection is anything with a C{connection_id}, a C{user} and
+C{receive(event, is_origin, cache)}: the front end that owns it decides
+what the event looks like and what it does to its own state (the line
+protocol renders a line; a suspension closes the connection).  The
+C{cache} is shared by every recipient of one event, so that an event is
+rendered once per distinct rendering, not once per recipient.
 """
 
-from collections.abc import Iterable
 from typing import Any
 
+from lairchat.events import ConversationOpened, Event, MembershipEvent
 from lairchat.models import User
 
 
 class Hub:
-    """The online users of this node and their connections."""
+    """
+    The online users of this node, their connections and their rooms.
 
-    def __init__(self) -> None:
+    @ivar node: this node's id (events from a connection of this node are
+        not echoed to that connection).
+    @ivar delivered: how many event deliveries were made (for metrics).
+    """
+
+    def __init__(self, node: str = "") -> None:
+        self.node = node
         self._by_user: dict[int, set[Any]] = {}
         self._users: dict[int, User] = {}
+        self._members: dict[int, set[int]] = {}
+        self._rooms_of: dict[int, set[int]] = {}
+        self._loading: dict[int, list[Event]] = {}
         self.delivered = 0
+
+    # Connections
 
     def attach(self, connection: Any, user: User) -> bool:
         """
         Note that C{user} is logged in on C{connection}.
 
-        @return: whether this is the user's first connection (they came online).
+        @return: whether this is the user's first connection here (their
+            rooms are then to be loaded: L{load_rooms}).
         """
         connections = self._by_user.setdefault(user.id, set())
         first = not connections
         connections.add(connection)
         self._users[user.id] = user
+        if first and user.id not in self._rooms_of:
+            self._loading[user.id] = []
         return first
 
     def detach(self, connection: Any, user: User) -> bool:
         """
         Note that C{connection} is no longer logged in as C{user}.
 
-        @return: whether that was the user's last connection (they went offline).
+        @return: whether that was the user's last connection here.
         """
         connections = self._by_user.get(user.id)
         if not connections or connection not in connections:
@@ -50,10 +71,35 @@ class Hub:
             return False
         del self._by_user[user.id]
         self._users.pop(user.id, None)
+        self._loading.pop(user.id, None)
+        for room_id in self._rooms_of.pop(user.id, ()):
+            self._leave(room_id, user.id)
         return True
 
+    def load_rooms(self, user_id: int, room_ids: list[int]) -> None:
+        """
+        The rooms a user who just came online here is a member of, as read
+        from the database.  The events seen while they were read are then
+        replayed for the user in order: membership changes on top of what
+        was read (they are the same or newer), and the events of the
+        user's rooms that would otherwise have missed them.
+        """
+        pending = self._loading.pop(user_id, None)
+        if pending is None or user_id not in self._by_user:
+            return
+        self._rooms_of[user_id] = set()
+        for room_id in room_ids:
+            self._join(room_id, user_id)
+        for event in pending:
+            if isinstance(event, (MembershipEvent, ConversationOpened)):
+                self._apply_for(event, user_id)
+            audience = event.audience()
+            if user_id in audience.user_ids or audience.room_id not in self._rooms_of[user_id]:
+                continue
+            self._show(event, [user_id], {})
+
     def connections_of(self, user_id: int) -> list[Any]:
-        """Every connection the user is logged in on."""
+        """Every connection the user is logged in on here."""
         return list(self._by_user.get(user_id, ()))
 
     def is_online(self, user_id: int) -> bool:
@@ -61,25 +107,89 @@ class Hub:
         return user_id in self._by_user
 
     def online_users(self) -> list[User]:
-        """Every online user, by name."""
+        """Every user online here, by name."""
         return sorted(self._users.values(), key=lambda u: u.username.lower())
 
     def connection_count(self) -> int:
-        """How many logged-in connections there are."""
+        """How many logged-in connections there are here."""
         return sum(len(c) for c in self._by_user.values())
 
-    def deliver(self, user_ids: Iterable[int], line: str, exclude: Any = None) -> int:
-        """
-        Send an event line to every connection of every listed user, except
-        C{exclude} (the connection whose request caused the event).
+    def local_members(self, room_id: int) -> set[int]:
+        """The members of a room who are online here."""
+        return set(self._members.get(room_id, ()))
 
-        @return: how many connections it was sent to.
+    def rooms_of(self, user_id: int) -> set[int]:
+        """The rooms of a user online here (empty until they are loaded)."""
+        return set(self._rooms_of.get(user_id, ()))
+
+    # Membership
+
+    def _join(self, room_id: int, user_id: int) -> None:
+        self._members.setdefault(room_id, set()).add(user_id)
+        self._rooms_of[user_id].add(room_id)
+
+    def _leave(self, room_id: int, user_id: int) -> None:
+        members = self._members.get(room_id)
+        if members is not None:
+            members.discard(user_id)
+            if not members:
+                del self._members[room_id]
+
+    def _change(self, room_id: int, user_id: int, joins: bool) -> None:
+        """Apply one membership change of a user whose rooms are loaded here."""
+        if user_id not in self._rooms_of:
+            return
+        if joins:
+            self._join(room_id, user_id)
+        else:
+            self._rooms_of[user_id].discard(room_id)
+            self._leave(room_id, user_id)
+
+    def _apply_for(self, event: Event, user_id: int) -> None:
+        """Apply a membership event's change, if it concerns C{user_id}."""
+        if isinstance(event, MembershipEvent):
+            if event.user_id == user_id:
+                self._change(event.room.id, user_id, event.joins)
+        elif isinstance(event, ConversationOpened):
+            if any(p[0] == user_id for p in event.room.parties):
+                self._change(event.room.id, user_id, True)
+
+    def apply(self, event: Event) -> None:
+        """Keep the room map current with a membership event."""
+        if isinstance(event, MembershipEvent):
+            self._change(event.room.id, event.user_id, event.joins)
+        elif isinstance(event, ConversationOpened):
+            for user_id, _ in event.room.parties:
+                self._change(event.room.id, user_id, True)
+
+    # Delivery
+
+    def dispatch(self, event: Event) -> int:
         """
-        sent = 0
-        for user_id in set(user_ids):
-            for connection in self._by_user.get(user_id, ()):
-                if connection is not exclude:
-                    connection.send_event(line)
-                    sent += 1
-        self.delivered += sent
-        return sent
+        Hand an event to every connection here of its audience; the
+        connection that caused it is told it is the origin (it got its
+        C{OK} and shows nothing, but its state may change).
+
+        @return: how many connections showed it.
+        """
+        self.apply(event)
+        audience = event.audience()
+        users = set(audience.user_ids)
+        if audience.room_id is not None:
+            users.update(self._members.get(audience.room_id, ()))
+        if audience.room_id is not None or isinstance(event, (MembershipEvent, ConversationOpened)):
+            for pending in self._loading.values():
+                pending.append(event)
+        return self._show(event, users, {})
+
+    def _show(self, event: Event, user_ids: Any, cache: dict) -> int:
+        """Hand an event to every connection here of the listed users."""
+        origin = event.origin
+        origin_connection = origin.connection if origin is not None and origin.node == self.node else None
+        shown = 0
+        for user_id in user_ids:
+            for connection in list(self._by_user.get(user_id, ())):
+                if connection.receive(event, connection.connection_id == origin_connection, cache):
+                    shown += 1
+        self.delivered += shown
+        return shown

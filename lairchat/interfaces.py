@@ -45,7 +45,7 @@ class ICommand(Interface):
 class IExtension(Interface):
     """
     Hooks a domain plugs into the server beyond its commands: services that
-    run beside it (sweepers), events delivered at login, presence.
+    run beside it (sweepers) and events shown at login.
     """
 
     def services(server):
@@ -58,15 +58,9 @@ class IExtension(Interface):
 
     def login_events(context, user):
         """
-        Event lines delivered to a connection right after its C{OK:LOGIN} or
+        Events shown to a connection right after its C{OK:LOGIN} or
         C{OK:RESUME} (pending invitations, offline deliveries).
 
-        @return: a coroutine or Deferred firing with a list of str.
-        """
-
-    def presence_changed(server, user, online):
-        """
-        A user's first connection logged in (C{online} true) or last one left.
-
-        @return: L{None}, a coroutine or a Deferred.
+        @return: a coroutine or Deferred firing with a list of
+            L{lairchat.events.Event}.
         """

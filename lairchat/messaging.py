@@ -3,22 +3,22 @@
 What the message and direct-message commands share.
 
 Rooms and direct conversations are one model, but they are named
-differently on the wire: a room by its name, a direct conversation as
-C{@<the other party>}, so the same conversation is C{@bob} to alice and
-C{@alice} to bob.  Every event about a message is therefore rendered per
-recipient (L{broadcast}), and every argument naming a conversation may be
+differently: a room by its name, a direct conversation as C{@<the other
+party>}, so the same conversation is C{@bob} to alice and C{@alice} to
+bob.  Events name a room by L{RoomRef} (L{room_ref}), which each front end
+renders for each viewer, and every argument naming a conversation may be
 either form (L{resolve}).
 """
 
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve
 
 from lairchat import permissions, validation
 from lairchat.access import member_room
 from lairchat.errors import AccessDenied, InvalidInput, NotFound
-from lairchat.models import Message, MessageAccess, Room, User
-from lairchat.wire import render
+from lairchat.events import DirectMessageSent, MessageSent, RoomRef
+from lairchat.models import Message, MessageAccess, Party, Room, User
 
 HISTORY_DEFAULT = 50
 """Messages in a history page when no limit is given."""
@@ -51,60 +51,19 @@ def before_id(value: str | None) -> int | None:
     return validation.identifier(value, "before_id")
 
 
-@frozen
-class Audience:
-    """
-    Who hears about a room's messages, and what the room is called for
-    each of them.
-
-    @ivar names: pairs of (the room's name on the wire, the ids of the
-        users who see it so).
-    """
-
-    room: Room
-    names: tuple[tuple[str, tuple[int, ...]], ...]
-
-    def name_for(self, user_id: int) -> str:
-        """What the room is called for one of its members."""
-        for name, user_ids in self.names:
-            if user_id in user_ids:
-                return name
-        return self.room.name or ""
-
-    def user_ids(self) -> list[int]:
-        """Every member."""
-        return [u for _, user_ids in self.names for u in user_ids]
-
-
-async def audience(context: Any, room: Room) -> Audience:
-    """The members of a room (or conversation) and its name for each."""
+async def room_ref(context: Any, room: Room) -> RoomRef:
+    """A room as events name it: by name, or a conversation by its two parties."""
     if room.is_direct:
         parties = await context.store.conversations.parties(room.id)
-        names = tuple(
-            (f"@{p.username}", tuple(q.user_id for q in parties if q.user_id != p.user_id)) for p in parties
-        )
-        return Audience(room, names)
-    return Audience(room, ((room.name, tuple(await context.store.rooms.member_ids(room.id))),))
+        return RoomRef(room.id, "", tuple((p.user_id, p.username) for p in parties))
+    return RoomRef(room.id, room.name)
 
 
 async def name_for_caller(context: Any, room: Room) -> str:
     """What a room (or conversation) is called for the caller."""
     if not room.is_direct:
         return room.name
-    return (await audience(context, room)).name_for(context.user.id)
-
-
-async def broadcast(context: Any, room: Room, kind: str, *fields: Any) -> Audience:
-    """
-    Send an event about a room to every online connection of every member
-    but the caller's own connection, C{<KIND>:<room>:<fields>} with the
-    room named as each recipient calls it.  Call it only after the change
-    was committed.
-    """
-    members = await audience(context, room)
-    for name, user_ids in members.names:
-        context.hub.deliver(user_ids, render(kind, name, *fields), exclude=context.connection)
-    return members
+    return "@" + (await room_ref(context, room)).other_party(context.user.id)
 
 
 async def resolve(context: Any, ref: str, action: str) -> tuple[Room, str]:
@@ -150,28 +109,15 @@ async def visible_message(context: Any, message_id: int, action: str = "read") -
     return access
 
 
-def history_line(name: str, message: Message) -> str:
-    """
-    One C{HISTORY} line:
-    C{HISTORY:<room>:<id>:<sender>:<ts>:<parent_id or 0>:<edited 0|1>:<text>}.
-    """
-    return render(
-        "HISTORY", name, message.id, message.sender, message.created_ms, message.parent_id, message.edited,
-        message.text,
-    )
-
-
-async def delivered_live(context: Any, room: Room, message: Message) -> None:
+async def delivered_live(context: Any, room: RoomRef, message: Message) -> None:
     """
     Note a new message of a direct conversation as delivered to the other
-    party when they are online (they just got it as an event), so that it
-    is not delivered again at their next login.
+    party when they are online on any node (they just got it as an event),
+    so that it is not delivered again at their next login.
     """
-    if not room.is_direct:
-        return
-    for party in await context.store.conversations.parties(room.id):
-        if party.user_id != message.sender_id and context.hub.is_online(party.user_id):
-            await context.store.conversations.mark_delivered(room.id, party.user_id, message.id)
+    for party_id, _ in room.parties:
+        if party_id != message.sender_id:
+            await context.store.conversations.mark_delivered_if_online(room.id, party_id, message.id)
 
 
 async def direct_recipient(context: Any, name: str) -> User:
@@ -201,12 +147,79 @@ async def send_direct(context: Any, name: str, text: str) -> tuple[Message, User
     """
     me = context.user
     other = await direct_recipient(context, name)
-    room = await context.store.conversations.open(me.id, other.id)
+    outbox = context.outbox()
+    room = await context.store.conversations.open(Party(me.id, me.username), Party(other.id, other.username), outbox)
+    await context.deliver(outbox)
     message = await context.store.messages.post(room.id, me.id, text)
     if message is None:
         raise AccessDenied(f"you cannot write to {other.username}")
-    line = render("PRIVATE_MESSAGE", me.username, other.username, message.id, message.created_ms, message.text)
-    context.hub.deliver([other.id, me.id], line, exclude=context.connection)
-    if context.hub.is_online(other.id):
-        await context.store.conversations.mark_delivered(room.id, other.id, message.id)
+    await context.publish(DirectMessageSent(room.id, message.id, me.id, me.username, other.id, other.username,
+                                            message.created_ms, message.text))
+    await context.store.conversations.mark_delivered_if_online(room.id, other.id, message.id)
     return message, other
+
+
+async def send_to_room(context: Any, name: str, text: str) -> tuple[Message, str]:
+    """
+    Send a message to a room by name: one statement (shared with the
+    messages sent meanwhile) stores it and records its event when the
+    caller may send there.  The room's id comes from the node's memory of
+    names it resolved before, or from a look-up, which also says why a
+    message is refused.
+
+    @return: the message and the room's name.
+    @raise NotFound: no such room (or a private one the caller is not in).
+    @raise AccessDenied: the caller is not a member (or the room went as
+        the message was sent).
+    @raise lairchat.errors.PermissionDenied: the caller's role may not send.
+    """
+    me, names = context.user, context.server.room_names
+    ref = names.get(name.lower())
+    if ref is None:
+        room, _ = await resolve(context, name, "send")
+        ref = names.remember(RoomRef(room.id, room.name))
+    template = MessageSent(ref, 0, me.id, me.username, 0, text, origin=context.origin)
+    posted = await context.store.messages.send_to_room(template)
+    if posted is None:
+        names.forget(ref)
+        try:
+            room, _ = await resolve(context, name, "send")
+        except NotFound:
+            # it was there a moment ago: it went as the message was sent
+            raise AccessDenied(f"you are not a member of {ref.name}") from None
+        if room.id == ref.id:
+            raise AccessDenied(f"you are not a member of {room.name}")
+        ref = names.remember(RoomRef(room.id, room.name))
+        posted = await context.store.messages.send_to_room(evolve(template, room=ref))
+        if posted is None:
+            raise AccessDenied(f"you are not a member of {room.name}")
+    await context.server.bus.committed([posted.seq], [posted.event])
+    return posted.message, ref.name
+
+
+class RoomNames:
+    """
+    The ids of the room names this node resolved (room names are unique,
+    ids are never reused): a stale entry only costs a look-up, since a
+    message to it is refused and the name resolved again.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._refs: dict[str, RoomRef] = {}
+
+    def get(self, lowered: str) -> RoomRef | None:
+        """The room last resolved for a lower-cased name."""
+        return self._refs.get(lowered)
+
+    def remember(self, ref: RoomRef) -> RoomRef:
+        """Keep a resolved room (the oldest goes when full)."""
+        if len(self._refs) >= self._size:
+            self._refs.pop(next(iter(self._refs)))
+        self._refs[ref.name.lower()] = ref
+        return ref
+
+    def forget(self, ref: RoomRef) -> None:
+        """Drop a room that refused a message."""
+        if self._refs.get(ref.name.lower()) == ref:
+            del self._refs[ref.name.lower()]

@@ -5,19 +5,23 @@ Timestamps are Unix epoch milliseconds (the wire's unit), converted once in
 L{to_ms}.  Each domain appends its models here.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from attrs import frozen
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def to_ms(moment: datetime | None) -> int:
     """
-    Convert a timezone-aware datetime to Unix epoch milliseconds (0 for
-    L{None}).
+    Convert a timezone-aware datetime to Unix epoch milliseconds, rounded
+    down exactly as the database rounds them (0 for L{None}).
     """
     if moment is None:
         return 0
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 @frozen

@@ -63,6 +63,11 @@ _REFUSALS = {
 }
 
 
+def roles_allowed(action: str) -> tuple[str, ...]:
+    """Every room role that allows C{action}, highest first."""
+    return tuple(role for role in ROLES if action in PERMISSIONS[role])
+
+
 def can(role: str | None, action: str) -> bool:
     """
     Whether a room role (L{None}: not a member) allows an action.

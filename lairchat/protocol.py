@@ -5,9 +5,11 @@ answered one at a time and in order, events written between replies, and a
 client that stops reading cut off before its backlog grows without bound.
 """
 
+import itertools
 from collections import deque
 from typing import Any
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory
@@ -15,12 +17,18 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
-from lairchat import __version__
+from lairchat import __version__, events
 from lairchat.context import ServerContext
 from lairchat.errors import ChatError, LineTooLong
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Outcome, Router
-from lairchat.wire import parse_line, raw_label, render, render_error, with_label
+from lairchat.wire import event_variant, parse_line, raw_label, render, render_error, render_event, with_label
+
+_UNRENDERED = object()
+"""A cache entry not filled yet."""
+
+_connection_ids = itertools.count(1)
+"""Ids of this process's connections (an event's origin names one)."""
 
 QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
@@ -56,6 +64,7 @@ class ChatProtocol(LineOnlyReceiver):
         self._producing = False
         self._backlog = 0
         self.lost: Deferred = Deferred()
+        self.connection_id = next(_connection_ids)
 
     # Connection lifecycle
 
@@ -92,12 +101,15 @@ class ChatProtocol(LineOnlyReceiver):
         self.log_out()
         self.lost.callback(None)
 
-    def log_in(self, user: Any, session_id: int) -> None:
-        """Make this connection C{user}'s (logging out whoever was here)."""
+    def log_in(self, user: Any, session_id: int) -> Deferred:
+        """
+        Make this connection C{user}'s (logging out whoever was here).  The
+        Deferred fires once the events of the user's rooms reach it.
+        """
         self.log_out()
         self.user = user
         self.session_id = session_id
-        self.server.user_online(self, user)
+        return self.server.user_online(self, user)
 
     def log_out(self) -> None:
         """Make this connection anonymous again."""
@@ -210,8 +222,45 @@ class ChatProtocol(LineOnlyReceiver):
         self.transport.write(data)
 
     def send_event(self, line: str) -> None:
-        """Deliver one event line (the hub calls this)."""
+        """Write one event line."""
         self.write_lines([line])
+
+    def receive(self, event: events.Event, is_origin: bool, cache: dict) -> bool:
+        """
+        An event for this connection's user (the hub calls this): show it
+        as its line unless this connection caused it, and apply what it
+        does to the connection (a suspension closes it, a password change
+        logs out other sessions, leaving a room forgets it as the current
+        one).  C{cache} holds the lines already rendered for this event.
+
+        @return: whether a line was written.
+        """
+        user = self.user
+        if user is None or self._closed:
+            return False
+        if isinstance(event, events.ServerRoleChanged):
+            self.user = evolve(user, server_role=event.role)
+            return False
+        if isinstance(event, (events.UserLeft, events.UserKicked, events.UserBanned)):
+            if event.user_id == user.id and self.current_room is not None \
+                    and self.current_room.lower() == event.room.name.lower():
+                self.current_room = None
+        shown = False
+        if not is_origin:
+            if isinstance(event, events.SessionsRevoked) and self.session_id == event.kept_session:
+                return False
+            key = event_variant(event, user.id)
+            line = cache.get(key, _UNRENDERED)
+            if line is _UNRENDERED:
+                line = cache[key] = render_event(event, user.id)
+            if line is not None:
+                self.write_lines([line])
+                shown = True
+        if isinstance(event, events.AccountSuspended):
+            self.close()
+        elif isinstance(event, events.SessionsRevoked) and shown:
+            self.log_out()
+        return shown
 
     # IPushProducer: the transport tells us when the client stops reading.
 

@@ -20,7 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lairchat.errors import ChatError
-from lairchat.wire import render
+from lairchat.events import InvitationExpired, InvitationReminder
 
 
 @frozen
@@ -43,27 +43,24 @@ never wedges on a backlog.
 
 async def sweep(server: Any, now_ms: int, batch_size: int = EXPIRY_BATCH) -> SweepReport:
     """
-    One run of the sweep at C{now_ms} over C{server}'s store and hub.
+    One run of the sweep at C{now_ms} over C{server}'s store; its events go
+    to every node.
 
     @param server: a L{lairchat.context.ServerContext}.
     @param batch_size: the most invitations one statement expires.
     @raise ChatError: the database failed; what was already committed stays.
     """
-    store, hub, config = server.store.invitations, server.hub, server.config
+    store, config = server.store.invitations, server.config
     expired = 0
     while True:
         batch = await store.expire_due(now_ms, batch_size)
-        for invitation in batch:
-            hub.deliver([invitation.sender_id, invitation.recipient_id],
-                        render("INVITATION_EXPIRED", invitation.id, invitation.room))
+        await server.publish([InvitationExpired(i.id, i.sender_id, i.recipient_id, i.room) for i in batch])
         expired += len(batch)
         if len(batch) < batch_size:
             break
-    online = [user.id for user in hub.online_users()]
+    online = sorted(await server.store.events.online_user_ids())
     reminded = await store.remind(online, now_ms, config.reminder_window * 1000)
-    for invitation in reminded:
-        hub.deliver([invitation.recipient_id],
-                    render("INVITATION_REMINDER", invitation.id, invitation.room, invitation.expires_ms))
+    await server.publish([InvitationReminder(i.id, i.recipient_id, i.room, i.expires_ms) for i in reminded])
     purged = await store.purge_answered(now_ms - config.invite_retention * 1000)
     return SweepReport(expired, len(reminded), purged)
 

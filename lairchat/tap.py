@@ -18,6 +18,8 @@ from twisted.python import usage
 
 from lairchat.context import Config, ServerContext
 from lairchat.embedded import EmbeddedPostgres
+from lairchat.hub import Hub
+from lairchat.node import NODE_TIMEOUT, NodeService, new_node_id
 from lairchat.passwords import Passwords
 from lairchat.plugins import load_commands, load_extensions
 from lairchat.protocol import ChatFactory
@@ -32,7 +34,7 @@ _POSITIVE_INTEGERS = {
     "session-ttl": 60,
     "max-output-buffer": 4096,
 }
-_POSITIVE_NUMBERS = {"sweep-interval": 0.05}
+_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0}
 
 
 class Options(usage.Options):
@@ -53,6 +55,8 @@ class Options(usage.Options):
         ["sweep-interval", None, "60", "How often expired invitations are swept, in seconds."],
         ["invite-retention", None, "7776000", "How long answered invitations are kept, in seconds."],
         ["session-ttl", None, "604800", "How long a session token lives, in seconds."],
+        ["node-timeout", None, "10",
+         "Seconds without a heartbeat after which another node on the database is taken for dead."],
         ["metrics", None, None,
          "A Twisted endpoint serving Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
         ["max-output-buffer", None, "1048576",
@@ -149,6 +153,7 @@ class LairchatService(MultiService):
         metrics_endpoint: str | None = None,
         reactor: Any = None,
         stop_reactor_on_failure: bool = True,
+        node_timeout: float = NODE_TIMEOUT,
     ) -> None:
         super().__init__()
         if reactor is None:
@@ -163,12 +168,14 @@ class LairchatService(MultiService):
         self.metrics_endpoint = metrics_endpoint
         self.reactor = reactor
         self.stop_reactor_on_failure = stop_reactor_on_failure
+        self.node_timeout = node_timeout
         self.ports: list = []
         self.server: ServerContext | None = None
         self.ready: Deferred | None = None
         self._db: Database | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._factory: ChatFactory | None = None
+        self._node: NodeService | None = None
 
     def startService(self) -> None:
         """Start the children, then the database and the ports in the background."""
@@ -197,7 +204,11 @@ class LairchatService(MultiService):
             registry=load_commands(),
             extensions=load_extensions(),
             started=started,
+            hub=Hub(new_node_id()),
         )
+        self._node = NodeService(self.server, dsn, self.node_timeout)
+        await self._node.begin()
+        self._node.setServiceParent(self)
         for extension in self.server.extensions:
             for service in extension.services(self.server):
                 service.setServiceParent(self)
@@ -233,7 +244,12 @@ class LairchatService(MultiService):
             for connection in connections:
                 connection.close()
             await gatherResults([c.lost for c in connections])
+        if self.server is not None:
+            await self.server.presence.settled()
         await super().stopService()
+        if self._node is not None:
+            await self._node.end()
+            self._node = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -255,4 +271,5 @@ def makeService(options: Options) -> LairchatService:
         data_dir=options["data-dir"],
         pool_size=options["pool-size"],
         metrics_endpoint=options["metrics"],
+        node_timeout=options["node-timeout"],
     )

@@ -18,6 +18,8 @@ import string
 
 from attrs import frozen
 
+from lairchat import events
+from lairchat.models import Message
 from lairchat.errors import ChatError, InvalidCharacters, InvalidEncoding, InvalidFormat
 
 LABEL_PATTERN = re.compile(r"@label=([A-Za-z0-9._-]{1,32}) (.*)\Z", re.DOTALL)
@@ -188,3 +190,94 @@ def with_label(label: str | None, line: str) -> str:
         return line
     return f"@label={label} {line}"
 
+
+
+def _room_name(room: events.RoomRef, viewer_id: int) -> str:
+    """A room as the viewer calls it: its name, or C{@<the other party>}."""
+    if room.is_direct:
+        return "@" + room.other_party(viewer_id)
+    return room.name
+
+
+def _event_fields(event: events.Event, viewer_id: int) -> tuple | None:
+    """The kind and fields of an event's line (PROTOCOL.md section 4), or L{None}."""
+    e = event
+    if isinstance(e, events.MessageSent):
+        return "MESSAGE", _room_name(e.room, viewer_id), e.message_id, e.sender, e.ts, e.text
+    if isinstance(e, events.ReplySent):
+        return "REPLY", _room_name(e.room, viewer_id), e.message_id, e.parent_id, e.sender, e.ts, e.text
+    if isinstance(e, events.DirectMessageSent):
+        return "PRIVATE_MESSAGE", e.sender, e.recipient, e.message_id, e.ts, e.text
+    if isinstance(e, events.MessageEdited):
+        return "MESSAGE_EDITED", _room_name(e.room, viewer_id), e.message_id, e.editor, e.ts, e.text
+    if isinstance(e, events.MessageDeleted):
+        return "MESSAGE_DELETED", _room_name(e.room, viewer_id), e.message_id, e.by
+    if isinstance(e, events.ReactionAdded):
+        return "REACTION_ADDED", _room_name(e.room, viewer_id), e.message_id, e.user, e.emoji
+    if isinstance(e, events.ReactionRemoved):
+        return "REACTION_REMOVED", _room_name(e.room, viewer_id), e.message_id, e.user, e.emoji
+    if isinstance(e, events.UserJoined):
+        return "USER_JOINED", e.room.name, e.user
+    if isinstance(e, events.UserLeft):
+        return "USER_LEFT", e.room.name, e.user
+    if isinstance(e, events.UserKicked):
+        return "USER_KICKED", e.room.name, e.user, e.by, e.reason
+    if isinstance(e, events.UserBanned):
+        return "USER_BANNED", e.room.name, e.user, e.by, e.reason
+    if isinstance(e, events.RoleChanged):
+        return "ROLE_CHANGED", e.room.name, e.user, e.role, e.by
+    if isinstance(e, events.TopicChanged):
+        return "TOPIC_CHANGED", e.room.name, e.by, e.topic
+    if isinstance(e, events.InvitationReceived):
+        return "INVITATION_RECEIVED", e.invitation_id, e.sender, e.room, e.role, e.expires_ms, e.message
+    if isinstance(e, events.InvitationAccepted):
+        return "INVITATION_ACCEPTED", e.invitation_id, e.user, e.room
+    if isinstance(e, events.InvitationDeclined):
+        return "INVITATION_DECLINED", e.invitation_id, e.user, e.room
+    if isinstance(e, events.InvitationRevoked):
+        return "INVITATION_REVOKED", e.invitation_id, e.room, e.by
+    if isinstance(e, events.InvitationExpired):
+        return "INVITATION_EXPIRED", e.invitation_id, e.room
+    if isinstance(e, events.InvitationReminder):
+        return "INVITATION_REMINDER", e.invitation_id, e.room, e.expires_ms
+    if isinstance(e, events.PresenceChanged):
+        return "PRESENCE", e.user, "online" if e.online else "offline"
+    if isinstance(e, events.AccountSuspended):
+        return "SYSTEM_MESSAGE", f"your account was suspended{': ' + e.reason if e.reason else ''}"
+    if isinstance(e, events.Notice):
+        return "SYSTEM_MESSAGE", e.text
+    if isinstance(e, events.SessionsRevoked):
+        return "SYSTEM_MESSAGE", "your password was changed; log in again"
+    return None
+
+
+def render_event(event: events.Event, viewer_id: int) -> str | None:
+    """
+    The line an event is shown as to the user C{viewer_id}, or L{None} for
+    an event that is never shown (it only keeps the server's memory current).
+    """
+    parts = _event_fields(event, viewer_id)
+    return None if parts is None else render(*parts)
+
+
+def event_variant(event: events.Event, viewer_id: int) -> str:
+    """
+    What the line of an event depends on besides the event: the name of a
+    direct conversation, which each party sees differently.  Two viewers
+    with the same variant get the same line, so it is rendered once.
+    """
+    room = getattr(event, "room", None)
+    if isinstance(room, events.RoomRef) and room.is_direct:
+        return room.other_party(viewer_id)
+    return ""
+
+
+def history_line(name: str, message: Message) -> str:
+    """
+    One C{HISTORY} line:
+    C{HISTORY:<room>:<id>:<sender>:<ts>:<parent_id or 0>:<edited 0|1>:<text>}.
+    """
+    return render(
+        "HISTORY", name, message.id, message.sender, message.created_ms, message.parent_id, message.edited,
+        message.text,
+    )

@@ -4,11 +4,13 @@ in the database (so these tests do not depend on the room commands), and a
 recording stand-in for a connection.
 """
 
+import itertools
 from typing import Any
 
 from lairchat.models import User
 from lairchat.store import Store
 from lairchat.store.users import USER_COLUMNS, user_from_row
+from lairchat.wire import render_event
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -61,22 +63,34 @@ async def statuses(store: Store, invitation_id: int) -> tuple[str, list[str]]:
 
 
 class RecordingConnection:
-    """A connection that keeps the events sent to it."""
+    """A connection that keeps, as lines, the events shown to it."""
+
+    _ids = itertools.count(1)
 
     def __init__(self) -> None:
         self.events: list[str] = []
         self.current_room: str | None = None
+        self.connection_id = next(self._ids)
+        self.user: User | None = None
 
-    def send_event(self, line: str) -> None:
-        """Keep the line."""
+    def receive(self, event: Any, is_origin: bool, cache: dict) -> bool:
+        """Keep the line the event is shown as, unless this connection caused it."""
+        if is_origin or self.user is None:
+            return False
+        line = render_event(event, self.user.id)
+        if line is None:
+            return False
         self.events.append(line)
+        return True
 
     def __repr__(self) -> str:
         return f"<RecordingConnection {len(self.events)} events>"
 
 
-def online(hub: Any, user: User) -> RecordingConnection:
-    """Put C{user} online in C{hub} on a new recording connection."""
+async def online(server: Any, user: User) -> RecordingConnection:
+    """Put C{user} online on C{server}'s node (registered first) on a new recording connection."""
+    await server.store.events.join(server.node, server.bus.last)
     connection = RecordingConnection()
-    hub.attach(connection, user)
+    connection.user = user
+    await server.user_online(connection, user)
     return connection

@@ -7,9 +7,15 @@ login, and every message operation on direct messages, end to end over TCP.
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from lairchat.models import Party
 from lairchat.store.conversations import direct_key
 from tests.support import fresh_store, start_server
 from tests.test_messages import make_users
+
+
+def party(user):
+    """A user as a party of a conversation."""
+    return Party(user.id, user.username)
 
 
 def fields(line, count):
@@ -32,9 +38,9 @@ class ConversationStoreTests(TestCase):
     async def test_open_once(self):
         """The first use creates a two-member room; later uses find it, from either side."""
         self.assertIsNone(await self.store.conversations.between(self.alice.id, self.bob.id))
-        room = await self.store.conversations.open(self.alice.id, self.bob.id)
+        room = await self.store.conversations.open(party(self.alice), party(self.bob))
         self.assertEqual((room.kind, room.name, room.privacy), ("direct", None, "private"))
-        self.assertEqual(await self.store.conversations.open(self.bob.id, self.alice.id), room)
+        self.assertEqual(await self.store.conversations.open(party(self.bob), party(self.alice)), room)
         self.assertEqual(await self.store.conversations.between(self.bob.id, self.alice.id), room)
         parties = await self.store.conversations.parties(room.id)
         self.assertEqual([p.username for p in parties], ["alice", "bob"])
@@ -44,7 +50,7 @@ class ConversationStoreTests(TestCase):
         """Both parties starting the conversation at once get one room."""
         rooms = await gatherResults([
             Deferred.fromCoroutine(self.store.conversations.open(*pair))
-            for pair in [(self.alice.id, self.bob.id), (self.bob.id, self.alice.id)] * 3
+            for pair in [(party(self.alice), party(self.bob)), (party(self.bob), party(self.alice))] * 3
         ])
         self.assertEqual(len({r.id for r in rooms}), 1)
         count = await self.store.db.fetchone("SELECT count(*) FROM rooms WHERE kind = 'direct'")
@@ -52,8 +58,8 @@ class ConversationStoreTests(TestCase):
 
     async def test_list_for(self):
         """Each conversation with the other party, the last time and the unread count; newest first."""
-        with_bob = await self.store.conversations.open(self.alice.id, self.bob.id)
-        with_carol = await self.store.conversations.open(self.alice.id, self.carol.id)
+        with_bob = await self.store.conversations.open(party(self.alice), party(self.bob))
+        with_carol = await self.store.conversations.open(party(self.alice), party(self.carol))
         await self.store.messages.post(with_bob.id, self.bob.id, "one")
         await self.store.messages.post(with_bob.id, self.bob.id, "two")
         await self.store.messages.post(with_bob.id, self.alice.id, "mine")
@@ -66,7 +72,7 @@ class ConversationStoreTests(TestCase):
 
     async def test_take_undelivered(self):
         """The other party's undelivered messages, once; one's own never."""
-        room = await self.store.conversations.open(self.alice.id, self.bob.id)
+        room = await self.store.conversations.open(party(self.alice), party(self.bob))
         first = await self.store.messages.post(room.id, self.alice.id, "one")
         await self.store.messages.post(room.id, self.bob.id, "from bob")
         second = await self.store.messages.post(room.id, self.alice.id, "two")
@@ -79,8 +85,8 @@ class ConversationStoreTests(TestCase):
 
     async def test_take_undelivered_newest_first_when_too_many(self):
         """Over the limit: the newest, oldest first, and how many were left out; none again later."""
-        room = await self.store.conversations.open(self.alice.id, self.bob.id)
-        other = await self.store.conversations.open(self.carol.id, self.bob.id)
+        room = await self.store.conversations.open(party(self.alice), party(self.bob))
+        other = await self.store.conversations.open(party(self.carol), party(self.bob))
         sent = [(await self.store.messages.post(room.id, self.alice.id, f"m{i}")).id for i in range(4)]
         sent.append((await self.store.messages.post(other.id, self.carol.id, "from carol")).id)
         messages, left_out = await self.store.conversations.take_undelivered(self.bob.id, 2)

@@ -1,15 +1,17 @@
 """
-Tests for L{lairchat.hub.Hub} (who is online where, and delivery) and the
-presence hooks of L{lairchat.context.ServerContext}.
+Tests for L{lairchat.hub.Hub}: who is online where, the rooms of the users
+online here (kept from membership events, including those seen while a
+user's rooms were being read), and the delivery of typed events.
 """
 
-from twisted.internet.task import Clock
+import itertools
+
 from twisted.trial.unittest import SynchronousTestCase
 
-from lairchat.command import Extension
-from lairchat.context import Config, ServerContext
+from lairchat import events
 from lairchat.hub import Hub
 from lairchat.models import User
+from lairchat.wire import event_variant, render_event
 
 
 def user(user_id: int, name: str) -> User:
@@ -21,16 +23,31 @@ ALICE = user(1, "alice")
 BOB = user(2, "Bob")
 CAROL = user(3, "carol")
 
+HALL = events.RoomRef(10, "hall")
+NODE = "node-a"
+
+_ids = itertools.count(1)
+
 
 class FakeConnection:
-    """Anything with C{send_event}: records what it was sent."""
+    """A connection that records the lines events are shown as (and how often one was rendered)."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: User | None = None) -> None:
         self.events: list[str] = []
+        self.user = owner
+        self.connection_id = next(_ids)
 
-    def send_event(self, line: str) -> None:
-        """Record."""
-        self.events.append(line)
+    def receive(self, event, is_origin, cache):
+        """Render through the shared cache; show unless this connection caused it."""
+        if is_origin:
+            return False
+        key = event_variant(event, self.user.id)
+        if key not in cache:
+            cache[key] = render_event(event, self.user.id)
+            cache.setdefault("renders", 0)
+            cache["renders"] += 1
+        self.events.append(cache[key])
+        return True
 
 
 class AttachTests(SynchronousTestCase):
@@ -95,123 +112,118 @@ class AttachTests(SynchronousTestCase):
         self.assertEqual(hub.connections_of(99), [])
 
 
-class DeliverTests(SynchronousTestCase):
+class RoomMapTests(SynchronousTestCase):
     """
-    L{Hub.deliver}: to every connection of every listed user, except the
-    one that caused the event.
+    The rooms of users online here: loaded once, then kept current by
+    membership events, with the events seen during loading replayed.
     """
 
     def setUp(self):
-        """Alice on two connections, Bob on one, Carol offline."""
-        self.hub = Hub()
-        self.alice1, self.alice2, self.bob = FakeConnection(), FakeConnection(), FakeConnection()
-        self.hub.attach(self.alice1, ALICE)
-        self.hub.attach(self.alice2, ALICE)
+        self.hub = Hub(NODE)
+        self.alice = FakeConnection(ALICE)
+        self.bob = FakeConnection(BOB)
+        self.hub.attach(self.alice, ALICE)
+        self.hub.load_rooms(ALICE.id, [HALL.id])
         self.hub.attach(self.bob, BOB)
 
-    def test_everyone(self):
+    def message(self, text, origin=None):
+        """A message from alice in the hall."""
+        return events.MessageSent(HALL, 1, ALICE.id, "alice", 0, text, origin=origin)
+
+    def test_loaded_rooms_receive(self):
+        """A room event reaches the loaded members here, nobody else."""
+        self.hub.load_rooms(BOB.id, [])
+        self.assertEqual(self.hub.dispatch(self.message("hi")), 1)
+        self.assertEqual(self.alice.events, ["MESSAGE:hall:1:alice:0:hi"])
+        self.assertEqual(self.bob.events, [])
+
+    def test_events_while_loading_are_replayed(self):
         """
-        Every connection of every listed user gets the line once; offline
-        users are skipped; the count says how many got it.
+        A message of one of bob's rooms seen while his rooms were read is
+        shown once they are loaded; a membership change seen then is
+        applied on top of what was read.
         """
-        sent = self.hub.deliver([ALICE.id, BOB.id, CAROL.id], "MESSAGE:general:1:x:0:hi")
-        self.assertEqual(sent, 3)
+        self.hub.dispatch(self.message("early"))
+        self.hub.dispatch(events.MemberRemoved(events.RoomRef(11), BOB.id))
+        self.hub.load_rooms(BOB.id, [HALL.id, 11])
+        self.assertEqual(self.bob.events, ["MESSAGE:hall:1:alice:0:early"])
+        self.assertEqual(self.hub.rooms_of(BOB.id), {HALL.id})
+        self.assertEqual(self.hub.local_members(HALL.id), {ALICE.id, BOB.id})
+
+    def test_membership_events(self):
+        """Joining and leaving change the map; the last local member leaving forgets the room."""
+        self.hub.load_rooms(BOB.id, [])
+        self.hub.dispatch(events.UserJoined(HALL, BOB.id, "Bob"))
+        self.assertEqual(self.hub.local_members(HALL.id), {ALICE.id, BOB.id})
+        self.hub.dispatch(events.MemberRemoved(HALL, BOB.id))
+        self.hub.dispatch(events.UserLeft(HALL, ALICE.id, "alice"))
+        self.assertEqual(self.hub.local_members(HALL.id), set())
+        self.assertEqual(self.hub.rooms_of(ALICE.id), set())
+
+    def test_conversation_opened(self):
+        """Both parties of a new conversation who are online here become its members."""
+        self.hub.load_rooms(BOB.id, [])
+        conversation = events.RoomRef(12, "", ((ALICE.id, "alice"), (BOB.id, "Bob")))
+        self.hub.dispatch(events.ConversationOpened(conversation))
+        self.assertEqual(self.hub.local_members(12), {ALICE.id, BOB.id})
+
+    def test_detach_forgets_rooms(self):
+        """A user's last connection here going takes them out of every room."""
+        self.hub.detach(self.alice, ALICE)
+        self.assertEqual(self.hub.local_members(HALL.id), set())
+        self.assertEqual(self.hub.dispatch(self.message("x")), 0)
+
+
+class DispatchTests(SynchronousTestCase):
+    """
+    L{Hub.dispatch}: to every connection of the audience, the origin told
+    it is the origin, each distinct rendering made once.
+    """
+
+    def setUp(self):
+        self.hub = Hub(NODE)
+        self.alice1, self.alice2 = FakeConnection(ALICE), FakeConnection(ALICE)
+        self.bob = FakeConnection(BOB)
         for connection in (self.alice1, self.alice2, self.bob):
-            self.assertEqual(connection.events, ["MESSAGE:general:1:x:0:hi"])
+            self.hub.attach(connection, connection.user)
+        for person in (ALICE, BOB):
+            self.hub.load_rooms(person.id, [HALL.id])
 
-    def test_exclude(self):
-        """
-        The causing connection is left out; the user's other connections
-        still get it.
-        """
-        sent = self.hub.deliver([ALICE.id, BOB.id], "MESSAGE:general:1:alice:0:hi", exclude=self.alice1)
-        self.assertEqual(sent, 2)
+    def test_origin_is_excluded(self):
+        """The connection whose request caused the event shows nothing; the user's other one does."""
+        event = events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi", origin=events.Origin(NODE, self.alice1.connection_id))
+        self.assertEqual(self.hub.dispatch(event), 2)
         self.assertEqual(self.alice1.events, [])
-        self.assertEqual(self.alice2.events, ["MESSAGE:general:1:alice:0:hi"])
-        self.assertEqual(self.bob.events, ["MESSAGE:general:1:alice:0:hi"])
+        self.assertEqual(self.alice2.events, ["MESSAGE:hall:1:alice:0:hi"])
+        self.assertEqual(self.bob.events, ["MESSAGE:hall:1:alice:0:hi"])
+        self.assertEqual(self.hub.delivered, 2)
 
-    def test_duplicate_ids(self):
-        """
-        A user listed twice gets the line once.
-        """
-        self.assertEqual(self.hub.deliver([BOB.id, BOB.id], "PRESENCE:alice:online"), 1)
-        self.assertEqual(self.bob.events, ["PRESENCE:alice:online"])
+    def test_origin_on_another_node(self):
+        """The same connection id on another node is not this one."""
+        event = events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi",
+                                   origin=events.Origin("node-b", self.alice1.connection_id))
+        self.assertEqual(self.hub.dispatch(event), 3)
 
-    def test_nobody(self):
-        """
-        No recipients, nothing sent.
-        """
-        self.assertEqual(self.hub.deliver([], "X"), 0)
-        self.assertEqual(self.hub.deliver([CAROL.id], "X"), 0)
+    def test_user_audience(self):
+        """An event for users reaches their connections, members of anything or not."""
+        event = events.InvitationReceived(5, BOB.id, "alice", "hall", "member", 9, "")
+        self.assertEqual(self.hub.dispatch(event), 1)
+        self.assertEqual(self.bob.events, ["INVITATION_RECEIVED:5:alice:hall:member:9:"])
 
-    def test_running_total(self):
-        """
-        C{delivered} counts every line sent by every delivery.
-        """
-        self.hub.deliver([ALICE.id], "A")
-        self.hub.deliver([ALICE.id, BOB.id], "B", exclude=self.bob)
-        self.assertEqual(self.hub.delivered, 4)
+    def test_rendered_once(self):
+        """Three recipients of one rendering: it is rendered once."""
+        cache_sizes = []
+        original = FakeConnection.receive
 
-    def test_detached_gets_nothing(self):
-        """
-        A detached connection is no longer delivered to.
-        """
-        self.hub.detach(self.alice2, ALICE)
-        self.assertEqual(self.hub.deliver([ALICE.id], "X"), 1)
-        self.assertEqual(self.alice2.events, [])
+        def spy(connection, event, is_origin, cache):
+            shown = original(connection, event, is_origin, cache)
+            cache_sizes.append(cache.get("renders"))
+            return shown
 
+        self.patch(FakeConnection, "receive", spy)
+        self.hub.dispatch(events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi"))
+        self.assertEqual(cache_sizes, [1, 1, 1])
 
-class Watcher(Extension):
-    """An extension that records presence changes."""
-
-    def __init__(self) -> None:
-        self.changes: list[tuple[str, bool]] = []
-
-    def presence_changed(self, server, who, online):
-        """Record."""
-        self.changes.append((who.username, online))
-
-
-class Broken(Extension):
-    """An extension whose presence hook fails."""
-
-    def presence_changed(self, server, who, online):
-        """Fail."""
-        raise RuntimeError("broken hook")
-
-
-class PresenceTests(SynchronousTestCase):
-    """
-    L{ServerContext.user_online} and L{ServerContext.user_offline} tell the
-    extensions when a user's first connection arrives and the last leaves.
-    """
-
-    def server(self, *extensions: Extension) -> ServerContext:
-        """A server context with these extensions."""
-        return ServerContext(config=Config(), store=None, clock=Clock(), passwords=None,
-                             extensions=list(extensions))
-
-    def test_first_and_last(self):
-        """
-        Presence changes once online, once offline, however many
-        connections come and go between.
-        """
-        watcher = Watcher()
-        server = self.server(watcher)
-        one, two = FakeConnection(), FakeConnection()
-        server.user_online(one, ALICE)
-        server.user_online(two, ALICE)
-        server.user_offline(one, ALICE)
-        self.assertEqual(watcher.changes, [("alice", True)])
-        server.user_offline(two, ALICE)
-        self.assertEqual(watcher.changes, [("alice", True), ("alice", False)])
-
-    def test_failing_hook(self):
-        """
-        A failing hook is logged; the others still run and nothing raises.
-        """
-        watcher = Watcher()
-        server = self.server(Broken(), watcher)
-        server.user_online(FakeConnection(), ALICE)
-        self.assertEqual(watcher.changes, [("alice", True)])
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+    def test_absent_user(self):
+        """An audience with nobody here delivers nothing."""
+        self.assertEqual(self.hub.dispatch(events.InvitationReceived(5, CAROL.id, "a", "b", "member", 0, "")), 0)

@@ -85,8 +85,8 @@ class SweeperTests(TestCase):
 
     async def test_expires_on_schedule_and_tells_both_parties(self):
         """A due invitation expires at the first run after its expiry; both parties online hear of it."""
-        alice_connection = online(self.server.hub, self.alice)
-        bob_connection = online(self.server.hub, self.bob)
+        alice_connection = await online(self.server, self.alice)
+        bob_connection = await online(self.server, self.bob)
         invitation = await self.invite(ttl_s=25)
         sweeper = await self.start()
         await self.tick(sweeper, 10)
@@ -101,7 +101,7 @@ class SweeperTests(TestCase):
 
     async def test_offline_parties_are_not_told(self):
         """Expiry happens whether or not anyone is online; only online connections get the event."""
-        bob_connection = online(self.server.hub, self.bob)
+        bob_connection = await online(self.server, self.bob)
         invitation = await self.invite(ttl_s=5)
         sweeper = await self.start()
         self.assertEqual(bob_connection.events, [f"INVITATION_REMINDER:{invitation.id}:lair:{invitation.expires_ms}"])
@@ -115,14 +115,15 @@ class SweeperTests(TestCase):
         soon = await self.invite(ttl_s=40)
         later = await self.invite(ttl_s=200, room=den)
         sweeper = await self.start()
-        bob_connection = online(self.server.hub, self.bob)
+        bob_connection = await online(self.server, self.bob)
         await self.tick(sweeper, 10)
         self.assertEqual(bob_connection.events, [f"INVITATION_REMINDER:{soon.id}:lair:{soon.expires_ms}"])
         await self.tick(sweeper, 10)
         self.assertEqual(len(bob_connection.events), 1)
-        self.server.hub.detach(bob_connection, self.bob)
+        self.server.user_offline(bob_connection, self.bob)
+        await self.server.presence.settled()
         await self.tick(sweeper, 150)
-        again = online(self.server.hub, self.bob)
+        again = await online(self.server, self.bob)
         await self.tick(sweeper, 10)
         self.assertEqual(again.events, [f"INVITATION_REMINDER:{later.id}:den:{later.expires_ms}"])
 
@@ -170,7 +171,7 @@ class SweeperTests(TestCase):
 
     async def test_backlog_in_batches(self):
         """A backlog larger than a batch is expired in the same run, every party told."""
-        bob_connection = online(self.server.hub, self.bob)
+        bob_connection = await online(self.server, self.bob)
         rooms = [self.room] + [await make_room(self.store, f"room{n}", self.alice) for n in range(4)]
         invitations = [await self.invite(ttl_s=5, room=room) for room in rooms]
         report = await sweep(self.server, self.now_ms() + 5000, batch_size=2)

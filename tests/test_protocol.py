@@ -19,6 +19,7 @@ from lairchat import __version__
 from lairchat.command import Command, Extension, Reply
 from lairchat.context import Config, ServerContext
 from lairchat.errors import Conflict
+from lairchat.events import InvitationReceived
 from lairchat.models import Credentials, User
 from lairchat.protocol import QUEUE_LIMIT, ChatFactory
 
@@ -228,9 +229,9 @@ class SendMessage(Command):
 class Deliveries(Extension):
     """An extension with one delivery at login."""
 
-    async def login_events(self, context: Any, user: Any) -> list[str]:
+    async def login_events(self, context: Any, user: Any) -> list:
         """One invitation."""
-        return ["INVITATION_RECEIVED:12:bob:rustaceans:member:1795000000000:Join us!"]
+        return [InvitationReceived(12, user.id, "bob", "rustaceans", "member", 1795000000000, "Join us!")]
 
 
 BASE_COMMANDS = [

@@ -7,14 +7,16 @@ the events the hub delivers to them, so each test sees exactly who was told
 what.
 """
 
+import itertools
+
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from commands import rooms as room_commands
 from lairchat.context import Config, ServerContext
 from lairchat.errors import AccessDenied, Conflict, NotFound, PermissionDenied
-from lairchat.plugins import load_commands, load_extensions
+from lairchat.plugins import load_commands
+from lairchat.protocol import ChatProtocol
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Router
 from lairchat.wire import parse_text
@@ -42,16 +44,29 @@ class StandInConnection:
     @ivar events: every event line delivered, in order.
     """
 
+    _ids = itertools.count(1)
+    receive = ChatProtocol.receive
+    _closed = False
+
     def __init__(self, clock: Clock) -> None:
         self.user = None
         self.session_id = None
         self.current_room = None
         self.limiter = RateLimiter(clock, {})
         self.events: list[str] = []
+        self.connection_id = next(self._ids)
 
-    def send_event(self, line: str) -> None:
-        """Record an event."""
-        self.events.append(line)
+    def write_lines(self, lines: list[str]) -> None:
+        """Record events."""
+        self.events.extend(lines)
+
+    def close(self) -> None:
+        """Closed: nothing more is shown."""
+        self._closed = True
+
+    def log_out(self) -> None:
+        """Logged out."""
+        self.user = None
 
     def take_events(self) -> list[str]:
         """The events so far, forgetting them."""
@@ -86,7 +101,8 @@ class RoomsTestCase(TestCase):
             user = await self.store.users.set_server_role(name, "admin")
         connection = StandInConnection(self.clock)
         connection.user = user
-        self.server.user_online(connection, user)
+        await self.server.store.events.join(self.server.node, self.server.bus.last)
+        await self.server.user_online(connection, user)
         return connection
 
     def disconnect(self, connection: StandInConnection) -> None:
@@ -150,10 +166,6 @@ class RegistrationTests(TestCase):
         for name in ROOM_COMMANDS:
             self.assertIn(name, registry)
             self.assertEqual(registry[name].name, name)
-
-    def test_presence_extension_is_registered(self):
-        """The presence extension is found by getPlugins."""
-        self.assertIn(room_commands.room_presence, load_extensions())
 
 
 class CreateRoomTests(RoomsTestCase):
@@ -786,12 +798,10 @@ class StoreTests(RoomsTestCase):
 class PresenceTests(RoomsTestCase):
     """PRESENCE to those who share a room, through the extension."""
 
-    extensions = (room_commands.RoomPresence(),)
-
     async def settle(self):
         """Wait until every queued announcement went out."""
-        await self.extensions[0].settled(self.server)
-        self.assertEqual(self.extensions[0]._chains, {})
+        await self.server.presence.settled()
+        self.assertEqual(self.server.presence._chains, {})
 
     async def test_presence_to_co_members_only(self):
         """Online and offline go to those sharing a room, in order, and to nobody else."""

@@ -13,6 +13,7 @@ from zope.interface import Attribute, Interface, implementer
 from lairchat.store.audit import AuditStore
 from lairchat.store.conversations import ConversationStore
 from lairchat.store.database import Database
+from lairchat.store.events import EventLog
 from lairchat.store.invitations import InvitationStore
 from lairchat.store.messages import MessageStore
 from lairchat.store.rooms import RoomStore
@@ -33,6 +34,7 @@ class IStore(Interface):
     conversations = Attribute("the L{ConversationStore} (direct-message rooms)")
     invitations = Attribute("the L{InvitationStore}")
     stats = Attribute("the L{StatsStore}")
+    events = Attribute("the L{EventLog}: events, nodes and who is online where")
 
 
 @implementer(IStore)
@@ -49,6 +51,7 @@ class Store:
         self.conversations = ConversationStore(db)
         self.invitations = InvitationStore(db)
         self.stats = StatsStore(db)
+        self.events = EventLog(db)
 
 
 def schema_path() -> Path:

@@ -9,8 +9,10 @@ Their messages are ordinary messages (L{lairchat.store.messages}), so every
 message operation serves them too.
 """
 
+from lairchat.events import ConversationOpened, RoomRef
 from lairchat.models import Conversation, Message, Party, Room, to_ms
 from lairchat.store.database import Database, Transaction
+from lairchat.store.events import Outbox
 from lairchat.store.messages import MESSAGE_COLUMNS, SENDER_JOIN, message_from_row
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
@@ -27,13 +29,14 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def open(self, one: int, other: int) -> Room:
+    async def open(self, one: "Party", other: "Party", outbox: Outbox | None = None) -> Room:
         """
         The conversation between two users, created with both as members on
-        first use.  Safe when both start it at once: the key is unique, and
-        the loser of the race finds the winner's room.
+        first use (recording L{ConversationOpened} in C{outbox} then).  Safe
+        when both start it at once: the key is unique, and the loser of the
+        race finds the winner's room.
         """
-        key = direct_key(one, other)
+        key = direct_key(one.user_id, other.user_id)
 
         async def create(tx: Transaction) -> tuple:
             row = await tx.fetchone(
@@ -46,11 +49,14 @@ class ConversationStore:
             await tx.execute(
                 "INSERT INTO room_members (room_id, user_id, role) VALUES (%s, %s, 'member'), (%s, %s, 'member') "
                 "ON CONFLICT DO NOTHING",
-                (row[0], one, row[0], other),
+                (row[0], one.user_id, row[0], other.user_id),
             )
+            if outbox is not None:
+                parties = tuple(sorted(((one.user_id, one.username), (other.user_id, other.username))))
+                await outbox.add_in(tx, [ConversationOpened(RoomRef(row[0], "", parties))])
             return row
 
-        existing = await self.between(one, other)
+        existing = await self.between(one.user_id, other.user_id)
         if existing is not None:
             return existing
         return room_from_row(await self._db.transaction(create))
@@ -96,6 +102,18 @@ class ConversationStore:
         await self._db.execute(
             "UPDATE room_members SET delivered_id = GREATEST(delivered_id, %s) WHERE room_id = %s AND user_id = %s",
             (message_id, room_id, user_id),
+        )
+
+    async def mark_delivered_if_online(self, room_id: int, user_id: int, message_id: int) -> None:
+        """
+        Note a new message as delivered to a party who is online on any
+        node (they get it as an event), so that it is not handed to them
+        again at their next login.
+        """
+        await self._db.execute(
+            "UPDATE room_members SET delivered_id = GREATEST(delivered_id, %s) "
+            "WHERE room_id = %s AND user_id = %s AND EXISTS (SELECT 1 FROM online WHERE user_id = %s)",
+            (message_id, room_id, user_id, user_id),
         )
 
     async def take_undelivered(self, user_id: int, limit: int) -> tuple[list[Message], int]:

@@ -11,11 +11,19 @@ membership that ends between a command's check and its write cannot slip
 through.
 """
 
-import psycopg2
+import json
 
+import psycopg2
+from attrs import evolve, frozen
+from twisted.internet.defer import Deferred
+
+from lairchat import permissions
 from lairchat.errors import NotFound
+from lairchat.events import MessageSent, payload
 from lairchat.models import Found, Message, MessageAccess, ReactionSummary, Unread, to_ms
+from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database
+from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
 MESSAGE_COLUMNS = (
@@ -55,11 +63,101 @@ def message_from_row(row: tuple) -> Message:
     )
 
 
+_SEND_SQL = (
+    # The rooms first (as the foreign key would), the ordering lock second:
+    # a transaction deleting one of these rooms and waiting for the lock
+    # at its commit never holds the row this statement then waits for.
+    "SELECT 1 FROM rooms WHERE id = ANY(%(room_ids)s) FOR KEY SHARE; "
+    "SELECT pg_advisory_xact_lock(%(lock)s); "
+    "WITH input AS ("
+    "  SELECT * FROM unnest(%(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[], %(payloads)s::text[],"
+    "                       %(nodes)s::text[], %(connections)s::bigint[])"
+    "  WITH ORDINALITY AS t(room_id, sender_id, body, payload, node, connection, n)"
+    "), ok AS ("
+    "  SELECT i.*, nextval('messages_id_seq') AS id FROM input i"
+    "  JOIN rooms r ON r.id = i.room_id"
+    "  JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.sender_id AND me.role = ANY(%(roles)s)"
+    "), m AS ("
+    "  INSERT INTO messages (id, room_id, sender_id, body)"
+    "  SELECT id, room_id, sender_id, body FROM ok ORDER BY n RETURNING id, created_at"
+    "), ev AS ("
+    "  INSERT INTO events (node, connection, kind, payload)"
+    "  SELECT ok.node, ok.connection, 'MessageSent', ok.payload::jsonb || jsonb_build_object("
+    "    'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint)"
+    "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
+    "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
+    ") "
+    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text) "
+    "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
+)
+"""
+Room messages, many at once, in one statement and one commit: each is
+stored only if its sender is a member whose role may send, and its
+L{MessageSent} event is recorded with it (its id and time filled in).
+"""
+
+
+@frozen
+class Posted:
+    """A room message that was stored, and its event with its sequence number."""
+
+    message: Message
+    event: MessageSent
+    seq: int
+
+
 class MessageStore:
     """The C{messages} and C{reactions} tables, and the read markers of C{room_members}."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._sends = GroupCommit(self._send_batch)
+
+    def send_to_room(self, template: MessageSent) -> Deferred:
+        """
+        Store a message to C{template.room} from C{template.sender_id}, if
+        a member allowed to send, and record its event (C{template} with
+        its id and time filled in), in one statement shared with the
+        messages sent meanwhile.
+
+        @return: a Deferred firing with a L{Posted}, or L{None} when nothing
+            was stored (no such room, not a member, not allowed).
+        """
+        return self._sends.submit(template)
+
+    async def _send_batch(self, items: list[MessageSent]) -> list[Posted | None]:
+        """Write a batch of L{send_to_room} items; a failing statement fails them all."""
+        params = {
+            "lock": EVENTS_LOCK_KEY,
+            "channel": CHANNEL,
+            "roles": list(permissions.roles_allowed("send")),
+            "room_ids": sorted({t.room.id for t in items}),
+            "rooms": [t.room.id for t in items],
+            "senders": [t.sender_id for t in items],
+            "bodies": [t.text for t in items],
+            "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in items],
+            "nodes": [t.origin.node if t.origin else "" for t in items],
+            "connections": [t.origin.connection if t.origin else 0 for t in items],
+        }
+        try:
+            rows = await self._db.fetchall(_SEND_SQL, params, retry=False)
+        except psycopg2.errors.ForeignKeyViolation:
+            # a room was deleted (its last member left) as this was stored:
+            # nothing of the batch was written; each is tried on its own
+            if len(items) == 1:
+                return [None]
+            results = []
+            for item in items:
+                results.extend(await self._send_batch([item]))
+            return results
+        results: list[Posted | None] = [None] * len(items)
+        for n, message_id, created_at, seq, _ in rows:
+            template = items[n - 1]
+            ts = to_ms(created_at)
+            event = evolve(template, message_id=message_id, ts=ts)
+            message = Message(message_id, template.room.id, template.sender_id, template.sender, template.text, 0, ts)
+            results[n - 1] = Posted(message, event, seq)
+        return results
 
     async def post(self, room_id: int, sender_id: int, text: str, parent_id: int | None = None) -> Message | None:
         """

@@ -121,6 +121,14 @@ class UserStore:
             "UPDATE users SET suspended = %s, suspend_reason = %s WHERE id = %s", (suspended, reason, user_id)
         )
 
+    async def online_names(self) -> list[str]:
+        """The names of the users online on any node, by name."""
+        rows = await self._db.fetchall(
+            "SELECT u.username FROM users u WHERE EXISTS (SELECT 1 FROM online o WHERE o.user_id = u.id) "
+            "ORDER BY lower(u.username)"
+        )
+        return [r[0] for r in rows]
+
     async def touch(self, user_id: int) -> None:
         """Note that the user was seen now."""
         await self._db.execute("UPDATE users SET last_seen = now() WHERE id = %s", (user_id,))

@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.test_bus -*-
+"""
+The bus: every event, from this node or another, handed to this node's
+hub exactly once and in sequence order (which is commit order, see
+L{lairchat.store.events}).
+
+Events come in two ways.  An operation of this node that committed
+events hands them over at once (L{Bus.committed}); when they directly
+follow what was already handed on, they are delivered without a query.
+Everything else is read from the events table after C{last}: when a
+C{NOTIFY} says there is more, when a local commit left a gap (another
+node committed in between), every L{POLL_INTERVAL} in case a notification
+was lost, and after the listening connection reconnected.  Reads are one
+at a time and skip what was already delivered, so nothing is delivered
+twice and nothing is skipped.
+
+With no event log (a store double in protocol tests) the bus delivers
+committed events straight away.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from lairchat.events import Event
+
+FETCH_LIMIT = 1000
+"""The most events one read of the log takes."""
+
+
+class Bus:
+    """
+    Ordered delivery of events to this node's hub.
+
+    @ivar last: the sequence number of the last event handed to the hub.
+    """
+
+    log = Logger()
+
+    def __init__(self, hub: Any, event_log: Any = None) -> None:
+        self.hub = hub
+        self.event_log = event_log
+        self.last = 0
+        self._pumping = False
+        self._again = False
+        self._waiters: list[tuple[int, Deferred]] = []
+        self.observers: list[Callable[[Event], Any]] = []
+
+    @property
+    def node(self) -> str:
+        """This node's id."""
+        return self.hub.node
+
+    async def start(self) -> None:
+        """Start from the newest event: a new node does not replay history."""
+        if self.event_log is not None:
+            self.last = await self.event_log.latest()
+
+    def _hand_on(self, seq: int, event: Event) -> None:
+        """Give one event to the hub (and the observers); never raises."""
+        try:
+            self.hub.dispatch(event)
+        except Exception:
+            self.log.failure("delivering event {seq} failed", seq=seq)
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:
+                self.log.failure("an event observer failed on {seq}", seq=seq)
+        self.last = seq
+        if self._waiters:
+            ready = [d for target, d in self._waiters if target <= seq]
+            self._waiters = [(t, d) for t, d in self._waiters if t > seq]
+            for d in ready:
+                d.callback(None)
+
+    async def committed(self, seqs: list[int], events: list[Event]) -> None:
+        """
+        Events this node just committed, with their sequence numbers:
+        deliver them, after every event committed before them.  Fires once
+        they were handed on (so a reply goes out after its events).
+        """
+        if not events:
+            return
+        if self.event_log is None:
+            for event in events:
+                self._hand_on(self.last + 1, event)
+            return
+        if not self._pumping and seqs[0] == self.last + 1 and seqs[-1] - seqs[0] == len(seqs) - 1:
+            for seq, event in zip(seqs, events):
+                self._hand_on(seq, event)
+            return
+        if seqs[-1] <= self.last:
+            return
+        waiter: Deferred = Deferred()
+        self._waiters.append((seqs[-1], waiter))
+        self.wake()
+        await waiter
+
+    def wake(self, seq: int | None = None) -> None:
+        """
+        There may be events to read (a notification says up to C{seq};
+        L{None}: perhaps some were missed).
+        """
+        if self.event_log is None or (seq is not None and seq <= self.last):
+            return
+        if self._pumping:
+            self._again = True
+            return
+        Deferred.fromCoroutine(self._pump())
+
+    async def _pump(self) -> None:
+        """Read and hand on events until there are no more; one reader at a time."""
+        self._pumping = True
+        try:
+            while True:
+                self._again = False
+                try:
+                    found = await self.event_log.since(self.last, FETCH_LIMIT)
+                except Exception as error:
+                    self.log.warn("cannot read the event log: {error}", error=error)
+                    self._release_waiters()
+                    return
+                for logged in found:
+                    if logged.seq > self.last:
+                        self._hand_on(logged.seq, logged.event)
+                if len(found) < FETCH_LIMIT and not self._again:
+                    break
+            self._release_waiters()
+        finally:
+            self._pumping = False
+
+    def _release_waiters(self) -> None:
+        """
+        Let every waiting operation go on: what it waited for was either
+        delivered, or cannot be read now (the poll will deliver it later).
+        """
+        waiters, self._waiters = self._waiters, []
+        for _, d in waiters:
+            d.callback(None)

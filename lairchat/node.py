@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.test_nodes_e2e -*-
+"""
+This node among the others on the same database: it registers itself,
+listens for events, says it is alive, and notices the nodes that died.
+
+Five times per C{--node-timeout} a node writes that it is alive and how
+far it has read the event log; every L{POLL_INTERVAL} it reads the log in
+case a notification was lost.  A node not heard from for
+C{node_timeout} seconds is taken for dead by the first live node to
+notice: its connections are gone, so its users who are online nowhere
+else are announced offline, in the same transaction that forgets the
+node.  The events every live node has read are trimmed.
+
+A node that finds itself forgotten (it was stalled past the timeout)
+registers again; its users' presence is written again as they log in.
+"""
+
+import secrets
+import socket
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from lairchat.events import Origin, PresenceChanged
+from lairchat.store.events import Outbox
+
+HEARTBEAT_SHARE = 5
+"""A node says it is alive this many times per C{node_timeout}."""
+
+POLL_INTERVAL = 1.0
+"""Seconds between two reads of the event log that no notification asked for."""
+
+NODE_TIMEOUT = 10.0
+"""Seconds without a heartbeat after which a node is taken for dead."""
+
+
+def new_node_id() -> str:
+    """A node id, new at every start: the host name and a random part."""
+    return f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+
+
+def offline(user_id: int, username: str, watchers: list[int]) -> PresenceChanged:
+    """The event of a user going offline."""
+    return PresenceChanged(user_id, username, False, tuple(watchers))
+
+
+class NodeService(Service):
+    """
+    The node's life on the shared database: registration, listening,
+    heartbeats, polling, reaping dead nodes, trimming the log.
+    """
+
+    name = "node"
+    log = Logger()
+
+    def __init__(self, server: Any, dsn: str, node_timeout: float = NODE_TIMEOUT) -> None:
+        self.server = server
+        self.dsn = dsn
+        self.node_timeout = node_timeout
+        self._listener = None
+        self._heartbeat: LoopingCall | None = None
+        self._poll: LoopingCall | None = None
+        self._beating: Deferred | None = None
+
+    @property
+    def node(self) -> str:
+        """This node's id."""
+        return self.server.hub.node
+
+    async def begin(self) -> None:
+        """Listen, find where the log ends, register (called before the ports open)."""
+        from lairchat.store.events import EventListener
+
+        server = self.server
+        self._listener = EventListener(self.dsn, server.bus.wake, server.clock)
+        await self._listener.start()
+        await server.bus.start()
+        await server.store.events.join(self.node, server.bus.last)
+
+    def startService(self) -> None:
+        """Start the heartbeat and the poll."""
+        super().startService()
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = self.server.clock
+        self._heartbeat.start(self.node_timeout / HEARTBEAT_SHARE, now=False)
+        self._poll = LoopingCall(self.server.bus.wake)
+        self._poll.clock = self.server.clock
+        self._poll.start(POLL_INTERVAL, now=False)
+
+    def _beat(self) -> Deferred:
+        """One heartbeat; never raises (a LoopingCall would stop for good)."""
+        d = Deferred.fromCoroutine(self.beat())
+        d.addErrback(lambda f: self.log.warn("heartbeat failed: {error}", error=f.value))
+        self._beating = d
+        return d
+
+    async def beat(self) -> None:
+        """Say this node lives, re-register if forgotten, reap the dead, trim the log."""
+        server, events = self.server, self.server.store.events
+        if not await events.heartbeat(self.node, server.bus.last):
+            self.log.warn("this node was taken for dead; registering again")
+            await events.join(self.node, server.bus.last)
+            await server.presence.reannounce()
+        for dead in await events.dead_nodes(self.node_timeout):
+            if dead == self.node:
+                continue
+            self.log.warn("node {node} stopped answering; its users are offline", node=dead)
+            outbox = Outbox(Origin(self.node))
+            await events.remove_node(dead, outbox, offline)
+            await server.deliver(outbox)
+        await events.trim()
+
+    async def end(self) -> None:
+        """Leave the cluster: stop listening, forget this node (its users go offline)."""
+        for call in (self._heartbeat, self._poll):
+            if call is not None and call.running:
+                call.stop()
+        if self._beating is not None and not self._beating.called:
+            try:
+                await self._beating
+            except Exception:
+                pass
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        try:
+            await self.server.store.events.remove_node(self.node, Outbox(Origin(self.node)), offline)
+        except Exception as error:
+            self.log.warn("could not deregister this node: {error}", error=error)
