@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from lairchat.bus import Bus
+from lairchat.domain import Actor
 from lairchat.errors import AuthRequired
 from lairchat.events import Origin
 from lairchat.hub import Hub
@@ -156,6 +157,11 @@ class RequestContext:
     def origin(self) -> Origin:
         """This request's connection as the origin of the events it causes."""
         return Origin(self.server.node, self.connection.connection_id)
+
+    @property
+    def actor(self) -> Actor:
+        """Who this request acts as, for the domain's operations."""
+        return Actor(self.server, self.connection.user, self.origin)
 
     def outbox(self) -> Outbox:
         """An outbox for the events of one operation of this request."""

@@ -91,20 +91,23 @@ class RunningServer:
     @ivar port: the TCP port it listens on.
     """
 
-    def __init__(self, testcase: Any, config: Config = TEST_CONFIG) -> None:
+    def __init__(self, testcase: Any, config: Config = TEST_CONFIG, node_timeout: float | None = None) -> None:
         self.testcase = testcase
         self.config = config
+        self.node_timeout = node_timeout
         self.service: LairchatService | None = None
         self.port = 0
 
     async def start(self) -> "RunningServer":
         """Start the service and wait until it listens."""
+        extra = {} if self.node_timeout is None else {"node_timeout": self.node_timeout}
         self.service = LairchatService(
             self.config,
             ["tcp:0:interface=127.0.0.1"],
             dsn=test_dsn(),
             pool_size=3,
             stop_reactor_on_failure=False,
+            **extra,
         )
         self.service.startService()
         await self.service.ready
@@ -147,6 +150,23 @@ async def start_server(testcase: Any, **settings: Any) -> RunningServer:
     """
     await fresh_database(testcase)
     return await RunningServer(testcase, evolve(TEST_CONFIG, **settings)).start()
+
+
+NODE_TIMEOUT = 3.0
+"""The C{node_timeout} of the nodes L{start_nodes} starts (seconds)."""
+
+
+async def start_nodes(
+    testcase: Any, count: int, node_timeout: float = NODE_TIMEOUT, **settings: Any
+) -> list[RunningServer]:
+    """
+    Start C{count} L{RunningServer} nodes, one after another, on one fresh
+    database (emptied once, before the first starts), each with a short
+    C{node_timeout}; C{settings} override fields of L{TEST_CONFIG}.
+    """
+    await fresh_database(testcase)
+    config = evolve(TEST_CONFIG, **settings)
+    return [await RunningServer(testcase, config, node_timeout).start() for _ in range(count)]
 
 
 class LineClient(LineOnlyReceiver):
