@@ -11,11 +11,9 @@ named C{@<the other party>}.
 
 from lairchat import events, validation
 from lairchat.command import Command, Extension, Reply
-from lairchat.messaging import before_id, direct_recipient, history_limit, send_direct
+from lairchat.domain import messages
+from lairchat.messaging import before_id, history_limit
 from lairchat.wire import history_line, render
-
-OFFLINE_MAX = 500
-"""The most direct messages delivered as events at one login (the newest)."""
 
 
 class DirectMessage(Command):
@@ -34,7 +32,7 @@ class DirectMessage(Command):
     async def run(self, context, parsed):
         """Store it; PRIVATE_MESSAGE to the recipient and the sender's other connections."""
         name, text = parsed
-        message, other = await send_direct(context, name, text)
+        message, other = await messages.send_direct(context.actor, name, text)
         return Reply.ok(other.username, message.id, message.created_ms)
 
 
@@ -54,11 +52,9 @@ class DirectHistory(Command):
     async def run(self, context, parsed):
         """No conversation yet is an empty history."""
         name, limit, before = parsed
-        other = await direct_recipient(context, name)
-        room = await context.store.conversations.between(context.user.id, other.id)
-        messages = [] if room is None else await context.store.messages.history(room.id, limit, before)
+        other, found = await messages.direct_history(context.actor, name, limit, before)
         label = f"@{other.username}"
-        return Reply.ok(other.username, len(messages), lines=[history_line(label, m) for m in messages])
+        return Reply.ok(other.username, len(found), lines=[history_line(label, m) for m in found])
 
 
 class ListConversations(Command):
@@ -70,7 +66,7 @@ class ListConversations(Command):
 
     async def run(self, context, parsed):
         """One CONVERSATION line each."""
-        conversations = await context.store.conversations.list_for(context.user.id)
+        conversations = await messages.conversations(context.actor)
         lines = [render("CONVERSATION", c.other.username, c.last_ms, c.unread) for c in conversations]
         return Reply.ok(len(lines), lines=lines)
 
@@ -82,19 +78,11 @@ class OfflineDelivery(Extension):
     """
 
     async def login_events(self, context, user):
-        """The undelivered messages (the newest L{OFFLINE_MAX}), now noted as delivered."""
-        messages, left_out = await context.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
-        found = []
+        """The undelivered messages (the newest few hundred), now noted as delivered."""
+        left_out, found = await messages.offline_deliveries(context.actor, user)
         if left_out:
-            found.append(events.Notice(
-                user.id,
-                f"{left_out} older direct messages arrived while you were away; see LIST_CONVERSATIONS and DM_HISTORY",
-            ))
-        found.extend(
-            events.DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms,
-                                     m.text)
-            for m in messages
-        )
+            notice = f"{left_out} older direct messages arrived while you were away; see LIST_CONVERSATIONS and DM_HISTORY"
+            return [events.Notice(user.id, notice), *found]
         return found
 
 

@@ -4,27 +4,16 @@ Messages: SEND_MESSAGE (and plain lines), REPLY_MESSAGE, EDIT_MESSAGE,
 DELETE_MESSAGE, REACT_MESSAGE, UNREACT_MESSAGE, GET_HISTORY, GET_THREAD,
 GET_REACTIONS, SEARCH_MESSAGES, MARK_READ and UNREAD.
 
-They work alike on rooms and on direct conversations (named C{@<user>});
-see L{lairchat.messaging} for what they share.  Events go out only after
-the change is stored, to every member's connections but the caller's.
+They work alike on rooms and on direct conversations (named C{@<user>}).
+This module is their wire form; what they do is in
+L{lairchat.domain.messages}.
 """
 
-from lairchat import permissions, validation
+from lairchat import validation
 from lairchat.command import Command, Reply
-from lairchat.errors import Conflict, InvalidFormat, InvalidInput, NotFound, PermissionDenied
-from lairchat import events
-from lairchat.messaging import (
-    before_id,
-    conversation_ref,
-    delivered_live,
-    history_limit,
-    name_for_caller,
-    resolve,
-    room_ref,
-    send_direct,
-    send_to_room,
-    visible_message,
-)
+from lairchat.domain import messages
+from lairchat.errors import InvalidFormat, InvalidInput
+from lairchat.messaging import before_id, conversation_ref, history_limit
 from lairchat.store.messages import SEARCH_MAX
 from lairchat.wire import history_line, render
 
@@ -48,11 +37,8 @@ class SendMessage(Command):
     async def run(self, context, parsed):
         """Store it, then tell the other members."""
         ref, text = parsed
-        if ref.startswith("@"):
-            message, other = await send_direct(context, ref[1:], text)
-            return Reply.ok(f"@{other.username}", message.id, message.created_ms)
-        message, room_name = await send_to_room(context, ref, text)
-        return Reply.ok(room_name, message.id, message.created_ms)
+        sent = await messages.send(context.actor, ref, text)
+        return Reply.ok(sent.name, sent.message.id, sent.message.created_ms)
 
 
 class ReplyMessage(Command):
@@ -71,18 +57,8 @@ class ReplyMessage(Command):
     async def run(self, context, parsed):
         """Store the reply under the thread's root; tell the room."""
         parent_id, text = parsed
-        access = await visible_message(context, parent_id, "send")
-        root = access.message.parent_id or access.message.id
-        room = access.room
-        message = await context.store.messages.post(room.id, context.user.id, text, root)
-        if message is None:
-            raise NotFound(f"no message {parent_id}")
-        ref = await room_ref(context, room)
-        await context.publish(events.ReplySent(ref, message.id, root, message.sender_id, message.sender,
-                                               message.created_ms, message.text))
-        await delivered_live(context, ref, message)
-        name = "@" + ref.other_party(context.user.id) if ref.is_direct else room.name
-        return Reply.ok(name, message.id, message.created_ms)
+        sent = await messages.reply(context.actor, parent_id, text)
+        return Reply.ok(sent.name, sent.message.id, sent.message.created_ms)
 
 
 class EditMessage(Command):
@@ -101,14 +77,7 @@ class EditMessage(Command):
     async def run(self, context, parsed):
         """Only the author, while a member, edits."""
         message_id, text = parsed
-        access = await visible_message(context, message_id, "send")
-        if access.message.sender_id != context.user.id:
-            raise PermissionDenied("only the author can edit a message")
-        edited = await context.store.messages.edit(message_id, context.user.id, text)
-        if edited is None:
-            raise NotFound(f"no message {message_id}")
-        await context.publish(events.MessageEdited(await room_ref(context, access.room), edited.id,
-                                                   context.user.username, edited.edited_ms, edited.text))
+        await messages.edit(context.actor, message_id, text)
         return Reply.ok(message_id)
 
 
@@ -125,43 +94,29 @@ class DeleteMessage(Command):
         return validation.identifier(arguments[0])
 
     async def run(self, context, message_id):
-        """The author, or a member whose role allows C{delete_any}."""
-        access = await visible_message(context, message_id)
-        if access.message.sender_id != context.user.id:
-            permissions.require(access.role, "delete_any")
-        if not await context.store.messages.delete(message_id):
-            raise NotFound(f"no message {message_id}")
-        await context.publish(events.MessageDeleted(await room_ref(context, access.room), message_id,
-                                                    context.user.username))
+        """The author, or a member whose role allows it."""
+        await messages.delete(context.actor, message_id)
         return Reply.ok(message_id)
 
 
 class _Reaction(Command):
     """
-    What adding and taking back a reaction share: the arguments, the
-    membership check, the event to the room.  Subclasses say which change
-    to make and how it is refused.
+    What adding and taking back a reaction share on the wire: the
+    arguments and the reply.  Subclasses say which it is.
     """
 
     arity = (2, 2)
     rate_class = "message"
-    event: type = events.ReactionAdded
+    adds = True
 
     def parse(self, arguments):
         """A message id and an emoji."""
         return validation.identifier(arguments[0]), validation.emoji(arguments[1])
 
-    async def change(self, context, message_id, emoji):
-        """Make the change; raise the refusal when there is nothing to change."""
-        raise NotImplementedError(self.name)
-
     async def run(self, context, parsed):
-        """Check membership, change, tell the room."""
+        """React (or take it back); the room is told."""
         message_id, emoji = parsed
-        access = await visible_message(context, message_id, "react")
-        await self.change(context, message_id, emoji)
-        await context.publish(self.event(await room_ref(context, access.room), message_id, context.user.username,
-                                         emoji))
+        await messages.react(context.actor, message_id, emoji, self.adds)
         return Reply.ok(message_id, emoji)
 
 
@@ -171,12 +126,6 @@ class ReactMessage(_Reaction):
     name = "REACT_MESSAGE"
     syntax = "REACT_MESSAGE:<id>:<emoji>"
     summary = "React to a message (an emoji or a short word, no spaces or colons)"
-    event = events.ReactionAdded
-
-    async def change(self, context, message_id, emoji):
-        """One reaction per user and emoji."""
-        if not await context.store.messages.add_reaction(message_id, context.user.id, emoji):
-            raise Conflict(f"you already reacted to message {message_id} with {emoji}")
 
 
 class UnreactMessage(_Reaction):
@@ -185,12 +134,7 @@ class UnreactMessage(_Reaction):
     name = "UNREACT_MESSAGE"
     syntax = "UNREACT_MESSAGE:<id>:<emoji>"
     summary = "Take back your reaction to a message"
-    event = events.ReactionRemoved
-
-    async def change(self, context, message_id, emoji):
-        """Remove it, if there was one."""
-        if not await context.store.messages.remove_reaction(message_id, context.user.id, emoji):
-            raise NotFound(f"you have not reacted to message {message_id} with {emoji}")
+    adds = False
 
 
 class GetHistory(Command):
@@ -216,16 +160,15 @@ class GetHistory(Command):
         return conversation_ref(first), history_limit(rest[0]), before_id(rest[1])
 
     async def run(self, context, parsed):
-        """Members only."""
+        """Members only; no room named means the current one."""
         ref, limit, before = parsed
         if ref is None:
             ref = context.connection.current_room
             if ref is None:
                 raise InvalidInput("you are in no room: GET_HISTORY:<room> or JOIN_ROOM:<room>",
                                    name="NO_CURRENT_ROOM")
-        room, name = await resolve(context, ref, "read")
-        messages = await context.store.messages.history(room.id, limit, before)
-        return Reply.ok(name, len(messages), lines=[history_line(name, m) for m in messages])
+        page = await messages.history(context.actor, ref, limit, before)
+        return Reply.ok(page.name, len(page.messages), lines=[history_line(page.name, m) for m in page.messages])
 
 
 class GetThread(Command):
@@ -242,11 +185,8 @@ class GetThread(Command):
 
     async def run(self, context, message_id):
         """The OK line names the thread's root."""
-        access = await visible_message(context, message_id)
-        root = access.message.parent_id or access.message.id
-        messages = await context.store.messages.thread(root)
-        name = await name_for_caller(context, access.room)
-        return Reply.ok(root, len(messages), lines=[history_line(name, m) for m in messages])
+        root, page = await messages.thread(context.actor, message_id)
+        return Reply.ok(root, len(page.messages), lines=[history_line(page.name, m) for m in page.messages])
 
 
 class GetReactions(Command):
@@ -263,8 +203,7 @@ class GetReactions(Command):
 
     async def run(self, context, message_id):
         """One REACTION line per emoji."""
-        await visible_message(context, message_id)
-        summaries = await context.store.messages.reactions(message_id)
+        summaries = await messages.reactions(context.actor, message_id)
         lines = [render("REACTION", message_id, s.emoji, s.count, ",".join(s.users)) for s in summaries]
         return Reply.ok(message_id, len(lines), lines=lines)
 
@@ -284,7 +223,7 @@ class SearchMessages(Command):
 
     async def run(self, context, query):
         """SEARCH_RESULT lines, best match first."""
-        found = await context.store.messages.search(context.user.id, query, SEARCH_MAX)
+        found = await messages.search(context.actor, query, SEARCH_MAX)
         lines = [
             render("SEARCH_RESULT", f.label, f.message.id, f.message.sender, f.message.created_ms, f.message.text)
             for f in found
@@ -307,9 +246,7 @@ class MarkRead(Command):
     async def run(self, context, parsed):
         """The marker never moves back; the id must be a message of that room."""
         ref, message_id = parsed
-        room, name = await resolve(context, ref, "mark_read")
-        if not await context.store.messages.mark_read(room.id, context.user.id, message_id):
-            raise NotFound(f"no message {message_id} in {name}")
+        name = await messages.mark_read(context.actor, ref, message_id)
         return Reply.ok(name, message_id)
 
 
@@ -322,7 +259,7 @@ class UnreadCounts(Command):
 
     async def run(self, context, parsed):
         """One UNREAD line per room or conversation with unread messages."""
-        unread = await context.store.messages.unread(context.user.id)
+        unread = await messages.unread(context.actor)
         return Reply.ok(len(unread), lines=[render("UNREAD", u.label, u.count) for u in unread])
 
 

@@ -35,6 +35,8 @@ class Bus:
     Ordered delivery of events to this node's hub.
 
     @ivar last: the sequence number of the last event handed to the hub.
+    @ivar handed: how many events were handed to the hub.
+    @ivar reads: how many times the event log was read.
     """
 
     log = Logger()
@@ -43,6 +45,8 @@ class Bus:
         self.hub = hub
         self.event_log = event_log
         self.last = 0
+        self.handed = 0
+        self.reads = 0
         self._pumping = False
         self._again = False
         self._waiters: list[tuple[int, Deferred]] = []
@@ -70,6 +74,7 @@ class Bus:
             except Exception:
                 self.log.failure("an event observer failed on {seq}", seq=seq)
         self.last = seq
+        self.handed += 1
         if self._waiters:
             ready = [d for target, d in self._waiters if target <= seq]
             self._waiters = [(t, d) for t, d in self._waiters if t > seq]
@@ -117,6 +122,7 @@ class Bus:
         try:
             while True:
                 self._again = False
+                self.reads += 1
                 try:
                     found = await self.event_log.since(self.last, FETCH_LIMIT)
                 except Exception as error:

@@ -16,7 +16,7 @@ from lairchat.errors import AuthRequired
 from lairchat.events import Origin
 from lairchat.hub import Hub
 from lairchat.metrics import Metrics
-from lairchat.messaging import RoomNames
+from lairchat.domain.messages import RoomNames
 from lairchat.models import User
 from lairchat.presence import Presence
 from lairchat.store.events import Outbox
@@ -74,6 +74,7 @@ class ServerContext:
         self.metrics.watch_hub(self.hub)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None))
+        self.metrics.watch_bus(self.bus)
         if self.presence is None:
             self.presence = Presence(self)
 

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_metrics -*-
 """
 Prometheus metrics: requests by command and outcome, request latency,
-connections, online users and event deliveries, served over HTTP at
+connections, online users (of this node), event deliveries and how far
+this node got in the event log, served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
@@ -35,12 +36,30 @@ class Metrics:
         self.deliveries = Gauge(
             "lairchat_event_deliveries", "Event lines delivered to connections since start.", registry=self.registry
         )
+        self.bus_sequence = Gauge(
+            "lairchat_bus_sequence", "The sequence number of the last event this node handed on.",
+            registry=self.registry,
+        )
+        self.bus_events = Gauge(
+            "lairchat_bus_events", "Events (of any node) this node handed to its connections since start.",
+            registry=self.registry,
+        )
+        self.bus_reads = Gauge(
+            "lairchat_bus_reads", "Reads of the event log since start (notifications, gaps, polls).",
+            registry=self.registry,
+        )
 
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""
         self.connections.set_function(hub.connection_count)
         self.online_users.set_function(lambda: len(hub.online_users()))
         self.deliveries.set_function(lambda: hub.delivered)
+
+    def watch_bus(self, bus: Any) -> None:
+        """Read how far the bus got in the event log when scraped."""
+        self.bus_sequence.set_function(lambda: bus.last)
+        self.bus_events.set_function(lambda: bus.handed)
+        self.bus_reads.set_function(lambda: bus.reads)
 
     def observe(self, command: str, outcome: str, seconds: float) -> None:
         """Count one answered request."""

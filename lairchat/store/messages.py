@@ -12,6 +12,8 @@ through.
 """
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 from attrs import evolve, frozen
@@ -19,11 +21,11 @@ from twisted.internet.defer import Deferred
 
 from lairchat import permissions
 from lairchat.errors import NotFound
-from lairchat.events import MessageSent, payload
+from lairchat.events import DirectMessageSent, MessageSent, ReplySent, kind, payload
 from lairchat.models import Found, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.batch import GroupCommit
-from lairchat.store.database import Database
-from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY
+from lairchat.store.database import Database, Transaction
+from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY, Outbox
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
 MESSAGE_COLUMNS = (
@@ -63,26 +65,28 @@ def message_from_row(row: tuple) -> Message:
     )
 
 
-_SEND_SQL = (
+_POST_SQL = (
     # The rooms first (as the foreign key would), the ordering lock second:
     # a transaction deleting one of these rooms and waiting for the lock
     # at its commit never holds the row this statement then waits for.
     "SELECT 1 FROM rooms WHERE id = ANY(%(room_ids)s) FOR KEY SHARE; "
     "SELECT pg_advisory_xact_lock(%(lock)s); "
     "WITH input AS ("
-    "  SELECT * FROM unnest(%(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[], %(payloads)s::text[],"
-    "                       %(nodes)s::text[], %(connections)s::bigint[])"
-    "  WITH ORDINALITY AS t(room_id, sender_id, body, payload, node, connection, n)"
+    "  SELECT * FROM unnest(%(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[], %(parents)s::bigint[],"
+    "                       %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[], %(connections)s::bigint[])"
+    "  WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, kind, payload, node, connection, n)"
     "), ok AS ("
     "  SELECT i.*, nextval('messages_id_seq') AS id FROM input i"
     "  JOIN rooms r ON r.id = i.room_id"
     "  JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.sender_id AND me.role = ANY(%(roles)s)"
+    "  WHERE i.parent_id IS NULL OR EXISTS ("
+    "    SELECT 1 FROM messages p WHERE p.id = i.parent_id AND p.room_id = i.room_id AND p.deleted_at IS NULL)"
     "), m AS ("
-    "  INSERT INTO messages (id, room_id, sender_id, body)"
-    "  SELECT id, room_id, sender_id, body FROM ok ORDER BY n RETURNING id, created_at"
+    "  INSERT INTO messages (id, room_id, sender_id, body, parent_id)"
+    "  SELECT id, room_id, sender_id, body, parent_id FROM ok ORDER BY n RETURNING id, created_at"
     "), ev AS ("
     "  INSERT INTO events (node, connection, kind, payload)"
-    "  SELECT ok.node, ok.connection, 'MessageSent', ok.payload::jsonb || jsonb_build_object("
+    "  SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object("
     "    'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint)"
     "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
     "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
@@ -91,18 +95,24 @@ _SEND_SQL = (
     "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
 )
 """
-Room messages, many at once, in one statement and one commit: each is
-stored only if its sender is a member whose role may send, and its
-L{MessageSent} event is recorded with it (its id and time filled in).
+New messages, many at once, in one statement and one commit: each is
+stored only if its sender is a member whose role may send (and, for a
+reply, its thread's root is an undeleted message of the room), and its
+event is recorded with it, its C{message_id} and C{ts} filled in.
 """
+
+
+def _room_id(template: Any) -> int:
+    """The room of a message event."""
+    return template.room_id if isinstance(template, DirectMessageSent) else template.room.id
 
 
 @frozen
 class Posted:
-    """A room message that was stored, and its event with its sequence number."""
+    """A message that was stored, and its event with its sequence number."""
 
     message: Message
-    event: MessageSent
+    event: Any
     seq: int
 
 
@@ -111,36 +121,39 @@ class MessageStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._sends = GroupCommit(self._send_batch)
+        self._posts = GroupCommit(self._post_batch)
 
-    def send_to_room(self, template: MessageSent) -> Deferred:
+    def post_with_event(self, template: MessageSent | ReplySent | DirectMessageSent) -> Deferred:
         """
-        Store a message to C{template.room} from C{template.sender_id}, if
-        a member allowed to send, and record its event (C{template} with
-        its id and time filled in), in one statement shared with the
-        messages sent meanwhile.
+        Store a new message (a reply when C{template} is a L{ReplySent})
+        from C{template.sender_id}, if a member allowed to send, and record
+        its event (C{template} with its id and time filled in), in one
+        statement shared with the messages posted meanwhile.
 
         @return: a Deferred firing with a L{Posted}, or L{None} when nothing
-            was stored (no such room, not a member, not allowed).
+            was stored (no such room, not a member, not allowed, the thread's
+            root gone).
         """
-        return self._sends.submit(template)
+        return self._posts.submit(template)
 
-    async def _send_batch(self, items: list[MessageSent]) -> list[Posted | None]:
-        """Write a batch of L{send_to_room} items; a failing statement fails them all."""
+    async def _post_batch(self, items: list) -> list[Posted | None]:
+        """Write a batch of L{post_with_event} items; a failing statement fails them all."""
         params = {
             "lock": EVENTS_LOCK_KEY,
             "channel": CHANNEL,
             "roles": list(permissions.roles_allowed("send")),
-            "room_ids": sorted({t.room.id for t in items}),
-            "rooms": [t.room.id for t in items],
+            "room_ids": sorted({_room_id(t) for t in items}),
+            "rooms": [_room_id(t) for t in items],
             "senders": [t.sender_id for t in items],
             "bodies": [t.text for t in items],
+            "parents": [t.parent_id if isinstance(t, ReplySent) else None for t in items],
+            "kinds": [kind(t) for t in items],
             "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in items],
             "nodes": [t.origin.node if t.origin else "" for t in items],
             "connections": [t.origin.connection if t.origin else 0 for t in items],
         }
         try:
-            rows = await self._db.fetchall(_SEND_SQL, params, retry=False)
+            rows = await self._db.fetchall(_POST_SQL, params, retry=False)
         except psycopg2.errors.ForeignKeyViolation:
             # a room was deleted (its last member left) as this was stored:
             # nothing of the batch was written; each is tried on its own
@@ -148,20 +161,24 @@ class MessageStore:
                 return [None]
             results = []
             for item in items:
-                results.extend(await self._send_batch([item]))
+                results.extend(await self._post_batch([item]))
             return results
         results: list[Posted | None] = [None] * len(items)
         for n, message_id, created_at, seq, _ in rows:
             template = items[n - 1]
             ts = to_ms(created_at)
             event = evolve(template, message_id=message_id, ts=ts)
-            message = Message(message_id, template.room.id, template.sender_id, template.sender, template.text, 0, ts)
+            parent = template.parent_id if isinstance(template, ReplySent) else 0
+            message = Message(message_id, _room_id(template), template.sender_id, template.sender, template.text,
+                              parent, ts)
             results[n - 1] = Posted(message, event, seq)
         return results
 
     async def post(self, room_id: int, sender_id: int, text: str, parent_id: int | None = None) -> Message | None:
         """
-        Store a message (a reply when C{parent_id} is given) from a member.
+        Store a message (a reply when C{parent_id} is given) from a member,
+        with no event: for fixtures and imports (the server posts with
+        L{post_with_event}).
 
         @return: the message, or L{None} when the sender is not a member of
             the room (nothing is stored).
@@ -199,74 +216,104 @@ class MessageStore:
             return None
         return MessageAccess(message_from_row(row), room_from_row(row[9:17]), row[17])
 
-    async def edit(self, message_id: int, editor_id: int, text: str) -> Message | None:
+    async def edit(self, message_id: int, editor_id: int, text: str, outbox: Outbox | None = None,
+                   announce: Callable[[Message], list] | None = None) -> Message | None:
         """
-        Replace the text of a message, by its author while a member.
+        Replace the text of a message, by its author while a member, and
+        record C{announce(edited)} in C{outbox} in the same transaction.
 
         @return: the edited message, or L{None} when it is not the editor's,
             is deleted, or the editor is no longer a member.
         """
-        rows = await self._db.fetchall(
-            "WITH m AS ("
-            "  UPDATE messages SET body = %(text)s, edited_at = clock_timestamp()"
-            "  WHERE id = %(id)s AND sender_id = %(editor)s AND deleted_at IS NULL"
-            "  AND EXISTS (SELECT 1 FROM room_members me"
-            "              WHERE me.room_id = messages.room_id AND me.user_id = %(editor)s)"
-            "  RETURNING *"
-            f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
-            {"id": message_id, "editor": editor_id, "text": text},
-            retry=False,
-        )
-        return message_from_row(rows[0]) if rows else None
 
-    async def delete(self, message_id: int) -> bool:
+        async def work(tx: Transaction) -> Message | None:
+            rows = await tx.fetchall(
+                "WITH m AS ("
+                "  UPDATE messages SET body = %(text)s, edited_at = clock_timestamp()"
+                "  WHERE id = %(id)s AND sender_id = %(editor)s AND deleted_at IS NULL"
+                "  AND EXISTS (SELECT 1 FROM room_members me"
+                "              WHERE me.room_id = messages.room_id AND me.user_id = %(editor)s)"
+                "  RETURNING *"
+                f") SELECT {MESSAGE_COLUMNS} FROM m {SENDER_JOIN}",
+                {"id": message_id, "editor": editor_id, "text": text},
+            )
+            if not rows:
+                return None
+            edited = message_from_row(rows[0])
+            if outbox is not None and announce is not None:
+                await outbox.add_in(tx, announce(edited))
+            return edited
+
+        return await self._db.transaction(work)
+
+    async def delete(self, message_id: int, outbox: Outbox | None = None, events: list = ()) -> bool:
         """
-        Delete a message (it leaves history, threads and search).
+        Delete a message (it leaves history, threads and search), recording
+        C{events} in C{outbox} in the same transaction.
 
         @return: whether it was deleted now (false: already deleted, or none).
         """
-        rows = await self._db.fetchall(
-            "UPDATE messages SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL RETURNING id",
-            (message_id,),
-            retry=False,
-        )
-        return bool(rows)
 
-    async def add_reaction(self, message_id: int, user_id: int, emoji: str) -> bool:
+        async def work(tx: Transaction) -> bool:
+            rows = await tx.fetchall(
+                "UPDATE messages SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL RETURNING id",
+                (message_id,),
+            )
+            if rows and outbox is not None:
+                await outbox.add_in(tx, list(events))
+            return bool(rows)
+
+        return await self._db.transaction(work)
+
+    async def add_reaction(self, message_id: int, user_id: int, emoji: str, outbox: Outbox | None = None,
+                           events: list = ()) -> bool:
         """
-        React to an undeleted message, as a member of its room.
+        React to an undeleted message, as a member of its room, recording
+        C{events} in C{outbox} in the same transaction.
 
         @return: whether the reaction was added (false: the user already
             reacted with this emoji, or the message is gone, or they are not
             a member).
         """
-        try:
-            rows = await self._db.fetchall(
+
+        async def work(tx: Transaction) -> bool:
+            rows = await tx.fetchall(
                 "INSERT INTO reactions (message_id, user_id, emoji) "
                 "SELECT m.id, %(user)s, %(emoji)s FROM messages m "
                 "JOIN room_members me ON me.room_id = m.room_id AND me.user_id = %(user)s "
                 "WHERE m.id = %(id)s AND m.deleted_at IS NULL "
                 "ON CONFLICT DO NOTHING RETURNING 1",
                 {"id": message_id, "user": user_id, "emoji": emoji},
-                retry=False,
             )
+            if rows and outbox is not None:
+                await outbox.add_in(tx, list(events))
+            return bool(rows)
+
+        try:
+            return await self._db.transaction(work)
         except psycopg2.errors.ForeignKeyViolation:
             # the message went with its room (the last member left) meanwhile
             raise NotFound(f"no message {message_id}") from None
-        return bool(rows)
 
-    async def remove_reaction(self, message_id: int, user_id: int, emoji: str) -> bool:
+    async def remove_reaction(self, message_id: int, user_id: int, emoji: str, outbox: Outbox | None = None,
+                              events: list = ()) -> bool:
         """
-        Take back a reaction.
+        Take back a reaction, recording C{events} in C{outbox} in the same
+        transaction.
 
         @return: whether there was one to take back.
         """
-        rows = await self._db.fetchall(
-            "DELETE FROM reactions WHERE message_id = %s AND user_id = %s AND emoji = %s RETURNING 1",
-            (message_id, user_id, emoji),
-            retry=False,
-        )
-        return bool(rows)
+
+        async def work(tx: Transaction) -> bool:
+            rows = await tx.fetchall(
+                "DELETE FROM reactions WHERE message_id = %s AND user_id = %s AND emoji = %s RETURNING 1",
+                (message_id, user_id, emoji),
+            )
+            if rows and outbox is not None:
+                await outbox.add_in(tx, list(events))
+            return bool(rows)
+
+        return await self._db.transaction(work)
 
     async def reactions(self, message_id: int) -> list[ReactionSummary]:
         """Every emoji a message got, with who reacted; the first used first."""

@@ -1,0 +1,418 @@
+# -*- test-case-name: tests.test_messages -*-
+"""
+Messages and direct messages: sending (to a room, as a reply, to a user),
+editing, deleting, reactions, history, threads, search, read markers,
+unread counts, conversations, and what a user is handed at login.
+
+Rooms and direct conversations are one model.  A room is named by its
+name; a direct conversation by C{@<the other party>}, so the same
+conversation is C{@bob} to alice and C{@alice} to bob.  Every operation
+that takes a conversation takes either form (L{resolve}); events name it
+by a L{RoomRef}, which each front end shows each viewer as they call it.
+
+A new message is stored and its event recorded by one statement, which
+the store shares among the messages sent meanwhile (group commit); the
+other changes record their events in their own transaction.
+"""
+
+from typing import Any
+
+from attrs import evolve, frozen
+
+from lairchat import permissions
+from lairchat.access import member_room
+from lairchat.errors import AccessDenied, Conflict, InvalidInput, NotFound, PermissionDenied
+from lairchat.events import (
+    DirectMessageSent,
+    Event,
+    MessageDeleted,
+    MessageEdited,
+    MessageSent,
+    ReactionAdded,
+    ReactionRemoved,
+    ReplySent,
+    RoomRef,
+)
+from lairchat.models import Conversation, Found, Message, MessageAccess, Party, ReactionSummary, Room, Unread, User
+
+OFFLINE_MAX = 500
+"""The most direct messages handed to a user at one login (the newest)."""
+
+
+@frozen
+class Sent:
+    """A message that was stored, and what its conversation is called for its sender."""
+
+    message: Message
+    name: str
+
+
+@frozen
+class Page:
+    """Messages of one conversation, oldest first, and its name for the viewer."""
+
+    name: str
+    messages: tuple
+
+
+# Names and look-ups
+
+
+class RoomNames:
+    """
+    The rooms whose names this node resolved, by lower-cased name (names
+    are unique, ids never reused): a stale entry only costs a look-up,
+    since a message to it is refused and the name resolved again.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._refs: dict[str, RoomRef] = {}
+
+    def get(self, lowered: str) -> RoomRef | None:
+        """The room last resolved for a lower-cased name."""
+        return self._refs.get(lowered)
+
+    def remember(self, ref: RoomRef) -> RoomRef:
+        """Keep a resolved room (the oldest goes when full)."""
+        if len(self._refs) >= self._size:
+            self._refs.pop(next(iter(self._refs)))
+        self._refs[ref.name.lower()] = ref
+        return ref
+
+    def forget(self, ref: RoomRef) -> None:
+        """Drop a room that refused a message."""
+        if self._refs.get(ref.name.lower()) == ref:
+            del self._refs[ref.name.lower()]
+
+
+async def room_ref(actor: Any, room: Room) -> RoomRef:
+    """A room as events name it: by name, or a conversation by its two parties."""
+    if room.is_direct:
+        parties = await actor.store.conversations.parties(room.id)
+        return RoomRef(room.id, "", tuple((p.user_id, p.username) for p in parties))
+    return RoomRef(room.id, room.name)
+
+
+def name_for(ref: RoomRef, user_id: int) -> str:
+    """What a room (or conversation) is called for one of its members."""
+    return "@" + ref.other_party(user_id) if ref.is_direct else ref.name
+
+
+async def name_for_caller(actor: Any, room: Room) -> str:
+    """What a room (or conversation) is called for the actor."""
+    if not room.is_direct:
+        return room.name
+    return name_for(await room_ref(actor, room), actor.user.id)
+
+
+async def direct_recipient(actor: Any, name: str) -> User:
+    """
+    The user a direct message goes to.
+
+    @raise NotFound: no such user.
+    @raise InvalidInput: it is the actor.
+    """
+    other = await actor.store.users.by_name(name)
+    if other is None:
+        raise NotFound(f"no user named {name}")
+    if other.id == actor.user.id:
+        raise InvalidInput("you cannot have a direct conversation with yourself")
+    return other
+
+
+async def resolve(actor: Any, ref: str, action: str) -> tuple[Room, str]:
+    """
+    The room or conversation C{ref} names (a room name, or C{@<user>}), for
+    a member allowed to do C{action} there, and its name as the actor
+    sees it.
+
+    @raise NotFound: no such room, user or conversation.
+    @raise InvalidInput: C{@<the actor>}.
+    @raise AccessDenied: the actor is not a member of the room.
+    """
+    if ref.startswith("@"):
+        other = await direct_recipient(actor, ref[1:])
+        room = await actor.store.conversations.between(actor.user.id, other.id)
+        if room is None:
+            raise NotFound(f"no conversation with {other.username}")
+        return room, f"@{other.username}"
+    room, _ = await member_room(actor, ref, action)
+    return room, room.name
+
+
+async def visible_message(actor: Any, message_id: int, action: str = "read") -> MessageAccess:
+    """
+    A message that the actor, a member of its room allowed to do C{action}
+    there, can see.  A deleted message is not found; so is a message of a
+    private room or of someone else's conversation, so that ids do not
+    reveal them.
+
+    @raise NotFound: no such message, deleted, or not the actor's to see.
+    @raise AccessDenied: a message of a public room the actor is not in.
+    @raise PermissionDenied: the actor's role forbids C{action}.
+    """
+    access = await actor.store.messages.locate(message_id, actor.user.id)
+    if access is None or access.message.deleted:
+        raise NotFound(f"no message {message_id}")
+    if access.role is None:
+        room = access.room
+        if not room.is_direct and room.privacy == "public":
+            raise AccessDenied(f"you are not a member of {room.name}")
+        raise NotFound(f"no message {message_id}")
+    permissions.require(access.role, action)
+    return access
+
+
+# Sending
+
+
+async def _post(actor: Any, template: Event) -> Any:
+    """Store a message with its event (one shared statement); deliver the event."""
+    posted = await actor.store.messages.post_with_event(template)
+    if posted is not None:
+        await actor.server.bus.committed([posted.seq], [posted.event])
+    return posted
+
+
+async def send(actor: Any, ref: str, text: str) -> Sent:
+    """
+    Send a message to a room, or to a user when C{ref} is C{@<user>}.
+
+    @raise NotFound: no such room or user (or a private room the actor is not in).
+    @raise AccessDenied: the actor is not a member (or the room went as
+        the message was sent).
+    @raise PermissionDenied: the actor's role may not send there.
+    @raise InvalidInput: a message to oneself.
+    """
+    if ref.startswith("@"):
+        message, other = await send_direct(actor, ref[1:], text)
+        return Sent(message, f"@{other.username}")
+    return await send_to_room(actor, ref, text)
+
+
+async def send_to_room(actor: Any, name: str, text: str) -> Sent:
+    """
+    Send a message to a room by name.  The room's id comes from the node's
+    memory of names it resolved before, or from a look-up, which also says
+    why a message is refused.
+    """
+    me, names = actor.user, actor.server.room_names
+    ref = names.get(name.lower())
+    if ref is None:
+        room, _ = await resolve(actor, name, "send")
+        ref = names.remember(RoomRef(room.id, room.name))
+    template = MessageSent(ref, 0, me.id, me.username, 0, text, origin=actor.origin)
+    posted = await _post(actor, template)
+    if posted is None:
+        names.forget(ref)
+        try:
+            room, _ = await resolve(actor, name, "send")
+        except NotFound:
+            # it was there a moment ago: it went as the message was sent
+            raise AccessDenied(f"you are not a member of {ref.name}") from None
+        if room.id == ref.id:
+            raise AccessDenied(f"you are not a member of {room.name}")
+        ref = names.remember(RoomRef(room.id, room.name))
+        posted = await _post(actor, evolve(template, room=ref))
+        if posted is None:
+            raise AccessDenied(f"you are not a member of {room.name}")
+    return Sent(posted.message, ref.name)
+
+
+async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
+    """
+    Send a direct message, starting the conversation on first use.  The
+    recipient online on any node gets it now (and it is noted as
+    delivered); otherwise it is handed to them at their next login.
+
+    @return: the message and its recipient.
+    @raise NotFound: no such user.
+    @raise InvalidInput: a message to oneself.
+    """
+    me = actor.user
+    other = await direct_recipient(actor, name)
+    outbox = actor.outbox()
+    room = await actor.store.conversations.open(Party(me.id, me.username), Party(other.id, other.username), outbox)
+    await actor.deliver(outbox)
+    template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text,
+                                 origin=actor.origin)
+    posted = await _post(actor, template)
+    if posted is None:
+        raise AccessDenied(f"you cannot write to {other.username}")
+    await actor.store.conversations.mark_delivered_if_online(room.id, other.id, posted.message.id)
+    return posted.message, other
+
+
+async def reply(actor: Any, parent_id: int, text: str) -> Sent:
+    """
+    Reply to a message, in its room, in its thread (threads are one level
+    deep: a reply to a reply joins the same thread).
+
+    @raise NotFound: no such message (or not the actor's to see, or gone meanwhile).
+    """
+    access = await visible_message(actor, parent_id, "send")
+    root = access.message.parent_id or access.message.id
+    ref = await room_ref(actor, access.room)
+    me = actor.user
+    template = ReplySent(ref, 0, root, me.id, me.username, 0, text, origin=actor.origin)
+    posted = await _post(actor, template)
+    if posted is None:
+        raise NotFound(f"no message {parent_id}")
+    for party_id, _ in ref.parties:
+        if party_id != me.id:
+            await actor.store.conversations.mark_delivered_if_online(ref.id, party_id, posted.message.id)
+    return Sent(posted.message, name_for(ref, me.id))
+
+
+# Changing messages
+
+
+async def edit(actor: Any, message_id: int, text: str) -> Message:
+    """
+    Replace the text of one's own message, as a member.
+
+    @raise PermissionDenied: it is someone else's.
+    @raise NotFound: no such message (or gone meanwhile).
+    """
+    access = await visible_message(actor, message_id, "send")
+    if access.message.sender_id != actor.user.id:
+        raise PermissionDenied("only the author can edit a message")
+    ref = await room_ref(actor, access.room)
+    outbox = actor.outbox()
+
+    def announce(edited: Message) -> list[Event]:
+        return [MessageEdited(ref, edited.id, actor.user.username, edited.edited_ms, edited.text)]
+
+    edited = await actor.store.messages.edit(message_id, actor.user.id, text, outbox, announce)
+    if edited is None:
+        raise NotFound(f"no message {message_id}")
+    await actor.deliver(outbox)
+    return edited
+
+
+async def delete(actor: Any, message_id: int) -> None:
+    """
+    Delete a message: one's own, or any as a member whose role allows
+    C{delete_any}.
+
+    @raise NotFound: no such message, or already deleted.
+    @raise PermissionDenied: someone else's, and the role does not allow it.
+    """
+    access = await visible_message(actor, message_id)
+    if access.message.sender_id != actor.user.id:
+        permissions.require(access.role, "delete_any")
+    ref = await room_ref(actor, access.room)
+    outbox = actor.outbox()
+    if not await actor.store.messages.delete(message_id, outbox, [MessageDeleted(ref, message_id, actor.user.username)]):
+        raise NotFound(f"no message {message_id}")
+    await actor.deliver(outbox)
+
+
+async def react(actor: Any, message_id: int, emoji: str, add: bool = True) -> None:
+    """
+    Add a reaction to a message (C{add}), or take one's own back.
+
+    @raise Conflict: already reacted so.
+    @raise NotFound: no such message, or no such reaction to take back.
+    """
+    access = await visible_message(actor, message_id, "react")
+    ref = await room_ref(actor, access.room)
+    user = actor.user
+    outbox = actor.outbox()
+    if add:
+        event = ReactionAdded(ref, message_id, user.username, emoji)
+        if not await actor.store.messages.add_reaction(message_id, user.id, emoji, outbox, [event]):
+            raise Conflict(f"you already reacted to message {message_id} with {emoji}")
+    else:
+        event = ReactionRemoved(ref, message_id, user.username, emoji)
+        if not await actor.store.messages.remove_reaction(message_id, user.id, emoji, outbox, [event]):
+            raise NotFound(f"you have not reacted to message {message_id} with {emoji}")
+    await actor.deliver(outbox)
+
+
+# Reading
+
+
+async def history(actor: Any, ref: str, limit: int, before: int | None) -> Page:
+    """
+    A page of a room's or conversation's history (members only).
+
+    @raise NotFound: no such room or conversation.
+    @raise AccessDenied: not a member.
+    """
+    room, name = await resolve(actor, ref, "read")
+    return Page(name, tuple(await actor.store.messages.history(room.id, limit, before)))
+
+
+async def direct_history(actor: Any, username: str, limit: int, before: int | None) -> tuple[User, tuple]:
+    """
+    A page of the direct conversation with a user; none yet is an empty page.
+
+    @raise NotFound: no such user.
+    @raise InvalidInput: oneself.
+    """
+    other = await direct_recipient(actor, username)
+    room = await actor.store.conversations.between(actor.user.id, other.id)
+    messages = () if room is None else tuple(await actor.store.messages.history(room.id, limit, before))
+    return other, messages
+
+
+async def thread(actor: Any, message_id: int) -> tuple[int, Page]:
+    """
+    A message's thread: the root and its replies, and the root's id.
+
+    @raise NotFound: no such message, or not the actor's to see.
+    """
+    access = await visible_message(actor, message_id)
+    root = access.message.parent_id or access.message.id
+    messages = await actor.store.messages.thread(root)
+    return root, Page(await name_for_caller(actor, access.room), tuple(messages))
+
+
+async def reactions(actor: Any, message_id: int) -> list[ReactionSummary]:
+    """Who reacted to a message the actor can see, and with what."""
+    await visible_message(actor, message_id)
+    return await actor.store.messages.reactions(message_id)
+
+
+async def search(actor: Any, query: str, limit: int) -> list[Found]:
+    """Full-text search over the actor's rooms and conversations, best first."""
+    return await actor.store.messages.search(actor.user.id, query, limit)
+
+
+async def mark_read(actor: Any, ref: str, message_id: int) -> str:
+    """
+    Move the actor's read marker up to a message of the conversation (never back).
+
+    @return: the conversation's name for the actor.
+    @raise NotFound: the id is no message of that conversation.
+    """
+    room, name = await resolve(actor, ref, "mark_read")
+    if not await actor.store.messages.mark_read(room.id, actor.user.id, message_id):
+        raise NotFound(f"no message {message_id} in {name}")
+    return name
+
+
+async def unread(actor: Any) -> list[Unread]:
+    """Every conversation of the actor holding unread messages."""
+    return await actor.store.messages.unread(actor.user.id)
+
+
+async def conversations(actor: Any) -> list[Conversation]:
+    """The actor's direct conversations, the most recent first."""
+    return await actor.store.conversations.list_for(actor.user.id)
+
+
+async def offline_deliveries(actor: Any, user: User) -> tuple[int, list[DirectMessageSent]]:
+    """
+    The direct messages that arrived while the user had no connection
+    (the newest L{OFFLINE_MAX}), oldest first, now noted as delivered.
+
+    @return: how many older ones were left out, and the messages as events.
+    """
+    messages, left_out = await actor.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
+    return left_out, [
+        DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text)
+        for m in messages
+    ]
