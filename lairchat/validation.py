@@ -10,7 +10,6 @@ command validates through these functions, so one rule serves every caller.
 import re
 
 from lairchat.errors import InvalidCharacters, InvalidFormat, InvalidInput, InvalidLength
-from lairchat.wire import has_control_characters
 
 USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,19}\Z")
 ROOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,49}\Z")
@@ -27,6 +26,17 @@ TOPIC_MAX = 500
 REASON_MAX = 500
 EMOJI_MAX = 32
 MAX_ID = 2**63 - 1
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+"""Every control character (Unicode category Cc) except TAB."""
+
+
+def has_control_characters(text: str) -> bool:
+    """
+    Whether C{text} holds a control character other than TAB.
+    """
+    return _CONTROL.search(text) is not None
 
 
 def _no_controls(value: str, what: str) -> None:

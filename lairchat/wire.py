@@ -19,17 +19,15 @@ import string
 from attrs import frozen
 
 from lairchat import events
-from lairchat.models import Message
 from lairchat.errors import ChatError, InvalidCharacters, InvalidEncoding, InvalidFormat
+from lairchat.models import Message
+from lairchat.validation import has_control_characters
 
 LABEL_PATTERN = re.compile(r"@label=([A-Za-z0-9._-]{1,32}) (.*)\Z", re.DOTALL)
 """A well-formed label tag and the rest of the line."""
 
 _RAW_LABEL = re.compile(rb"@label=([A-Za-z0-9._-]{1,32}) ")
 """A well-formed label tag at the start of a line's bytes."""
-
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-"""Every control character (Unicode category Cc) except TAB."""
 
 _ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 """Upper-cases ASCII letters only (Unicode would fold C{pıng} to C{PING})."""
@@ -59,13 +57,6 @@ class Request:
         case-insensitive, and ASCII: no other letter folds into one).
         """
         return self.name.translate(_ASCII_UPPER)
-
-
-def has_control_characters(text: str) -> bool:
-    """
-    Whether C{text} holds a control character other than TAB.
-    """
-    return _CONTROL.search(text) is not None
 
 
 def decode_line(data: bytes) -> str:
