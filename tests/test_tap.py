@@ -169,6 +169,17 @@ class BadValuesTests(SynchronousTestCase):
         for value in ["soon", "nan", "NaN", "inf", "-inf", "infinity"]:
             self.assertRefused("--sweep-interval", value)
 
+    def test_node_timeout(self):
+        """
+        The node timeout is a finite number of seconds, at least one; it
+        reaches the service (which heartbeats five times per timeout).
+        """
+        for value in ["soon", "nan", "inf", "0.5", "0", "-3"]:
+            self.assertRefused("--node-timeout", value)
+        options = parse("--node-timeout", "2.5")
+        self.assertEqual(makeService(options).node_timeout, 2.5)
+        self.assertEqual(makeService(parse()).node_timeout, 10.0)
+
     def test_invalid_endpoint(self):
         """
         A C{--port} that is not a server endpoint, or whose port number is
