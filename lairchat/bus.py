@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_bus -*-
+# -*- test-case-name: tests.test_event_log -*-
 """
 The bus: every event, from this node or another, handed to this node's
 hub exactly once and in sequence order (which is commit order, see

@@ -30,7 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from txpostgres.reconnection import DeadConnectionDetector
 
-from lairchat.events import Event, Origin, decode, kind, payload
+from lairchat.events import EVENT_TYPES, Event, Origin, decode, kind, payload
 from lairchat.store.database import Database, Transaction, _is_dead, _WatchedConnection
 
 CHANNEL = "lairchat_events"
@@ -111,12 +111,14 @@ class EventLog:
         """
         The events after sequence number C{after} (and at most C{upto}),
         oldest first, at most C{limit}.  An event of an unknown kind (a
-        newer node's) is skipped.
+        newer node's) is skipped, and not counted in C{limit}: however many
+        there are in a row, they never make a reader that got fewer than
+        C{limit} stop short of the events after them.
         """
         rows = await self._db.fetchall(
             "SELECT seq, node, connection, kind, payload FROM events WHERE seq > %s AND seq <= %s "
-            "ORDER BY seq LIMIT %s",
-            (after, upto if upto is not None else 2**63 - 1, limit),
+            "AND kind = ANY(%s) ORDER BY seq LIMIT %s",
+            (after, upto if upto is not None else 2**63 - 1, list(EVENT_TYPES), limit),
         )
         found = []
         for seq, node, connection, kind_name, data in rows:

@@ -1,0 +1,716 @@
+"""
+Tests for the event log (L{lairchat.store.events}), the bus that reads it
+(L{lairchat.bus}), the message statement that writes to it
+(L{lairchat.store.messages.MessageStore.post_with_event}) and group commit
+(L{lairchat.store.batch}), against a real Postgres: the ordering they
+promise is the database's, so it is never mocked.
+"""
+
+from collections.abc import Callable
+
+from attrs import evolve
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import FailTest, SynchronousTestCase, TestCase
+
+from lairchat.bus import FETCH_LIMIT, Bus
+from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Origin, PresenceChanged, RoomRef
+from lairchat.models import to_ms
+from lairchat.store import Store
+from lairchat.store.batch import GroupCommit
+from lairchat.store.events import EventListener, Outbox, record_in
+from tests.support import fresh_database, fresh_store, test_dsn
+
+ORIGIN = Origin("node-a", 7)
+"""Where the events these tests record come from."""
+
+WAIT = 10.0
+"""The longest a test waits for something to arrive (a hang is a failure)."""
+
+
+def notice(user_id: int, text: str) -> Notice:
+    """An event to record: a notice, from L{ORIGIN}."""
+    return Notice(user_id, text, origin=ORIGIN)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """
+    Poll C{condition} until it holds.
+
+    @raise FailTest: it did not hold within C{timeout} seconds.
+    """
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await deferLater(reactor, 0.02, lambda: None)
+    if not condition():
+        raise FailTest(f"timed out waiting for {what}")
+
+
+async def make_room(store: Store, name: str, *members: object) -> int:
+    """A room named C{name} with C{members} (accounts), made directly; its id."""
+    rows = await store.db.fetchall("INSERT INTO rooms (name) VALUES (%s) RETURNING id", (name,))
+    room_id = rows[0][0]
+    for member in members:
+        await store.db.execute("INSERT INTO room_members (room_id, user_id) VALUES (%s, %s)", (room_id, member.id))
+    return room_id
+
+
+class FakeHub:
+    """
+    A hub that remembers what the bus handed it.
+
+    @ivar events: every event dispatched, in order.
+    """
+
+    node = "n"
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def dispatch(self, event: object) -> None:
+        """Remember one event."""
+        self.events.append(event)
+
+
+class RecordTests(TestCase):
+    """
+    L{lairchat.store.events.EventLog.record}, C{since} and C{latest}.
+    """
+
+    async def test_record_and_since(self):
+        """
+        Recorded events get increasing sequence numbers in the order given,
+        and L{since} reads them back in that order, decoded, with their
+        origins (an event recorded with no origin comes from node C{""},
+        connection 0).
+        """
+        store = await fresh_store(self)
+        self.assertEqual(await store.events.latest(), 0)
+        first = [notice(1, "one"), notice(2, "two"), notice(3, "three")]
+        seqs = await store.events.record(first, ORIGIN)
+        self.assertEqual(len(seqs), 3)
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(len(set(seqs)), 3)
+        anonymous = Notice(4, "four")
+        (fourth,) = await store.events.record([anonymous], None)
+        self.assertGreater(fourth, seqs[-1])
+        self.assertEqual(await store.events.record([], ORIGIN), [])
+
+        logged = await store.events.since(0)
+        self.assertEqual([entry.seq for entry in logged], seqs + [fourth])
+        self.assertEqual([entry.event for entry in logged], first + [evolve(anonymous, origin=Origin("", 0))])
+        self.assertEqual(await store.events.latest(), fourth)
+
+    async def test_since_bounds(self):
+        """
+        L{since} returns only what is after C{after}, at most C{upto}, and
+        at most C{limit} events, the oldest first.
+        """
+        store = await fresh_store(self)
+        sent = [notice(1, f"event {n}") for n in range(5)]
+        seqs = await store.events.record(sent, ORIGIN)
+
+        after_two = await store.events.since(seqs[1])
+        self.assertEqual([e.seq for e in after_two], seqs[2:])
+        self.assertEqual([e.event for e in after_two], sent[2:])
+        bounded = await store.events.since(seqs[0], upto=seqs[3])
+        self.assertEqual([e.seq for e in bounded], seqs[1:4])
+        limited = await store.events.since(0, limit=2)
+        self.assertEqual([e.seq for e in limited], seqs[:2])
+        self.assertEqual(await store.events.since(seqs[-1]), [])
+        self.assertEqual(await store.events.since(seqs[2], upto=seqs[2]), [])
+
+    async def test_unknown_kind_skipped(self):
+        """
+        An event this node cannot read (a kind from a newer node, or a
+        payload missing a field) is skipped; the events around it are read,
+        and an unknown kind does not count towards the limit of a read.
+        """
+        store = await fresh_store(self)
+        (before,) = await store.events.record([notice(1, "before")], ORIGIN)
+        await store.db.execute("INSERT INTO events (kind, payload) VALUES ('FromTheFuture', '{\"x\": 1}')")
+        (after,) = await store.events.record([notice(1, "after")], ORIGIN)
+        await store.db.execute("INSERT INTO events (kind, payload) VALUES ('Notice', '{\"user_id\": 1}')")
+        (last,) = await store.events.record([notice(1, "last")], ORIGIN)
+
+        logged = await store.events.since(0)
+        self.assertEqual([e.seq for e in logged], [before, after, last])
+        self.assertEqual([e.event.text for e in logged], ["before", "after", "last"])
+        self.assertEqual([e.seq for e in await store.events.since(before, limit=1)], [after])
+        self.assertEqual(await store.events.latest(), last)
+
+    async def test_sequence_order_is_commit_order(self):
+        """
+        A transaction that took its sequence numbers and has not committed
+        makes every later writer wait: the later writer cannot commit a
+        higher number first, so a reader never sees a number without those
+        below it, and sequence order is commit order.
+        """
+        store = Store(await fresh_database(self, size=4))
+        hold: Deferred = Deferred()
+        first_recorded: Deferred = Deferred()
+        seqs: dict[str, list[int]] = {}
+        committed: list[str] = []
+
+        async def first(tx):
+            """Record, then stay open until told."""
+            seqs["first"] = await record_in(tx, [notice(1, "first")], ORIGIN)
+            first_recorded.callback(None)
+            await hold
+
+        async def second(tx):
+            """Record and commit."""
+            seqs["second"] = await record_in(tx, [notice(2, "second")], ORIGIN)
+
+        def done(result, name):
+            """Note a commit."""
+            committed.append(name)
+            return result
+
+        first_done = Deferred.fromCoroutine(store.db.transaction(first)).addCallback(done, "first")
+        try:
+            await first_recorded
+            second_done = Deferred.fromCoroutine(store.db.transaction(second)).addCallback(done, "second")
+            waiting = False
+            for _ in range(int(WAIT / 0.02)):
+                if second_done.called:
+                    break
+                rows = await store.db.fetchall(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                if rows[0][0]:
+                    waiting = True
+                    break
+                await deferLater(reactor, 0.02, lambda: None)
+            self.assertFalse(second_done.called, "the second writer committed before the first")
+            self.assertTrue(waiting, "the second writer never waited for the first")
+            self.assertNotIn("second", seqs)
+            self.assertEqual(await store.events.since(0), [])
+        finally:
+            if not hold.called:
+                hold.callback(None)
+        await gatherResults([first_done, second_done])
+
+        self.assertEqual(committed, ["first", "second"])
+        self.assertLess(seqs["first"][0], seqs["second"][0])
+        logged = await store.events.since(0)
+        self.assertEqual([e.seq for e in logged], seqs["first"] + seqs["second"])
+        self.assertEqual([e.event.text for e in logged], ["first", "second"])
+
+
+class BusTests(TestCase):
+    """
+    L{lairchat.bus.Bus} over the real event log.
+    """
+
+    async def test_catch_up(self):
+        """
+        Events recorded while the bus was not told (a lost notification)
+        are delivered, once each and in order, when it is woken with no
+        sequence number; waking it again delivers nothing twice.
+        """
+        store = await fresh_store(self)
+        await store.events.record([notice(9, "history")], ORIGIN)
+        hub = FakeHub()
+        bus = Bus(hub, store.events)
+        await bus.start()
+        sent = [notice(1, "a"), notice(2, "b"), notice(3, "c")]
+        seqs = await store.events.record(sent[:2], ORIGIN) + await store.events.record(sent[2:], ORIGIN)
+        self.assertEqual(hub.events, [])
+
+        bus.wake(None)
+        await wait_until(lambda: bus.last >= seqs[-1], "the bus to catch up")
+        self.assertEqual(hub.events, sent)
+        self.assertEqual(bus.last, seqs[-1])
+
+        bus.wake(None)
+        bus.wake(None)
+        bus.wake(seqs[-1])
+        later = notice(4, "d")
+        (later_seq,) = await store.events.record([later], ORIGIN)
+        bus.wake(later_seq)
+        await wait_until(lambda: bus.last >= later_seq, "the bus to read the later event")
+        self.assertEqual(hub.events, sent + [later])
+
+    async def test_unreadable_stretch(self):
+        """
+        More events of a kind this node cannot read than one read of the
+        log takes (a newer node's) do not stop the bus: the events after
+        them are delivered.
+        """
+        store = await fresh_store(self)
+        hub = FakeHub()
+        bus = Bus(hub, store.events)
+        await bus.start()
+        await store.db.execute(
+            "INSERT INTO events (kind, payload) SELECT 'FromTheFuture', '{}' FROM generate_series(1, %s)",
+            (FETCH_LIMIT + 1,),
+        )
+        readable = notice(1, "readable")
+        (seq,) = await store.events.record([readable], ORIGIN)
+        bus.wake(seq)
+        await wait_until(lambda: bus.last >= seq, "the bus to get past the unreadable events")
+        self.assertEqual(hub.events, [readable])
+
+    async def test_committed_after_gap(self):
+        """
+        Events this node committed right after an event it was not told of
+        (another node's) are delivered after that event; events that follow
+        on directly are handed on at once, with no read.
+        """
+        store = await fresh_store(self)
+        hub = FakeHub()
+        bus = Bus(hub, store.events)
+        await bus.start()
+        elsewhere, here, next_here = notice(1, "elsewhere"), notice(2, "here"), notice(3, "next")
+        await store.events.record([elsewhere], ORIGIN)
+        (here_seq,) = await store.events.record([here], ORIGIN)
+
+        await bus.committed([here_seq], [here])
+        self.assertEqual(hub.events, [elsewhere, here])
+        self.assertEqual(bus.last, here_seq)
+
+        (next_seq,) = await store.events.record([next_here], ORIGIN)
+        delivered = Deferred.fromCoroutine(bus.committed([next_seq], [next_here]))
+        self.assertTrue(delivered.called)
+        self.assertEqual(hub.events, [elsewhere, here, next_here])
+        self.assertEqual(bus.last, next_seq)
+
+    async def test_committed_already_delivered(self):
+        """
+        Events the bus already read from the log (a notification was
+        quicker than the committing operation) are not handed on again.
+        """
+        store = await fresh_store(self)
+        hub = FakeHub()
+        bus = Bus(hub, store.events)
+        await bus.start()
+        event = notice(1, "once")
+        seqs = await store.events.record([event], ORIGIN)
+        bus.wake(seqs[-1])
+        await wait_until(lambda: bus.last >= seqs[-1], "the bus to read the event")
+        await bus.committed(seqs, [event])
+        self.assertEqual(hub.events, [event])
+
+
+class EventListenerTests(TestCase):
+    """
+    L{lairchat.store.events.EventListener}.
+    """
+
+    async def test_wake_and_reconnect(self):
+        """
+        The listener is woken with the sequence number of each commit; when
+        its connection is killed it reconnects, wakes with L{None} (it may
+        have missed some), and is woken by later commits again.
+        """
+        store = await fresh_store(self)
+        woken: list = []
+        listener = EventListener(test_dsn(), woken.append, reactor)
+        await listener.start()
+        self.addCleanup(listener.stop)
+
+        (seq,) = await store.events.record([notice(1, "wake up")], ORIGIN)
+        await wait_until(lambda: seq in woken, "the notification")
+
+        killed = await store.db.fetchall(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        self.assertEqual(killed, [(True,)])
+        await wait_until(lambda: None in woken, "the listener to reconnect", timeout=15.0)
+
+        (later,) = await store.events.record([notice(1, "again")], ORIGIN)
+        await wait_until(lambda: later in woken, "a notification after reconnecting")
+        self.assertEqual([w for w in woken if w is not None], [seq, later])
+
+
+class NodeTests(TestCase):
+    """
+    The nodes and presence of L{lairchat.store.events.EventLog}: C{join},
+    C{heartbeat}, C{trim}, C{dead_nodes}, C{remove_node}, C{came_online},
+    C{went_offline}.
+    """
+
+    async def setUp(self):
+        self.store = await fresh_store(self)
+
+    @staticmethod
+    def online(user_id, username, watcher_ids):
+        """The event of a user coming online."""
+        return PresenceChanged(user_id, username, True, tuple(watcher_ids))
+
+    @staticmethod
+    def offline(user_id, username, watcher_ids):
+        """The event of a user going offline."""
+        return PresenceChanged(user_id, username, False, tuple(watcher_ids))
+
+    async def test_trim(self):
+        """
+        L{trim} deletes the events every registered node has read (below
+        the lowest acknowledged sequence number) once they are older than
+        C{keep_seconds}, and keeps the others.
+        """
+        events = self.store.events
+        seqs = await events.record([notice(1, f"event {n}") for n in range(4)], ORIGIN)
+        self.assertEqual(await events.trim(keep_seconds=0), 0)
+        await events.join("n1", seqs[2])
+        await events.join("n2", seqs[1])
+        self.assertEqual(await events.trim(keep_seconds=3600), 0)
+        self.assertEqual([e.seq for e in await events.since(0)], seqs)
+
+        self.assertEqual(await events.trim(keep_seconds=0), 1)
+        self.assertEqual([e.seq for e in await events.since(0)], seqs[1:])
+
+        self.assertTrue(await events.heartbeat("n2", seqs[3]))
+        self.assertEqual(await events.trim(keep_seconds=0), 1)
+        self.assertEqual([e.seq for e in await events.since(0)], seqs[2:])
+
+    async def test_heartbeat_and_dead_nodes(self):
+        """
+        A node not seen for longer than the timeout is listed as dead; a
+        heartbeat brings it back and never lowers its acknowledged number;
+        a heartbeat of a node that is not registered says so.
+        """
+        events = self.store.events
+        await events.join("n1", 5)
+        await events.join("n2", 5)
+        self.assertEqual(await events.dead_nodes(60), [])
+        await self.store.db.execute("UPDATE nodes SET seen_at = now() - interval '1 hour' WHERE id = 'n2'")
+        self.assertEqual(await events.dead_nodes(60), ["n2"])
+        self.assertTrue(await events.heartbeat("n2", 3))
+        self.assertEqual(await events.dead_nodes(60), [])
+        rows = await self.store.db.fetchall("SELECT acked_seq FROM nodes WHERE id = 'n2'")
+        self.assertEqual(rows, [(5,)])
+        self.assertFalse(await events.heartbeat("gone", 3))
+
+    async def test_presence_first_and_last_node(self):
+        """
+        A user coming online on a first node is announced (to the users who
+        share a room with them), on a second node is not; going offline on
+        one of two nodes is not announced, on the last one is.
+        """
+        events = self.store.events
+        alice = await self.store.users.create("alice", "x")
+        bob = await self.store.users.create("bob", "x")
+        carol = await self.store.users.create("carol", "x")
+        await make_room(self.store, "general", alice, bob)
+        await make_room(self.store, "quiet", carol)
+        await events.join("n1", 0)
+        await events.join("n2", 0)
+        before = await events.latest()
+
+        first = Outbox(Origin("n1", 1))
+        await events.came_online("n1", alice.id, "alice", first, self.online)
+        announced = PresenceChanged(alice.id, "alice", True, (bob.id,), origin=Origin("n1", 1))
+        self.assertEqual(first.events, [announced])
+        second = Outbox(Origin("n2", 1))
+        await events.came_online("n2", alice.id, "alice", second, self.online)
+        self.assertEqual((second.events, second.seqs), ([], []))
+        self.assertEqual(await events.online_user_ids(), {alice.id})
+
+        lonely = Outbox(Origin("n1", 2))
+        await events.came_online("n1", carol.id, "carol", lonely, self.online)
+        self.assertEqual(lonely.events, [PresenceChanged(carol.id, "carol", True, (), origin=Origin("n1", 2))])
+        self.assertEqual(await events.online_user_ids([alice.id, bob.id]), {alice.id})
+
+        one_left = Outbox(Origin("n1", 1))
+        await events.went_offline("n1", alice.id, "alice", one_left, self.offline)
+        self.assertEqual(one_left.events, [])
+        last = Outbox(Origin("n2", 1))
+        await events.went_offline("n2", alice.id, "alice", last, self.offline)
+        gone = PresenceChanged(alice.id, "alice", False, (bob.id,), origin=Origin("n2", 1))
+        self.assertEqual(last.events, [gone])
+        self.assertEqual(await events.online_user_ids(), {carol.id})
+
+        again = Outbox(Origin("n2", 1))
+        await events.went_offline("n2", alice.id, "alice", again, self.offline)
+        self.assertEqual(again.events, [])
+
+        logged = await events.since(before)
+        self.assertEqual([e.seq for e in logged], first.seqs + lonely.seqs + last.seqs)
+        self.assertEqual([e.event for e in logged], first.events + lonely.events + last.events)
+
+    async def test_unregistered_node(self):
+        """
+        A connection on a node that is not registered (taken for dead) is
+        not recorded as online, and not announced.
+        """
+        alice = await self.store.users.create("alice", "x")
+        outbox = Outbox(Origin("ghost", 1))
+        await self.store.events.came_online("ghost", alice.id, "alice", outbox, self.online)
+        self.assertEqual(outbox.events, [])
+        self.assertEqual(await self.store.events.online_user_ids(), set())
+
+    async def test_remove_node(self):
+        """
+        Removing a node takes its users offline, announcing only those
+        online on no other node, and deletes the node and its rows of
+        C{online}.
+        """
+        events = self.store.events
+        alice = await self.store.users.create("alice", "x")
+        bob = await self.store.users.create("bob", "x")
+        carol = await self.store.users.create("carol", "x")
+        await make_room(self.store, "general", alice, bob)
+        await events.join("n1", 0)
+        await events.join("n2", 0)
+        for node, user in [("n1", alice), ("n2", alice), ("n1", bob), ("n1", carol)]:
+            await events.came_online(node, user.id, user.username, Outbox(Origin(node)), self.online)
+        before = await events.latest()
+
+        outbox = Outbox(Origin("n2"))
+        await events.remove_node("n1", outbox, self.offline)
+        self.assertEqual(outbox.events, [
+            PresenceChanged(bob.id, "bob", False, (alice.id,), origin=Origin("n2")),
+            PresenceChanged(carol.id, "carol", False, (), origin=Origin("n2")),
+        ])
+        self.assertEqual([e.event for e in await events.since(before)], outbox.events)
+        self.assertEqual(await self.store.db.fetchall("SELECT id FROM nodes"), [("n2",)])
+        self.assertEqual(await self.store.db.fetchall("SELECT node, user_id FROM online"), [("n2", alice.id)])
+        self.assertEqual(await events.online_user_ids(), {alice.id})
+        self.assertFalse(await events.heartbeat("n1", 0))
+
+
+class MembershipTriggerTests(TestCase):
+    """
+    The C{room_members} trigger of C{schema.sql}: every change of
+    membership is recorded as an event when it commits.
+    """
+
+    async def test_added_and_removed(self):
+        """
+        Inserting a row of C{room_members} records L{MemberAdded} at commit
+        (not before: an open transaction's change is not in the log, even
+        for itself); deleting it records L{MemberRemoved}; deleting a room
+        records one L{MemberRemoved} per member.
+        """
+        store = await fresh_store(self)
+        alice = await store.users.create("alice", "x")
+        bob = await store.users.create("bob", "x")
+        room_id = await make_room(store, "general")
+        before = await store.events.latest()
+        seen_inside = {}
+
+        async def join(tx):
+            """Add alice, and look at the log before committing."""
+            await tx.execute("INSERT INTO room_members (room_id, user_id) VALUES (%s, %s)", (room_id, alice.id))
+            seen_inside["others"] = await store.events.since(before)
+            seen_inside["own"] = await tx.fetchone("SELECT count(*) FROM events WHERE seq > %s", (before,))
+
+        await store.db.transaction(join)
+        self.assertEqual(seen_inside, {"others": [], "own": (0,)})
+        room = RoomRef(room_id, "", ())
+        nowhere = Origin("", 0)
+        logged = await store.events.since(before)
+        self.assertEqual([e.event for e in logged], [MemberAdded(room, alice.id, origin=nowhere)])
+
+        await store.db.execute("DELETE FROM room_members WHERE room_id = %s AND user_id = %s", (room_id, alice.id))
+        logged = await store.events.since(logged[-1].seq)
+        self.assertEqual([e.event for e in logged], [MemberRemoved(room, alice.id, origin=nowhere)])
+
+        await store.db.execute(
+            "INSERT INTO room_members (room_id, user_id) VALUES (%s, %s), (%s, %s)",
+            (room_id, alice.id, room_id, bob.id),
+        )
+        after_adding = await store.events.latest()
+        await store.db.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
+        removed = await store.events.since(after_adding)
+        self.assertEqual(
+            sorted((type(e.event), e.event.room, e.event.user_id) for e in removed),
+            [(MemberRemoved, room, alice.id), (MemberRemoved, room, bob.id)],
+        )
+
+
+class SendToRoomTests(TestCase):
+    """
+    L{lairchat.store.messages.MessageStore.post_with_event} with room
+    messages: stored with their events, many in one statement.
+    """
+
+    async def setUp(self):
+        self.store = await fresh_store(self)
+        self.alice = await self.store.users.create("alice", "x")
+        self.bob = await self.store.users.create("bob", "x")
+        self.carol = await self.store.users.create("carol", "x")
+        self.room_id = await make_room(self.store, "general", self.alice, self.bob)
+        self.room = RoomRef(self.room_id, "general")
+
+    def template(self, sender, text):
+        """What a command hands to L{post_with_event}: a message with no id or time yet."""
+        return MessageSent(self.room, 0, sender.id, sender.username, 0, text, origin=Origin("n1", sender.id))
+
+    async def stored(self):
+        """Every stored message: C{{id: (sender_id, body, epoch ms)}}."""
+        rows = await self.store.db.fetchall("SELECT id, sender_id, body, created_at FROM messages")
+        return {r[0]: (r[1], r[2], to_ms(r[3])) for r in rows}
+
+    async def test_member(self):
+        """
+        A member's message is stored, and its event, with the message's id
+        and its stored time filled in, is in the log under the sequence
+        number returned.
+        """
+        before = await self.store.events.latest()
+        template = self.template(self.alice, "hello: world")
+        posted = await self.store.messages.post_with_event(template)
+
+        stored = await self.stored()
+        self.assertEqual(list(stored), [posted.message.id])
+        sender_id, body, created_ms = stored[posted.message.id]
+        self.assertEqual((sender_id, body), (self.alice.id, "hello: world"))
+        self.assertEqual(posted.event, evolve(template, message_id=posted.message.id, ts=created_ms))
+        self.assertEqual(posted.message.created_ms, created_ms)
+        logged = await self.store.events.since(before)
+        self.assertEqual([(e.seq, e.event) for e in logged], [(posted.seq, posted.event)])
+
+    async def test_non_member(self):
+        """
+        A non-member's message gives L{None}: nothing is stored and nothing
+        recorded.
+        """
+        before = await self.store.events.latest()
+        self.assertIsNone(await self.store.messages.post_with_event(self.template(self.carol, "let me in")))
+        self.assertEqual(await self.stored(), {})
+        self.assertEqual(await self.store.events.since(before), [])
+
+    async def test_concurrent(self):
+        """
+        Twenty messages sent at once are all stored, each with its event
+        in the log, in fewer statements than messages; a non-member's among
+        them is refused alone.
+        """
+        before = await self.store.events.latest()
+        batches = self.store.messages._posts.batches
+        senders = [self.alice, self.bob] * 10
+        templates = [self.template(sender, f"message {n}") for n, sender in enumerate(senders)]
+        intruder = self.template(self.carol, "me too")
+        results = await gatherResults(
+            [self.store.messages.post_with_event(t) for t in templates[:10]]
+            + [self.store.messages.post_with_event(intruder)]
+            + [self.store.messages.post_with_event(t) for t in templates[10:]]
+        )
+        self.assertIsNone(results[10])
+        posted = results[:10] + results[11:]
+        self.assertLess(self.store.messages._posts.batches - batches, 20)
+
+        stored = await self.stored()
+        self.assertEqual(sorted(stored), sorted(p.message.id for p in posted))
+        for template, result in zip(templates, posted):
+            self.assertEqual(stored[result.message.id], (template.sender_id, template.text, result.event.ts))
+            self.assertEqual(result.event, evolve(template, message_id=result.message.id, ts=result.event.ts))
+        logged = await self.store.events.since(before)
+        self.assertEqual(sorted((e.seq, e.event) for e in logged), sorted((p.seq, p.event) for p in posted))
+
+
+class Writer:
+    """
+    A write function for L{GroupCommit} that the test finishes by hand.
+
+    @ivar calls: C{(items, Deferred)} for each batch written, in order.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list, Deferred]] = []
+
+    async def write(self, items: list) -> list:
+        """Note a batch; wait for the test to give its results."""
+        d: Deferred = Deferred()
+        self.calls.append((list(items), d))
+        return await d
+
+    def batches(self) -> list[list]:
+        """The items of every batch written so far."""
+        return [items for items, _ in self.calls]
+
+
+class GroupCommitTests(SynchronousTestCase):
+    """
+    L{lairchat.store.batch.GroupCommit}.
+    """
+
+    def test_first_alone_then_together(self):
+        """
+        The first item is written at once, alone; items submitted while it
+        is written go together in the next batch, once it is done.
+        """
+        writer = Writer()
+        group = GroupCommit(writer.write)
+        first = group.submit("a")
+        self.assertEqual(writer.batches(), [["a"]])
+        second, third = group.submit("b"), group.submit("c")
+        self.assertEqual(writer.batches(), [["a"]])
+        self.assertNoResult(second)
+
+        writer.calls[0][1].callback(["A"])
+        self.assertEqual(self.successResultOf(first), "A")
+        self.assertEqual(writer.batches(), [["a"], ["b", "c"]])
+        self.assertNoResult(second)
+        writer.calls[1][1].callback(["B", "C"])
+        self.assertEqual((self.successResultOf(second), self.successResultOf(third)), ("B", "C"))
+        self.assertEqual((group.batches, group.items), (2, 3))
+
+    def test_results_map_to_items(self):
+        """
+        Each item's Deferred fires with the result in its place.
+        """
+        writer = Writer()
+        group = GroupCommit(writer.write)
+        group.submit(0)
+        waiting = [group.submit(n) for n in range(1, 6)]
+        writer.calls[0][1].callback([0])
+        items, d = writer.calls[1]
+        d.callback([f"result of {n}" for n in items])
+        self.assertEqual([self.successResultOf(w) for w in waiting], [f"result of {n}" for n in range(1, 6)])
+
+    def test_failing_batch(self):
+        """
+        A batch that fails fails every one of its items, and only those:
+        the next batch is written as usual.
+        """
+        writer = Writer()
+        group = GroupCommit(writer.write)
+        first = group.submit("a")
+        second, third = group.submit("b"), group.submit("c")
+        writer.calls[0][1].callback(["A"])
+        writer.calls[1][1].errback(ValueError("the statement failed"))
+        self.assertEqual(self.successResultOf(first), "A")
+        for failed in (second, third):
+            self.failureResultOf(failed, ValueError)
+
+        fourth = group.submit("d")
+        self.assertEqual(writer.batches(), [["a"], ["b", "c"], ["d"]])
+        writer.calls[2][1].callback(["D"])
+        self.assertEqual(self.successResultOf(fourth), "D")
+
+    def test_max_batch(self):
+        """
+        A batch holds at most C{max_batch} items; the rest wait for the
+        next.
+        """
+        writer = Writer()
+        group = GroupCommit(writer.write, max_batch=2)
+        group.submit(1)
+        rest = [group.submit(n) for n in range(2, 6)]
+        writer.calls[0][1].callback([1])
+        writer.calls[1][1].callback([2, 3])
+        writer.calls[2][1].callback([4, 5])
+        self.assertEqual(writer.batches(), [[1], [2, 3], [4, 5]])
+        self.assertEqual([self.successResultOf(d) for d in rest], [2, 3, 4, 5])
+
+    def test_in_flight(self):
+        """
+        With C{in_flight} of two, a second batch is written while the first
+        is, and the next waits for one of them to finish.
+        """
+        writer = Writer()
+        group = GroupCommit(writer.write, in_flight=2)
+        group.submit(1)
+        group.submit(2)
+        group.submit(3)
+        group.submit(4)
+        self.assertEqual(writer.batches(), [[1], [2]])
+        writer.calls[1][1].callback([2])
+        self.assertEqual(writer.batches(), [[1], [2], [3, 4]])
