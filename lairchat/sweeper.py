@@ -1,9 +1,15 @@
 # -*- test-case-name: tests.test_invitations_sweeper -*-
 """
 The invitation sweep: every C{--sweep-interval} seconds, expire the
-invitations that are due (one set-based statement), tell both parties
+invitations that are due (a set-based statement per batch), tell both parties
 where online, remind online recipients once of invitations about to
 expire, and delete answered invitations older than C{--invite-retention}.
+
+Each expiry and each reminder records its event in the transaction of its
+status change (L{lairchat.store.invitations}), and the sweep delivers them
+once it committed, from this node (L{Origin} with no connection).  Every
+node sweeps; they share the work, and each invitation expires, and is
+told, once.
 
 It runs on the server's clock (a L{twisted.internet.task.Clock} in tests).
 A run that fails (the database is down) is logged, and the schedule goes
@@ -20,7 +26,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lairchat.errors import ChatError
-from lairchat.events import InvitationExpired, InvitationReminder
+from lairchat.events import Origin
+from lairchat.store.events import Outbox
 
 
 @frozen
@@ -51,16 +58,18 @@ async def sweep(server: Any, now_ms: int, batch_size: int = EXPIRY_BATCH) -> Swe
     @raise ChatError: the database failed; what was already committed stays.
     """
     store, config = server.store.invitations, server.config
+    origin = Origin(server.node)
     expired = 0
     while True:
-        batch = await store.expire_due(now_ms, batch_size)
-        await server.publish([InvitationExpired(i.id, i.sender_id, i.recipient_id, i.room) for i in batch])
+        outbox = Outbox(origin)
+        batch = await store.expire_due(now_ms, outbox, batch_size)
+        await server.deliver(outbox)
         expired += len(batch)
         if len(batch) < batch_size:
             break
-    online = sorted(await server.store.events.online_user_ids())
-    reminded = await store.remind(online, now_ms, config.reminder_window * 1000)
-    await server.publish([InvitationReminder(i.id, i.recipient_id, i.room, i.expires_ms) for i in reminded])
+    outbox = Outbox(origin)
+    reminded = await store.remind(now_ms, config.reminder_window * 1000, outbox)
+    await server.deliver(outbox)
     purged = await store.purge_answered(now_ms - config.invite_retention * 1000)
     return SweepReport(expired, len(reminded), purged)
 

@@ -1,18 +1,42 @@
 """
-What the invitation tests share: users, rooms and memberships made straight
-in the database (so these tests do not depend on the room commands), and a
+What the invitation tests share: users, rooms, memberships and presence
+made straight in the database (so these tests do not depend on the room
+commands), outboxes for store calls, a look at the event log, and a
 recording stand-in for a connection.
 """
 
 import itertools
 from typing import Any
 
+from lairchat.events import Event, Origin, kind
 from lairchat.models import User
 from lairchat.store import Store
+from lairchat.store.events import Outbox
 from lairchat.store.users import USER_COLUMNS, user_from_row
 from lairchat.wire import render_event
 
 DAY_MS = 24 * 3600 * 1000
+
+TEST_ORIGIN = Origin("test-node")
+"""The origin of the events of changes a test makes straight through the store."""
+
+
+def new_outbox() -> Outbox:
+    """An outbox for one change a test makes straight through the store."""
+    return Outbox(TEST_ORIGIN)
+
+
+async def logged(store: Store, *kinds: str) -> list[Event]:
+    """The events of these kinds (class names) in the event log, oldest first."""
+    return [entry.event for entry in await store.events.since(0) if kind(entry.event) in kinds]
+
+
+async def mark_online(store: Store, user: User, node: str = "test-node") -> None:
+    """Note C{user} online on C{node} (registered first), straight in the database."""
+    await store.events.join(node, 0)
+    await store.db.execute(
+        "INSERT INTO online (node, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", (node, user.id)
+    )
 
 
 async def make_user(store: Store, name: str, server_role: str = "user") -> User:

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from lairchat.plugins import load_commands, load_extensions
-from tests.invitation_fixtures import add_member, ban, make_room, role_of, statuses
+from tests.invitation_fixtures import add_member, ban, logged, make_room, role_of, statuses
 from tests.support import RunningServer, start_server
 
 INVITATION_COMMANDS = (
@@ -409,6 +409,52 @@ class OverseeTests(InvitationTestCase):
         self.assertRegex(message, r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)+\d")
         stored = (await self.bob.request(f"VIEW_INVITATION:{invitation_id(reply)}"))[0]
         self.assertEqual(stored.split(":", 9)[9], message)
+
+
+class EventLogTests(InvitationTestCase):
+    """
+    Each command's change and its event commit together: every event is in
+    the event log once, from this node; a refused command logs none.
+    """
+
+    KINDS = ("InvitationReceived", "InvitationAccepted", "InvitationDeclined", "InvitationRevoked", "UserJoined")
+
+    async def test_each_change_logged_once(self):
+        """Invite, accept, decline, revoke: one event each (and the join); refusals add nothing."""
+        await self.server.user("erin")
+        erin = await self.server.connect()
+        await erin.ok("LOGIN:erin:correct horse 9")
+        accepted = invitation_id(await self.alice.ok("INVITE_USER:bob:lair"))
+        await self.bob.ok(f"ACCEPT_INVITATION:{accepted}")
+        declined = invitation_id(await self.carol.ok("INVITE_USER:erin:lair"))
+        await erin.ok(f"DECLINE_INVITATION:{declined}")
+        revoked = invitation_id(await self.alice.ok("INVITE_USER:erin:lair"))
+        await self.alice.ok(f"REVOKE_INVITATION:{revoked}")
+        found = await logged(self.store, *self.KINDS)
+        self.assertEqual([(type(e).__name__, getattr(e, "invitation_id", None)) for e in found], [
+            ("InvitationReceived", accepted),
+            ("InvitationAccepted", accepted),
+            ("UserJoined", None),
+            ("InvitationReceived", declined),
+            ("InvitationDeclined", declined),
+            ("InvitationReceived", revoked),
+            ("InvitationRevoked", revoked),
+        ])
+        self.assertEqual({e.origin.node for e in found}, {self.server.server.node})
+        refusals = [
+            (self.carol, f"ACCEPT_INVITATION:{accepted}"),
+            (self.bob, f"ACCEPT_INVITATION:{accepted}"),
+            (erin, f"ACCEPT_INVITATION:{revoked}"),
+            (self.alice, f"ACCEPT_INVITATION:{declined}"),
+            (self.alice, "INVITE_USER:carol:lair"),
+            (self.dave, "INVITE_USER:erin:lair"),
+            (self.alice, f"REVOKE_INVITATION:{revoked}"),
+            (erin, "DECLINE_INVITATION:LATEST"),
+        ]
+        for client, line in refusals:
+            reply = await client.request(line)
+            self.assertTrue(reply[-1].startswith("ERROR:"), (line, reply))
+        self.assertEqual(await logged(self.store, *self.KINDS), found)
 
 
 class RoomCommandTests(InvitationTestCase):

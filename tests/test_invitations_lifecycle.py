@@ -3,7 +3,7 @@ Tests for L{lairchat.invitation_lifecycle}, the pure rules of an
 invitation's life: a hypothesis state machine drives random actions by
 random actors at random times over several invitations and checks that no
 illegal transition is ever recorded; and for the pure template filling of
-the invitation commands.
+the invitation domain and the parsing of the invitation commands.
 """
 
 from hypothesis import given, settings
@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from twisted.trial.unittest import SynchronousTestCase
 
-from commands.invitations import fill_template, iso_moment, parse_ref, parse_status
+from commands.invitations import parse_ref, parse_status
 from lairchat import invitation_lifecycle as lifecycle
+from lairchat.domain.invitations import InvitationRef, fill_template, iso_moment
 from lairchat.errors import ChatError, Gone, InvalidFormat, InvalidInput, NotFound, PermissionDenied
 from lairchat.validation import INVITATION_STATUSES, ROLES
 
@@ -200,10 +201,10 @@ class ArgumentTests(SynchronousTestCase):
 
     def test_refs(self):
         """LATEST in any case, an id, a room name."""
-        self.assertEqual(parse_ref("latest"), ("latest", None))
-        self.assertEqual(parse_ref("LATEST"), ("latest", None))
-        self.assertEqual(parse_ref("42"), ("id", 42))
-        self.assertEqual(parse_ref("lair"), ("room", "lair"))
+        self.assertEqual(parse_ref("latest"), InvitationRef())
+        self.assertEqual(parse_ref("LATEST"), InvitationRef())
+        self.assertEqual(parse_ref("42"), InvitationRef(id=42))
+        self.assertEqual(parse_ref("lair"), InvitationRef(room="lair"))
         self.assertRaises(InvalidFormat, parse_ref, "_x")
         self.assertRaises(InvalidInput, parse_ref, "0")
 

@@ -4,14 +4,16 @@ the real database: expiry with its events to both parties, reminders once,
 retention, and a schedule that survives failing runs.
 """
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
 from lairchat.errors import DatabaseUnavailable
+from lairchat.events import InvitationExpired, InvitationReminder, Origin
 from lairchat.hub import Hub
 from lairchat.sweeper import InvitationSweeper, sweep
-from tests.invitation_fixtures import make_room, make_user, online, statuses
+from tests.invitation_fixtures import logged, make_room, make_user, new_outbox, online, statuses
 from tests.support import fresh_store
 
 START = 1_800_000_000.0
@@ -28,11 +30,11 @@ class FlakyInvitations:
     def __getattr__(self, name):
         return getattr(self._real, name)
 
-    async def expire_due(self, now_ms, limit=None):
+    async def expire_due(self, now_ms, outbox, limit=None):
         """Fail while errors are queued."""
         if self.errors:
             raise self.errors.pop(0)
-        return await self._real.expire_due(now_ms, limit)
+        return await self._real.expire_due(now_ms, outbox, limit)
 
 
 class FlakyStore:
@@ -65,10 +67,16 @@ class SweeperTests(TestCase):
         return int(self.clock.seconds() * 1000)
 
     async def invite(self, ttl_s=100, room=None):
-        """alice invites bob to lair now, for C{ttl_s} seconds."""
-        return await self.store.invitations.create(
-            self.alice, self.bob, room or self.room, "member", "", self.now_ms(), self.now_ms() + ttl_s * 1000
+        """
+        alice invites bob to lair now, for C{ttl_s} seconds; bob is told
+        (where online) as the invitation commands tell him.
+        """
+        outbox = new_outbox()
+        invitation = await self.store.invitations.create(
+            self.alice, self.bob, room or self.room, "member", "", self.now_ms(), self.now_ms() + ttl_s * 1000, outbox
         )
+        await self.server.deliver(outbox)
+        return invitation
 
     async def start(self):
         """Start a sweeper (it runs at once) and wait for that first run."""
@@ -104,9 +112,12 @@ class SweeperTests(TestCase):
         bob_connection = await online(self.server, self.bob)
         invitation = await self.invite(ttl_s=5)
         sweeper = await self.start()
-        self.assertEqual(bob_connection.events, [f"INVITATION_REMINDER:{invitation.id}:lair:{invitation.expires_ms}"])
+        self.assertEqual(bob_connection.events, [
+            f"INVITATION_RECEIVED:{invitation.id}:alice:lair:member:{invitation.expires_ms}:",
+            f"INVITATION_REMINDER:{invitation.id}:lair:{invitation.expires_ms}",
+        ])
         await self.tick(sweeper, 10)
-        self.assertEqual(bob_connection.events[1:], [f"INVITATION_EXPIRED:{invitation.id}:lair"])
+        self.assertEqual(bob_connection.events[2:], [f"INVITATION_EXPIRED:{invitation.id}:lair"])
         self.assertEqual((await statuses(self.store, invitation.id))[0], "expired")
 
     async def test_reminder_once_to_online_recipients(self):
@@ -130,7 +141,7 @@ class SweeperTests(TestCase):
     async def test_retention(self):
         """Answered invitations older than the retention period are deleted; recent ones stay."""
         invitation = await self.invite()
-        await self.store.invitations.decline(invitation.id, self.bob, "", self.now_ms())
+        await self.store.invitations.decline(invitation.id, self.bob, "", self.now_ms(), new_outbox())
         sweeper = await self.start()
         await self.tick(sweeper, 990)
         self.assertIsNotNone(await self.store.invitations.get(invitation.id))
@@ -184,3 +195,34 @@ class SweeperTests(TestCase):
         await self.invite(ttl_s=5)
         report = await sweep(self.server, self.now_ms() + 5000)
         self.assertEqual((report.expired, report.reminded, report.purged), (1, 0, 0))
+
+    async def test_events_recorded_with_their_changes(self):
+        """Each expiry and each reminder is in the event log once, from this node and no connection."""
+        await online(self.server, self.bob)
+        reminded = await self.invite(ttl_s=5)
+        await sweep(self.server, self.now_ms())
+        await sweep(self.server, self.now_ms() + 1000)
+        await sweep(self.server, self.now_ms() + 5000)
+        await sweep(self.server, self.now_ms() + 6000)
+        origin = Origin(self.server.node)
+        self.assertEqual(await logged(self.store, "InvitationReminder", "InvitationExpired"), [
+            InvitationReminder(reminded.id, self.bob.id, "lair", reminded.expires_ms, origin=origin),
+            InvitationExpired(reminded.id, self.alice.id, self.bob.id, "lair", origin=origin),
+        ])
+
+    async def test_nodes_sweeping_at_once(self):
+        """Two nodes sweep at once: every due invitation expires once, and its event is recorded once."""
+        rooms = [self.room] + [await make_room(self.store, f"room{n}", self.alice) for n in range(5)]
+        due = sorted([(await self.invite(ttl_s=5, room=room)).id for room in rooms])
+        nodes = [ServerContext(config=self.config, store=self.store, clock=self.clock, passwords=None, hub=Hub(name))
+                 for name in ("node-a", "node-b")]
+        reports = await DeferredList(
+            [Deferred.fromCoroutine(sweep(node, self.now_ms() + 5000, batch_size=2)) for node in nodes],
+            fireOnOneErrback=True, consumeErrors=True,
+        )
+        self.assertEqual(sum(report.expired for _, report in reports), len(due))
+        expired = await logged(self.store, "InvitationExpired")
+        self.assertEqual(sorted(e.invitation_id for e in expired), due)
+        self.assertTrue({e.origin.node for e in expired} <= {"node-a", "node-b"})
+        for invitation_id in due:
+            self.assertEqual(await statuses(self.store, invitation_id), ("expired", ["pending", "expired"]))

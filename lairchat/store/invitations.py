@@ -11,6 +11,11 @@ partial index C{invitations_one_pending} makes a second pending invitation
 for the same room and recipient impossible; its violation is a
 L{Conflict}.
 
+Every change records the event it causes (L{lairchat.events}) in the
+caller's L{Outbox}, as the last statement of its own transaction: the event
+exists if and only if the change committed, and a change that several
+nodes race for (an expiry, a reminder) is made, and told, once.
+
 Times come from the caller (the server's clock, in epoch milliseconds), so
 expiry is decided by one clock and tests can drive it with a fake one.
 """
@@ -21,9 +26,20 @@ import psycopg2
 
 from lairchat import invitation_lifecycle as lifecycle
 from lairchat.errors import AccessDenied, Conflict, Gone, NotFound
+from lairchat.events import (
+    InvitationAccepted,
+    InvitationDeclined,
+    InvitationExpired,
+    InvitationReceived,
+    InvitationReminder,
+    InvitationRevoked,
+    RoomRef,
+    UserJoined,
+)
 from lairchat.models import Invitation, InvitationEvent, InvitationStats, User, to_ms
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
+from lairchat.store.events import Outbox
 from lairchat.store.rooms import RoomStore
 
 COLUMNS = (
@@ -64,6 +80,12 @@ def moment(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
+def received_event(invitation: Invitation) -> InvitationReceived:
+    """What the recipient of a pending invitation is told of it (when sent, and at each login)."""
+    i = invitation
+    return InvitationReceived(i.id, i.recipient_id, i.sender, i.room, i.role, i.expires_ms, i.message)
+
+
 def _status_filter(status: str | None) -> tuple[str, tuple]:
     """A C{WHERE} fragment (and its parameters) for an optional status."""
     if status is None:
@@ -88,11 +110,13 @@ class InvitationStore:
         message: str,
         now_ms: int,
         expires_ms: int,
+        outbox: Outbox,
         kind: str = "room",
     ) -> Invitation:
         """
         Invite C{recipient} to the room, recording the first event of its
-        trail and an audit entry, in one transaction.
+        trail, an audit entry and its L{InvitationReceived} (in C{outbox}),
+        in one transaction.
 
         @raise Conflict: they are a member, or already hold a pending
             invitation to the room (also when two invitations race).
@@ -127,6 +151,7 @@ class InvitationStore:
                 tx, sender.username, "invite", recipient.username, "ok",
                 f"invitation {invitation.id} to {invitation.room} as {role}",
             )
+            await outbox.add_in(tx, [received_event(invitation)])
             return invitation
 
         try:
@@ -191,11 +216,15 @@ class InvitationStore:
         )
         return invitation
 
-    async def accept(self, invitation_id: int, user: User, now_ms: int) -> tuple[Invitation, bool]:
+    async def accept(
+        self, invitation_id: int, user: User, now_ms: int, outbox: Outbox
+    ) -> tuple[Invitation, bool]:
         """
-        Accept an invitation to C{user}: the status change, its event and
-        the membership with the invited role, in one transaction.  The ban
-        is checked again inside it.
+        Accept an invitation to C{user}: the status change, its trail entry,
+        the membership with the invited role, and (in C{outbox}) the
+        sender's L{InvitationAccepted} and, when C{user} became a member,
+        the room's L{UserJoined}, in one transaction.  The ban is checked
+        again inside it.
 
         @return: the invitation and whether C{user} became a member (false
             when they already were one: their role is kept).
@@ -220,34 +249,49 @@ class InvitationStore:
             ):
                 raise AccessDenied(f"you are banned from {invitation.room}")
             joined = await RoomStore.add_member_in(tx, invitation.room_id, user.id, invitation.role)
+            caused = [InvitationAccepted(invitation.id, invitation.sender_id, user.username, invitation.room)]
+            if joined:
+                caused.append(UserJoined(RoomRef(invitation.room_id, invitation.room), user.id, user.username))
+            await outbox.add_in(tx, caused)
             return invitation, joined
 
         return await self._db.transaction(work)
 
-    async def decline(self, invitation_id: int, user: User, reason: str, now_ms: int) -> Invitation:
+    async def decline(self, invitation_id: int, user: User, reason: str, now_ms: int, outbox: Outbox) -> Invitation:
         """
-        Decline an invitation to C{user}, keeping the reason in its trail.
+        Decline an invitation to C{user}, keeping the reason in its trail,
+        and record the sender's L{InvitationDeclined} in C{outbox}, in one
+        transaction.
 
         @raise NotFound: no such invitation to C{user}.
         @raise Gone: it is no longer pending, or has expired.
         """
 
         async def work(tx: Transaction) -> Invitation:
-            return await self._change_in(tx, invitation_id, "decline", user, reason, now_ms, True)
+            invitation = await self._change_in(tx, invitation_id, "decline", user, reason, now_ms, True)
+            await outbox.add_in(
+                tx, [InvitationDeclined(invitation.id, invitation.sender_id, user.username, invitation.room)]
+            )
+            return invitation
 
         return await self._db.transaction(work)
 
-    async def revoke(self, invitation_id: int, actor: User, now_ms: int) -> Invitation:
+    async def revoke(self, invitation_id: int, actor: User, now_ms: int, outbox: Outbox) -> Invitation:
         """
         Revoke a pending invitation (the caller has checked that C{actor}
-        may).
+        may), and record the recipient's L{InvitationRevoked} in C{outbox},
+        in one transaction.
 
         @raise NotFound: no such invitation.
         @raise Gone: it is no longer pending, or has expired.
         """
 
         async def work(tx: Transaction) -> Invitation:
-            return await self._change_in(tx, invitation_id, "revoke", actor, "", now_ms, False)
+            invitation = await self._change_in(tx, invitation_id, "revoke", actor, "", now_ms, False)
+            await outbox.add_in(
+                tx, [InvitationRevoked(invitation.id, invitation.recipient_id, invitation.room, actor.username)]
+            )
+            return invitation
 
         return await self._db.transaction(work)
 
@@ -415,48 +459,75 @@ class InvitationStore:
         await self._db.transaction(work)
 
     # The sweep
+    #
+    # Several nodes may sweep at once.  Each statement first locks the rows
+    # it will change (FOR UPDATE SKIP LOCKED, in a MATERIALIZED CTE so the
+    # locking query runs once), so two sweeps never wait for each other (nor
+    # deadlock) and share the work; a row another transaction changed
+    # meanwhile is checked again as it is locked, so each invitation
+    # expires, or is reminded of, once, and its event is recorded once, by
+    # the transaction that changed it.
 
-    async def expire_due(self, now_ms: int, limit: int | None = None) -> list[Invitation]:
+    async def expire_due(self, now_ms: int, outbox: Outbox, limit: int | None = None) -> list[Invitation]:
         """
         Expire the pending invitations due at C{now_ms} (the C{limit} that
-        are due first, when given) and record their events, in one
-        set-based statement.
+        are due first, when given), append each one's trail entry, and
+        record each one's L{InvitationExpired} in C{outbox}, in one
+        transaction.
 
         @return: the invitations expired.
         """
         limit_clause = " ORDER BY expires_at LIMIT %s" if limit is not None else ""
         limit_params = (limit,) if limit is not None else ()
-        rows = await self._db.fetchall(
-            "WITH i AS (UPDATE invitations SET status = %s, responded_at = %s "
-            "WHERE status = %s AND expires_at <= %s AND id IN "
-            f"(SELECT id FROM invitations WHERE status = %s AND expires_at <= %s{limit_clause}) RETURNING *), "
-            "e AS (INSERT INTO invitation_events (invitation_id, ts, status, note) "
-            "SELECT i.id, %s, %s, 'expired' FROM i) "
-            f"SELECT {COLUMNS} FROM i {JOINS} ORDER BY i.id",
-            (lifecycle.outcome("expire"), moment(now_ms), lifecycle.PENDING, moment(now_ms),
-             lifecycle.PENDING, moment(now_ms), *limit_params, moment(now_ms), lifecycle.outcome("expire")),
-            retry=False,
-        )
-        return [invitation_from_row(r) for r in rows]
 
-    async def remind(self, recipient_ids: list[int], now_ms: int, window_ms: int) -> list[Invitation]:
-        """
-        Mark as reminded, once, the pending invitations to these users that
-        expire within C{window_ms} of C{now_ms}.
+        async def work(tx: Transaction) -> list[Invitation]:
+            rows = await tx.fetchall(
+                "WITH due AS MATERIALIZED (SELECT id FROM invitations WHERE status = %s AND expires_at <= %s"
+                f"{limit_clause} FOR UPDATE SKIP LOCKED), "
+                "i AS (UPDATE invitations SET status = %s, responded_at = %s "
+                "WHERE status = %s AND id IN (SELECT id FROM due) RETURNING *), "
+                "e AS (INSERT INTO invitation_events (invitation_id, ts, status, note) "
+                "SELECT i.id, %s, %s, 'expired' FROM i) "
+                f"SELECT {COLUMNS} FROM i {JOINS} ORDER BY i.id",
+                (lifecycle.PENDING, moment(now_ms), *limit_params, lifecycle.outcome("expire"), moment(now_ms),
+                 lifecycle.PENDING, moment(now_ms), lifecycle.outcome("expire")),
+            )
+            expired = [invitation_from_row(r) for r in rows]
+            await outbox.add_in(
+                tx, [InvitationExpired(i.id, i.sender_id, i.recipient_id, i.room) for i in expired]
+            )
+            return expired
 
-        @return: the invitations to remind their recipients of.
+        return await self._db.transaction(work)
+
+    async def remind(self, now_ms: int, window_ms: int, outbox: Outbox) -> list[Invitation]:
         """
-        if not recipient_ids:
-            return []
-        rows = await self._db.fetchall(
-            "WITH i AS (UPDATE invitations SET reminded_at = %s "
-            "WHERE status = %s AND reminded_at IS NULL AND recipient_id = ANY(%s) "
-            "AND expires_at > %s AND expires_at <= %s RETURNING *) "
-            f"SELECT {COLUMNS} FROM i {JOINS} ORDER BY i.id",
-            (moment(now_ms), lifecycle.PENDING, list(recipient_ids), moment(now_ms), moment(now_ms + window_ms)),
-            retry=False,
-        )
-        return [invitation_from_row(r) for r in rows]
+        Mark as reminded, once, the pending invitations that expire within
+        C{window_ms} of C{now_ms} and whose recipients are online (on any
+        node), and record each one's L{InvitationReminder} in C{outbox}, in
+        one transaction.  A recipient who is offline now is reminded at a
+        sweep after they come online.
+
+        @return: the invitations their recipients were reminded of.
+        """
+
+        async def work(tx: Transaction) -> list[Invitation]:
+            rows = await tx.fetchall(
+                "WITH due AS MATERIALIZED (SELECT id FROM invitations WHERE status = %s AND reminded_at IS NULL "
+                "AND expires_at > %s AND expires_at <= %s AND recipient_id IN (SELECT user_id FROM online) "
+                "FOR UPDATE SKIP LOCKED), "
+                "i AS (UPDATE invitations SET reminded_at = %s "
+                "WHERE reminded_at IS NULL AND id IN (SELECT id FROM due) RETURNING *) "
+                f"SELECT {COLUMNS} FROM i {JOINS} ORDER BY i.id",
+                (lifecycle.PENDING, moment(now_ms), moment(now_ms + window_ms), moment(now_ms)),
+            )
+            reminded = [invitation_from_row(r) for r in rows]
+            await outbox.add_in(
+                tx, [InvitationReminder(i.id, i.recipient_id, i.room, i.expires_ms) for i in reminded]
+            )
+            return reminded
+
+        return await self._db.transaction(work)
 
     async def purge_answered(self, before_ms: int) -> int:
         """
