@@ -1,35 +1,17 @@
+# -*- test-case-name: tests.test_admin_e2e -*-
 """
-Server administration, for holders of the server role C{admin}:
-SERVER_STATS, AUDIT_LOG, SET_USER_ROLE, SUSPEND_USER, UNSUSPEND_USER.
+The line protocol's server administration commands, for holders of the
+server role C{admin}: SERVER_STATS, AUDIT_LOG, SET_USER_ROLE,
+SUSPEND_USER, UNSUSPEND_USER.
+
+Each parses its arguments, calls its operation in L{lairchat.domain.admin}
+and renders the answer (C{STAT} and C{AUDIT} lines).
 """
 
-from lairchat import __version__, validation
+from lairchat import validation
 from lairchat.command import Command, Reply
-from lairchat.errors import InvalidInput, NotFound, PermissionDenied
-from lairchat.events import AccountSuspended, ServerRoleChanged
+from lairchat.domain import admin
 from lairchat.wire import render
-
-
-def require_server_admin(context) -> None:
-    """
-    Refuse anyone but a server admin.
-
-    @raise PermissionDenied: the caller is not one.
-    """
-    if not context.user.is_admin:
-        raise PermissionDenied("only server admins can do that")
-
-
-async def existing_user(context, name: str):
-    """
-    The named account.
-
-    @raise NotFound: there is none.
-    """
-    user = await context.store.users.by_name(name)
-    if user is None:
-        raise NotFound(f"no user named {name}")
-    return user
 
 
 class ServerStats(Command):
@@ -40,17 +22,8 @@ class ServerStats(Command):
     summary = "Server-wide counts (server admins)"
 
     async def run(self, context, parsed):
-        """Database counts, who is online on any node, and what this node sees."""
-        require_server_admin(context)
-        stats = dict(await context.store.stats.counts())
-        hub = context.hub
-        stats.update(
-            online_users=len(await context.store.events.online_user_ids()),
-            connections=hub.connection_count(),
-            deliveries=hub.delivered,
-            uptime_s=int(context.server.clock.seconds() - context.server.started),
-            version=__version__,
-        )
+        """One STAT line per count."""
+        stats = await admin.server_stats(context.actor)
         return Reply.ok(lines=[render("STAT", key, value) for key, value in stats.items()])
 
 
@@ -68,8 +41,7 @@ class AuditLog(Command):
 
     async def run(self, context, limit):
         """AUDIT lines, newest first."""
-        require_server_admin(context)
-        entries = await context.store.audit.latest(limit)
+        entries = await admin.audit_log(context.actor, limit)
         lines = [render("AUDIT", e.ts_ms, e.actor, e.action, e.target, e.outcome, e.detail) for e in entries]
         return Reply.ok(len(lines), lines=lines)
 
@@ -87,15 +59,9 @@ class SetUserRole(Command):
         return validation.username(arguments[0]), validation.choice(arguments[1], validation.SERVER_ROLES, "server role")
 
     async def run(self, context, parsed):
-        """Change the role; the user's connections see it at once."""
+        """Change the role."""
         name, role = parsed
-        require_server_admin(context)
-        target = await existing_user(context, name)
-        if target.id == context.user.id and role != "admin":
-            raise InvalidInput("you cannot take your own admin role away")
-        updated = await context.store.users.set_server_role(target.username, role)
-        await context.publish(ServerRoleChanged(updated.id, role))
-        await context.store.audit.record(context.user.username, "set_user_role", updated.username, detail=role)
+        updated = await admin.set_user_role(context.actor, name, role)
         return Reply.ok(updated.username, role)
 
 
@@ -113,16 +79,9 @@ class SuspendUser(Command):
         return validation.username(arguments[0]), reason
 
     async def run(self, context, parsed):
-        """Flag, revoke, disconnect."""
+        """Suspend the account."""
         name, reason = parsed
-        require_server_admin(context)
-        target = await existing_user(context, name)
-        if target.id == context.user.id:
-            raise InvalidInput("you cannot suspend yourself")
-        await context.store.users.set_suspended(target.id, True, reason)
-        await context.store.sessions.revoke_all(target.id)
-        await context.publish(AccountSuspended(target.id, reason))
-        await context.store.audit.record(context.user.username, "suspend_user", target.username, detail=reason)
+        target = await admin.suspend(context.actor, name, reason)
         return Reply.ok(target.username)
 
 
@@ -139,11 +98,8 @@ class UnsuspendUser(Command):
         return validation.username(arguments[0])
 
     async def run(self, context, name):
-        """Clear the flag."""
-        require_server_admin(context)
-        target = await existing_user(context, name)
-        await context.store.users.set_suspended(target.id, False, "")
-        await context.store.audit.record(context.user.username, "unsuspend_user", target.username)
+        """Lift the suspension."""
+        target = await admin.unsuspend(context.actor, name)
         return Reply.ok(target.username)
 
 

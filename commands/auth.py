@@ -1,19 +1,21 @@
+# -*- test-case-name: tests.test_protocol -*-
 """
-Accounts and sessions: REGISTER, LOGIN, RESUME, LOGOUT, CHANGE_PASSWORD.
+The line protocol's account and session commands: REGISTER, LOGIN,
+RESUME, LOGOUT, CHANGE_PASSWORD.
 
-A login failure never says whether the user or the password was wrong, and
-takes as long either way; repeated failures lock the account for a while.
+Each parses its arguments, calls its operation in
+L{lairchat.domain.accounts} (where the behaviour is: lockout, the
+suspension checks around attaching, sessions, auditing) and renders the
+answer.  Attaching a session to the connection is this front end's part:
+the operations are handed the connection's C{log_in} and C{log_out}.
 """
-
-from datetime import datetime, timezone
 
 from lairchat import validation
 from lairchat.command import Command, Reply
-from lairchat.errors import AccessDenied, AccountLocked, InvalidCredentials, InvalidFormat, SessionExpired
-from lairchat.events import SessionsRevoked
+from lairchat.domain import accounts
+from lairchat.domain.accounts import WRONG_CREDENTIALS
+from lairchat.errors import InvalidCredentials, InvalidFormat, SessionExpired
 from lairchat.wire import render_event
-
-WRONG = "wrong username or password"
 
 
 def login_password(value: str) -> str:
@@ -22,13 +24,13 @@ def login_password(value: str) -> str:
     refused here (the full rules apply when a password is set).
     """
     if validation.has_control_characters(value) or not 1 <= len(value) <= validation.PASSWORD_MAX:
-        raise InvalidCredentials(WRONG)
+        raise InvalidCredentials(WRONG_CREDENTIALS)
     return value
 
 
-def _moment(ms: int) -> str:
-    """An epoch-ms instant as an ISO 8601 UTC time, for messages."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def attachment(context) -> accounts.Attachment:
+    """The asking connection, as the place a new session is attached."""
+    return accounts.Attachment(context.connection.log_in, context.connection.log_out)
 
 
 async def events_at_login(context, user) -> list[str]:
@@ -48,48 +50,6 @@ async def events_at_login(context, user) -> list[str]:
     return lines
 
 
-async def attach(context, user, session_id: int) -> None:
-    """
-    Log this connection in as C{user} on session C{session_id}, unless the
-    account is suspended by now.
-
-    A suspension revokes the sessions that exist and closes the connections
-    logged in as it runs; a login whose password check (slow on purpose) or
-    session look-up overlapped it had neither yet, and would have slipped
-    through.  So the account is read again before the connection is
-    attached, and once more after: a suspension either is seen here or
-    finds the connection to close.
-
-    @raise AccessDenied: the account is suspended; the session is revoked.
-    """
-    users, sessions = context.store.users, context.store.sessions
-    current = await users.by_id(user.id)
-    if current is None or current.suspended:
-        await sessions.revoke(session_id)
-        raise AccessDenied("this account is suspended")
-    try:
-        await context.connection.log_in(current, session_id)
-    except Exception:
-        context.connection.log_out()
-        raise
-    current = await users.by_id(user.id)
-    if current is None or current.suspended:
-        await sessions.revoke(session_id)
-        context.connection.log_out()
-        raise AccessDenied("this account is suspended")
-
-
-async def start_session(context, user) -> str:
-    """
-    Open a session for C{user} on this connection; return its token.
-
-    @raise AccessDenied: the account was suspended meanwhile (see L{attach}).
-    """
-    token, session_id = await context.store.sessions.open(user.id, context.config.session_ttl)
-    await attach(context, user, session_id)
-    return token
-
-
 class Register(Command):
     """Create an account and log in."""
 
@@ -105,16 +65,10 @@ class Register(Command):
         return validation.username(arguments[0]), validation.password(arguments[1])
 
     async def run(self, context, parsed):
-        """Hash, create, open a session."""
+        """Register; the connection is logged in."""
         username, password = parsed
-        store = context.store
-        password_hash = await context.server.passwords.hash(password)
-        user = await store.users.create(username, password_hash)
-        if username.lower() in (a.lower() for a in context.config.admins):
-            user = await store.users.set_server_role(username, "admin")
-        token = await start_session(context, user)
-        await store.audit.record(user.username, "register", user.username)
-        return Reply.ok(user.username, token)
+        signed_in = await accounts.register(context.actor, username, password, attachment(context))
+        return Reply.ok(signed_in.user.username, signed_in.token)
 
 
 class Login(Command):
@@ -132,37 +86,11 @@ class Login(Command):
         return validation.username(arguments[0]), login_password(arguments[1])
 
     async def run(self, context, parsed):
-        """Verify, count failures, open a session, deliver what waited."""
+        """Log in; what waited for the user follows the answer."""
         username, password = parsed
-        store, config = context.store, context.config
-        credentials = await store.users.credentials(username)
-        if credentials is not None and credentials.user.locked_until_ms > context.now_ms():
-            await store.audit.record(username, "login", username, "refused", "locked")
-            raise AccountLocked(f"too many failed logins; try again after {_moment(credentials.user.locked_until_ms)}")
-        matches = await context.server.passwords.verify(
-            credentials.password_hash if credentials else None, password
-        )
-        if not matches:
-            await store.audit.record(username, "login", username, "failed", "bad credentials")
-            if credentials is not None:
-                locked_until = await store.users.login_failed(
-                    credentials.user.id, config.lockout_threshold, config.lockout_seconds
-                )
-                if locked_until > context.now_ms():
-                    raise AccountLocked(f"too many failed logins; try again after {_moment(locked_until)}")
-            raise InvalidCredentials(WRONG)
-        user = credentials.user
-        if user.suspended:
-            await store.audit.record(user.username, "login", user.username, "refused", "suspended")
-            raise AccessDenied("this account is suspended")
-        await store.users.login_succeeded(user.id)
-        try:
-            token = await start_session(context, user)
-        except AccessDenied:
-            await store.audit.record(user.username, "login", user.username, "refused", "suspended")
-            raise
-        await store.audit.record(user.username, "login", user.username)
-        return Reply.ok(user.username, token, after=await events_at_login(context, user))
+        signed_in = await accounts.login(context.actor, username, password, attachment(context))
+        user = signed_in.user
+        return Reply.ok(user.username, signed_in.token, after=await events_at_login(context, user))
 
 
 class Resume(Command):
@@ -183,15 +111,12 @@ class Resume(Command):
         return token
 
     async def run(self, context, token):
-        """Find the live session; attach the connection to it."""
-        session = await context.store.sessions.resume(token)
-        if session is None:
-            raise SessionExpired("that session has expired or was revoked; LOGIN again")
-        if session.user.suspended:
-            raise AccessDenied("this account is suspended")
-        await attach(context, session.user, session.id)
-        await context.store.users.touch(session.user.id)
-        return Reply.ok(session.user.username, after=await events_at_login(context, session.user))
+        """Resume the session on this connection; what waited follows."""
+        try:
+            user = await accounts.resume(context.actor, token, attachment(context))
+        except SessionExpired as refusal:
+            raise SessionExpired(f"{refusal.message}; LOGIN again") from None
+        return Reply.ok(user.username, after=await events_at_login(context, user))
 
 
 class Logout(Command):
@@ -202,11 +127,8 @@ class Logout(Command):
     summary = "Revoke your session token; the connection stays"
 
     async def run(self, context, parsed):
-        """Revoke and detach."""
-        user, session_id = context.user, context.connection.session_id
-        await context.store.sessions.revoke(session_id)
-        context.connection.log_out()
-        await context.store.audit.record(user.username, "logout", user.username)
+        """End this connection's session; it is anonymous again."""
+        await accounts.logout(context.actor, context.connection.session_id, attachment(context))
         return Reply.ok()
 
 
@@ -224,18 +146,9 @@ class ChangePassword(Command):
         return login_password(arguments[0]), validation.password(arguments[1])
 
     async def run(self, context, parsed):
-        """Verify the old one, store the new hash, revoke the other sessions."""
+        """Change the password; this connection's session is kept."""
         old, new = parsed
-        user, store = context.user, context.store
-        credentials = await store.users.credentials(user.username)
-        if credentials is None or not await context.server.passwords.verify(credentials.password_hash, old):
-            await store.audit.record(user.username, "change_password", user.username, "failed", "bad credentials")
-            raise InvalidCredentials("the current password is wrong")
-        await store.users.set_password(user.id, await context.server.passwords.hash(new))
-        keep = context.connection.session_id
-        await store.sessions.revoke_all(user.id, keep=keep)
-        await context.publish(SessionsRevoked(user.id, keep))
-        await store.audit.record(user.username, "change_password", user.username)
+        await accounts.change_password(context.actor, old, new, context.connection.session_id)
         return Reply.ok()
 
 

@@ -1,18 +1,21 @@
 # -*- test-case-name: tests.test_rooms -*-
 """
-Rooms, membership, roles and moderation: CREATE_ROOM, JOIN_ROOM,
-LEAVE_ROOM, LIST_ROOMS, ROOM_INFO, ROOM_MEMBERS, SET_TOPIC, SET_ROLE,
-KICK_USER, BAN_USER and UNBAN_USER.
+The line protocol's room commands: CREATE_ROOM, JOIN_ROOM, LEAVE_ROOM,
+LIST_ROOMS, ROOM_INFO, ROOM_MEMBERS, SET_TOPIC, SET_ROLE, KICK_USER,
+BAN_USER and UNBAN_USER.
 
-Who may do what is decided by L{lairchat.permissions}; room look-ups go
-through L{lairchat.access}, so the refusals read the same everywhere.
-Events are typed values (L{lairchat.events}) published once their change
-committed.
+Each parses its arguments, calls its operation in L{lairchat.domain.rooms}
+(where the behaviour is: look-ups, permission checks, the change and its
+events) and renders the answer.  The current room, which plain lines go
+to, is this front end's own state: set here on the asking connection, and
+forgotten by L{lairchat.protocol.ChatProtocol.receive} when an event takes
+its user out of that room.
 """
 
-from lairchat import access, events, permissions, validation
+from lairchat import validation
 from lairchat.command import Command, Reply
-from lairchat.errors import AccessDenied, InvalidInput, NotFound, PermissionDenied
+from lairchat.domain import rooms
+from lairchat.errors import InvalidInput
 from lairchat.wire import render
 
 PRIVACIES = ("public", "private")
@@ -32,10 +35,9 @@ class CreateRoom(Command):
         return validation.room_name(arguments[0]), privacy
 
     async def run(self, context, parsed):
-        """Create the room and its owner's membership in one transaction."""
+        """Create the room; it becomes the current room."""
         name, privacy = parsed
-        room = await context.store.rooms.create(name, privacy, context.user)
-        await context.publish(events.RoomCreated(events.RoomRef(room.id, room.name), context.user.id))
+        room = await rooms.create(context.actor, name, privacy)
         context.connection.current_room = room.name
         return Reply.ok(room.name)
 
@@ -53,22 +55,9 @@ class JoinRoom(Command):
         return validation.room_name(arguments[0])
 
     async def run(self, context, name):
-        """
-        Become a member (unless already one), make the room current, and
-        tell the room.
-        """
-        user, rooms = context.user, context.store.rooms
-        room = await rooms.by_name(name)
-        if room is None:
-            raise NotFound(f"no room named {name}")
-        joined = False
-        if await rooms.membership(room.id, user.id) is None:
-            if room.privacy == "private":
-                raise AccessDenied(f"{room.name} is private: you need an invitation to join")
-            joined = await rooms.join(room.id, user.id)
+        """Join (or enter) the room; it becomes the current room."""
+        room = await rooms.join(context.actor, name)
         context.connection.current_room = room.name
-        if joined:
-            await context.publish(events.UserJoined(events.RoomRef(room.id, room.name), user.id, user.username))
         return Reply.ok(room.name)
 
 
@@ -85,22 +74,15 @@ class LeaveRoom(Command):
         return validation.room_name(arguments[0]) if arguments else None
 
     async def run(self, context, name):
-        """Leave; tell the room, and who became owner if anyone did."""
-        user, rooms = context.user, context.store.rooms
+        """
+        Leave the named room, or the current one.  (The current room is
+        forgotten when the departure's event reaches this connection.)
+        """
         if name is None:
             name = context.connection.current_room
             if name is None:
                 raise InvalidInput("you are in no room: LEAVE_ROOM:<room>", name="NO_CURRENT_ROOM")
-        room, member = await access.visible_room(context, name)
-        departure = await rooms.leave(room.id, user.id) if member is not None else None
-        if departure is None:
-            raise AccessDenied(f"you are not a member of {room.name}")
-        ref = events.RoomRef(room.id, room.name)
-        changes = [events.UserLeft(ref, user.id, user.username)]
-        if departure.successor is not None:
-            successor = departure.successor
-            changes.append(events.RoleChanged(ref, successor.user_id, successor.username, "owner", user.username))
-        await context.publish(*changes)
+        room = await rooms.leave(context.actor, name)
         return Reply.ok(room.name)
 
 
@@ -113,8 +95,7 @@ class ListRooms(Command):
 
     async def run(self, context, parsed):
         """One ROOM line per visible room, by name."""
-        user = context.user
-        summaries = await context.store.rooms.summaries(user.id, everything=user.is_admin)
+        summaries = await rooms.visible_rooms(context.actor)
         lines = [render("ROOM", s.room.name, s.room.privacy, s.members, s.room.topic) for s in summaries]
         return Reply.ok(len(lines), lines=lines)
 
@@ -133,10 +114,7 @@ class RoomInfo(Command):
 
     async def run(self, context, name):
         """The room's summary, if the caller can see it."""
-        room, _ = await access.visible_room(context, name)
-        summary = await context.store.rooms.summary(room.id)
-        if summary is None:
-            raise NotFound(f"no room named {name}")
+        summary = await rooms.info(context.actor, name)
         room = summary.room
         return Reply.ok(room.name, room.privacy, summary.owner, summary.members, room.created_ms, room.topic)
 
@@ -155,12 +133,10 @@ class RoomMembers(Command):
 
     async def run(self, context, name):
         """One MEMBER line per member."""
-        room, _ = await access.visible_room(context, name)
-        members = await context.store.rooms.members(room.id)
-        online = await context.store.events.online_user_ids([m.user_id for m in members])
+        roster = await rooms.members(context.actor, name)
         lines = [
-            render("MEMBER", room.name, m.username, m.role, "online" if m.user_id in online else "offline")
-            for m in members
+            render("MEMBER", roster.room.name, m.member.username, m.member.role, "online" if m.online else "offline")
+            for m in roster.members
         ]
         return Reply.ok(len(lines), lines=lines)
 
@@ -179,69 +155,29 @@ class SetTopic(Command):
         return validation.room_name(arguments[0]), topic
 
     async def run(self, context, parsed):
-        """Store the topic and tell the room."""
+        """Set the topic."""
         name, topic = parsed
-        user = context.user
-        room, _ = await access.member_room(context, name, "set_topic")
-        await context.store.rooms.set_topic(room.id, topic)
-        await context.publish(events.TopicChanged(events.RoomRef(room.id, room.name), user.username, topic))
+        room = await rooms.set_topic(context.actor, name, topic)
         return Reply.ok(room.name)
 
 
-class Moderation(Command):
-    """
-    A command that acts on another user of a room.  A refusal for want of
-    rank is recorded in the audit log before it is returned.
-
-    @cvar action: the action of the permission table it needs.
-    """
-
-    action = ""
-
-    async def run(self, context, parsed):
-        """L{moderate}, auditing a permission refusal."""
-        try:
-            return await self.moderate(context, parsed)
-        except PermissionDenied as refusal:
-            await context.store.audit.record(
-                context.user.username, self.action, f"{parsed[0]}/{parsed[1]}", "refused", refusal.message
-            )
-            raise
-
-    async def moderate(self, context, parsed):
-        """Subclasses do their work here."""
-        raise NotImplementedError(self.name)
-
-
-class SetRole(Moderation):
+class SetRole(Command):
     """Give a member another role (admin and above; never above one's own)."""
 
     name = "SET_ROLE"
     syntax = "SET_ROLE:<room>:<user>:<role>"
     summary = "Change a member's role (admin+; only for members below you, never above your own role)"
     arity = (3, 3)
-    action = "set_role"
 
     def parse(self, arguments):
         """A room, a user and a role."""
         return validation.room_name(arguments[0]), validation.username(arguments[1]), validation.role(arguments[2])
 
-    async def moderate(self, context, parsed):
-        """Check, change, tell the room."""
+    async def run(self, context, parsed):
+        """Change the role."""
         name, username, role = parsed
-        user = context.user
-        room, member = await access.member_room(context, name, "set_role")
-        permissions.require_grant(member.role, role)
-        target = await access.known_user(context, username)
-
-        def authorize(actor_role, target_role):
-            permissions.require_over(actor_role, target_role, "set_role")
-            permissions.require_grant(actor_role, role)
-
-        if await context.store.rooms.set_role(room, user, target, role, authorize):
-            ref = events.RoomRef(room.id, room.name)
-            await context.publish(events.RoleChanged(ref, target.id, target.username, role, user.username))
-        return Reply.ok(room.name, target.username, role)
+        done = await rooms.set_role(context.actor, name, username, role)
+        return Reply.ok(done.room.name, done.target.username, role)
 
 
 def _room_user_reason(arguments: list[str]) -> tuple[str, str, str]:
@@ -250,88 +186,61 @@ def _room_user_reason(arguments: list[str]) -> tuple[str, str, str]:
     return validation.room_name(arguments[0]), validation.username(arguments[1]), reason
 
 
-def _over(action: str):
-    """The check run under the room's lock: the action, on a lower role."""
-
-    def authorize(actor_role, target_role):
-        permissions.require_over(actor_role, target_role, action)
-
-    return authorize
-
-
-class KickUser(Moderation):
+class KickUser(Command):
     """Put a member out of a room (moderator and above, on lower roles)."""
 
     name = "KICK_USER"
     syntax = "KICK_USER:<room>:<user>[:<reason>]"
     summary = "Remove a member below your role from a room (moderator+); they may join again"
     arity = (2, 3)
-    action = "kick"
 
     def parse(self, arguments):
         """A room, a user, an optional reason."""
         return _room_user_reason(arguments)
 
-    async def moderate(self, context, parsed):
-        """Remove the member; tell the room and them."""
+    async def run(self, context, parsed):
+        """Remove the member."""
         name, username, reason = parsed
-        user, rooms = context.user, context.store.rooms
-        room, _ = await access.member_room(context, name, "kick")
-        target = await access.known_user(context, username)
-        await rooms.kick(room, user, target, reason, _over("kick"))
-        ref = events.RoomRef(room.id, room.name)
-        await context.publish(events.UserKicked(ref, target.id, target.username, user.username, reason))
-        return Reply.ok(room.name, target.username)
+        done = await rooms.kick(context.actor, name, username, reason)
+        return Reply.ok(done.room.name, done.target.username)
 
 
-class BanUser(Moderation):
+class BanUser(Command):
     """Ban a user from a room (admin and above, on lower roles or outsiders)."""
 
     name = "BAN_USER"
     syntax = "BAN_USER:<room>:<user>[:<reason>]"
     summary = "Ban a user below your role from a room (admin+); they leave it, cannot join, lose pending invitations"
     arity = (2, 3)
-    action = "ban"
 
     def parse(self, arguments):
         """A room, a user, an optional reason."""
         return _room_user_reason(arguments)
 
-    async def moderate(self, context, parsed):
-        """Ban, remove, revoke; tell the room and them."""
+    async def run(self, context, parsed):
+        """Ban the user."""
         name, username, reason = parsed
-        user, rooms = context.user, context.store.rooms
-        room, _ = await access.member_room(context, name, "ban")
-        target = await access.known_user(context, username)
-        ban = await rooms.ban(room, user, target, reason, _over("ban"))
-        ref = events.RoomRef(room.id, room.name)
-        await context.publish(
-            events.UserBanned(ref, target.id, target.username, user.username, reason),
-            *(events.InvitationRevoked(i, target.id, room.name, user.username) for i in ban.revoked),
-        )
-        return Reply.ok(room.name, target.username)
+        done = await rooms.ban(context.actor, name, username, reason)
+        return Reply.ok(done.room.name, done.target.username)
 
 
-class UnbanUser(Moderation):
+class UnbanUser(Command):
     """Lift a ban (admin and above)."""
 
     name = "UNBAN_USER"
     syntax = "UNBAN_USER:<room>:<user>"
     summary = "Lift a user's ban from a room (admin+); they may join or be invited again"
     arity = (2, 2)
-    action = "unban"
 
     def parse(self, arguments):
         """A room and a user."""
         return validation.room_name(arguments[0]), validation.username(arguments[1])
 
-    async def moderate(self, context, parsed):
-        """Remove the ban."""
+    async def run(self, context, parsed):
+        """Lift the ban."""
         name, username = parsed
-        room, _ = await access.member_room(context, name, "unban")
-        target = await access.known_user(context, username)
-        await context.store.rooms.unban(room, context.user, target, _over("unban"))
-        return Reply.ok(room.name, target.username)
+        done = await rooms.unban(context.actor, name, username)
+        return Reply.ok(done.room.name, done.target.username)
 
 
 create_room = CreateRoom()

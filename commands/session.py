@@ -1,10 +1,13 @@
+# -*- test-case-name: tests.test_protocol -*-
 """
-Session commands that need no account work: HELP, PING, QUIT, WHOAMI and
-REQUEST_USER_LIST.
+The line protocol's session commands: HELP, PING and QUIT (pure front
+end), and WHOAMI and REQUEST_USER_LIST (answered by
+L{lairchat.domain.accounts}).
 """
 
 from lairchat import validation
 from lairchat.command import Command, Reply
+from lairchat.domain import accounts
 from lairchat.wire import render
 
 
@@ -74,7 +77,7 @@ class WhoAmI(Command):
 
     async def run(self, context, parsed):
         """The user and their server role."""
-        user = context.user
+        user = accounts.whoami(context.actor)
         return Reply.ok(user.username, user.server_role)
 
 
@@ -87,7 +90,7 @@ class RequestUserList(Command):
 
     async def run(self, context, parsed):
         """One USER line per online user."""
-        names = await context.store.users.online_names()
+        names = await accounts.online_usernames(context.actor)
         return Reply.ok(len(names), lines=[render("USER", name) for name in names])
 
 

@@ -24,6 +24,11 @@ def to_ms(moment: datetime | None) -> int:
     return (moment - _EPOCH) // _MILLISECOND
 
 
+def iso_moment(ms: int) -> str:
+    """An epoch-ms instant as an ISO 8601 UTC time, for people to read."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @frozen
 class User:
     """

@@ -21,6 +21,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from lairchat.context import Config, ServerContext
+from lairchat.events import SessionsRevoked
 from lairchat.protocol import ChatFactory
 from tests.test_protocol import BASE_COMMANDS, FakePasswords, FakeSessions, FakeStore, FakeUsers, SendMessage
 
@@ -44,11 +45,12 @@ class Users(FakeUsers):
         """Nothing to note."""
         return succeed(None)
 
-    def set_password(self, user_id: int, password_hash: str) -> Deferred:
-        """Keep the new hash."""
-        for key, (user, _) in list(self.users.items()):
-            if user.id == user_id:
-                self.users[key] = (user, password_hash)
+    def change_password(self, user: Any, password_hash: str, keep_session: Any, outbox: Any) -> Deferred:
+        """Keep the new hash; the other sessions' end is an event, as the real store records it."""
+        for key, (known, _) in list(self.users.items()):
+            if known.id == user.id:
+                self.users[key] = (known, password_hash)
+        outbox.events.append(SessionsRevoked(user.id, keep_session))
         return succeed(None)
 
 

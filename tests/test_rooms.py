@@ -1,6 +1,7 @@
 """
 Tests for rooms, membership, roles and moderation (L{commands.rooms},
-L{lairchat.store.rooms}, L{lairchat.access}) against the real database.
+L{lairchat.domain.rooms}, L{lairchat.domain.access}, L{lairchat.store.rooms})
+against the real database, and for the events each change records.
 
 Commands run through the real router with stand-in connections that record
 the events the hub delivers to them, so each test sees exactly who was told
@@ -15,12 +16,27 @@ from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
 from lairchat.errors import AccessDenied, Conflict, NotFound, PermissionDenied
+from lairchat.events import (
+    InvitationRevoked,
+    MemberAdded,
+    MemberRemoved,
+    RoleChanged,
+    RoomCreated,
+    RoomRef,
+    TopicChanged,
+    UserBanned,
+    UserJoined,
+    UserKicked,
+    UserLeft,
+)
 from lairchat.plugins import load_commands
 from lairchat.protocol import ChatProtocol
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Router
+from lairchat.store.events import Outbox
 from lairchat.wire import parse_text
 from tests.support import fresh_store
+from tests.test_store import recorded, writer
 
 ROOM_COMMANDS = (
     "CREATE_ROOM",
@@ -562,7 +578,9 @@ class SetRoleTests(RoomsTestCase):
             raise PermissionDenied("no")
 
         with self.assertRaises(PermissionDenied):
-            await self.store.rooms.set_role(room, rooms["adm"].user, rooms["bob"].user, "guest", authorize)
+            await self.store.rooms.set_role(
+                room, rooms["adm"].user, rooms["bob"].user, "guest", authorize, Outbox(None)
+            )
         self.assertEqual(seen, [("admin", "member")])
         self.assertEqual((await self.roles("hall"))["bob"], "member")
 
@@ -627,12 +645,13 @@ class BanTests(RoomsTestCase):
     async def invite(self, room: str, sender: StandInConnection, recipient: StandInConnection) -> int:
         """A pending invitation (written directly: this is not the invitations' test)."""
         found = await self.store.rooms.by_name(room)
-        row = await self.store.db.fetchone(
+        [(invitation_id,)] = await self.store.db.fetchall(
             "INSERT INTO invitations (sender_id, recipient_id, room_id, expires_at) "
             "VALUES (%s, %s, %s, now() + interval '1 day') RETURNING id",
             (sender.user.id, recipient.user.id, found.id),
+            retry=False,
         )
-        return row[0]
+        return invitation_id
 
     async def invitation_status(self, invitation_id: int) -> tuple[str, list]:
         """An invitation's status and its trail of (status, note)."""
@@ -743,26 +762,26 @@ class StoreTests(RoomsTestCase):
     async def test_create_conflict_is_an_error_not_a_database_exception(self):
         """The unique violation is translated."""
         alice = await self.connect("alice")
-        await self.store.rooms.create("hall", "public", alice.user)
+        await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
         with self.assertRaises(Conflict):
-            await self.store.rooms.create("HALL", "public", alice.user)
+            await self.store.rooms.create("HALL", "public", alice.user, Outbox(None))
 
     async def test_join_gone_room(self):
         """Joining a room deleted meanwhile is 1501; a banned user 1404."""
         alice, bob = await self.connect("alice"), await self.connect("bob")
-        room = await self.store.rooms.create("hall", "public", alice.user)
-        await self.store.rooms.ban(room, alice.user, bob.user, "", lambda a, t: None)
+        room = await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
+        await self.store.rooms.ban(room, alice.user, bob.user, "", lambda a, t: None, Outbox(None))
         with self.assertRaises(AccessDenied):
-            await self.store.rooms.join(room.id, bob.user.id)
-        await self.store.rooms.leave(room.id, alice.user.id)
+            await self.store.rooms.join(room, bob.user, Outbox(None))
+        await self.store.rooms.leave(room, alice.user, Outbox(None))
         with self.assertRaises(NotFound):
-            await self.store.rooms.join(room.id, bob.user.id)
+            await self.store.rooms.join(room, bob.user, Outbox(None))
 
     async def test_leave_when_not_a_member(self):
         """L{None}, and nothing changes."""
         alice, bob = await self.connect("alice"), await self.connect("bob")
-        room = await self.store.rooms.create("hall", "public", alice.user)
-        self.assertIsNone(await self.store.rooms.leave(room.id, bob.user.id))
+        room = await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
+        self.assertIsNone(await self.store.rooms.leave(room, bob.user, Outbox(None)))
         self.assertEqual(await self.store.rooms.member_ids(room.id), [alice.user.id])
 
     async def test_owners_leaving_at_once_leave_an_owner(self):
@@ -771,7 +790,7 @@ class StoreTests(RoomsTestCase):
         room = await self.store.rooms.by_name("hall")
         departures = await gatherResults(
             [
-                Deferred.fromCoroutine(self.store.rooms.leave(room.id, rooms[name].user.id))
+                Deferred.fromCoroutine(self.store.rooms.leave(room, rooms[name].user, Outbox(None)))
                 for name in ("alice", "bob")
             ]
         )
@@ -782,12 +801,12 @@ class StoreTests(RoomsTestCase):
     async def test_co_members_include_direct_conversations(self):
         """Everyone sharing a room or a direct conversation, once, never oneself."""
         alice, bob, carol, dave = [await self.connect(n) for n in ("alice", "bob", "carol", "dave")]
-        one = await self.store.rooms.create("one", "public", alice.user)
-        two = await self.store.rooms.create("two", "private", alice.user)
+        one = await self.store.rooms.create("one", "public", alice.user, Outbox(None))
+        two = await self.store.rooms.create("two", "private", alice.user, Outbox(None))
         for room in (one, two):
-            await self.store.rooms.join(room.id, bob.user.id)
-        row = await self.store.db.fetchone(
-            "INSERT INTO rooms (kind, direct_key) VALUES ('direct', 'x') RETURNING id"
+            await self.store.rooms.join(room, bob.user, Outbox(None))
+        [row] = await self.store.db.fetchall(
+            "INSERT INTO rooms (kind, direct_key) VALUES ('direct', 'x') RETURNING id", retry=False
         )
         await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, row[0], alice.user.id, "member"))
         await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, row[0], carol.user.id, "member"))
@@ -817,3 +836,154 @@ class PresenceTests(RoomsTestCase):
         await self.settle()
         self.assertEqual(alice.take_events(), ["PRESENCE:bob:offline", "PRESENCE:bob:online", "PRESENCE:bob:offline"])
         self.assertEqual(carol.take_events(), [])
+
+
+class EventRecordingTests(RoomsTestCase):
+    """
+    Every change of a room records its events once, in the transaction of
+    the change (the events' rows and the changed rows have one writer), the
+    database's own membership events included; a refused or idle request
+    records none.
+    """
+
+    async def hall(self) -> RoomRef:
+        """The room C{hall}, as its events name it."""
+        room = await self.store.rooms.by_name("hall")
+        return RoomRef(room.id, room.name)
+
+    async def recorded_by(self, connection: StandInConnection, line: str) -> list[tuple]:
+        """What answering C{line} (successfully) recorded, with each event's writer."""
+        before = await self.store.events.latest()
+        await self.ok(connection, line)
+        return await recorded(self.store, before)
+
+    async def records_nothing(self, connection: StandInConnection, line: str) -> None:
+        """Assert that answering C{line} recorded no event."""
+        before = await self.store.events.latest()
+        await self.ask(connection, line)
+        self.assertEqual(await recorded(self.store, before), [], line)
+
+    async def test_create(self):
+        """RoomCreated, with the new room."""
+        alice = await self.connect("alice")
+        found = await self.recorded_by(alice, "CREATE_ROOM:hall")
+        hall = await self.hall()
+        xid = await writer(self.store, "SELECT xmin FROM rooms WHERE id = %s", (hall.id,))
+        self.assertEqual(found, [
+            (RoomCreated(hall, alice.user.id), xid),
+            (MemberAdded(RoomRef(hall.id), alice.user.id), xid),
+        ])
+        await self.records_nothing(alice, "CREATE_ROOM:HALL")
+
+    async def test_join(self):
+        """UserJoined with the membership; entering again, or a private room, records nothing."""
+        rooms = await self.room_with()
+        bob = await self.connect("bob")
+        found = await self.recorded_by(bob, "JOIN_ROOM:hall")
+        hall = await self.hall()
+        xid = await writer(
+            self.store, "SELECT xmin FROM room_members WHERE room_id = %s AND user_id = %s", (hall.id, bob.user.id)
+        )
+        self.assertEqual(found, [
+            (UserJoined(hall, bob.user.id, "bob"), xid),
+            (MemberAdded(RoomRef(hall.id), bob.user.id), xid),
+        ])
+        await self.records_nothing(bob, "JOIN_ROOM:hall")
+        await self.ok(rooms["alice"], "CREATE_ROOM:secret:private")
+        await self.records_nothing(bob, "JOIN_ROOM:secret")
+
+    async def test_leave(self):
+        """UserLeft, and RoleChanged for the successor promoted with it; a non-member records nothing."""
+        rooms = await self.room_with(bob="admin")
+        carol = await self.connect("carol")
+        await self.records_nothing(carol, "LEAVE_ROOM:hall")
+        found = await self.recorded_by(rooms["alice"], "LEAVE_ROOM:hall")
+        hall, alice, bob = await self.hall(), rooms["alice"].user, rooms["bob"].user
+        xid = await writer(
+            self.store, "SELECT xmin FROM room_members WHERE room_id = %s AND user_id = %s", (hall.id, bob.id)
+        )
+        self.assertEqual(found, [
+            (UserLeft(hall, alice.id, "alice"), xid),
+            (RoleChanged(hall, bob.id, "bob", "owner", "alice"), xid),
+            (MemberRemoved(RoomRef(hall.id), alice.id), xid),
+        ])
+
+    async def test_leave_deletes(self):
+        """The last member's UserLeft is written by the transaction that deletes the room."""
+        alice = await self.connect("alice")
+        await self.ok(alice, "CREATE_ROOM:hall")
+        hall = await self.hall()
+        found = await self.recorded_by(alice, "LEAVE_ROOM:hall")
+        self.assertEqual(
+            [e for e, _ in found],
+            [UserLeft(hall, alice.user.id, "alice"), MemberRemoved(RoomRef(hall.id), alice.user.id)],
+        )
+        self.assertEqual(len({xid for _, xid in found}), 1)
+
+    async def test_set_topic(self):
+        """TopicChanged with the topic; a refusal records nothing."""
+        rooms = await self.room_with(bob="member")
+        await self.records_nothing(rooms["bob"], "SET_TOPIC:hall:mine")
+        found = await self.recorded_by(rooms["alice"], "SET_TOPIC:hall:news: here")
+        hall = await self.hall()
+        xid = await writer(self.store, "SELECT xmin FROM rooms WHERE id = %s", (hall.id,))
+        self.assertEqual(found, [(TopicChanged(hall, "alice", "news: here"), xid)])
+
+    async def test_set_role(self):
+        """RoleChanged with the role; the same role again, or a refusal, records nothing."""
+        rooms = await self.room_with(adm="admin", bob="member")
+        found = await self.recorded_by(rooms["adm"], "SET_ROLE:hall:bob:moderator")
+        hall, bob = await self.hall(), rooms["bob"].user
+        xid = await writer(
+            self.store, "SELECT xmin FROM room_members WHERE room_id = %s AND user_id = %s", (hall.id, bob.id)
+        )
+        self.assertEqual(found, [(RoleChanged(hall, bob.id, "bob", "moderator", "adm"), xid)])
+        await self.records_nothing(rooms["adm"], "SET_ROLE:hall:bob:moderator")
+        await self.records_nothing(rooms["adm"], "SET_ROLE:hall:alice:guest")
+        await self.records_nothing(rooms["bob"], "SET_ROLE:hall:adm:guest")
+
+    async def test_kick(self):
+        """UserKicked with the reason, written with the audit entry; a refusal records nothing."""
+        rooms = await self.room_with(mod="moderator", bob="member")
+        await self.records_nothing(rooms["mod"], "KICK_USER:hall:alice")
+        await self.records_nothing(rooms["bob"], "KICK_USER:hall:mod")
+        found = await self.recorded_by(rooms["mod"], "KICK_USER:hall:bob:spam")
+        hall, bob = await self.hall(), rooms["bob"].user
+        xid = await writer(self.store, "SELECT xmin FROM audit_log WHERE action = 'kick' AND outcome = 'ok'", ())
+        self.assertEqual(found, [
+            (UserKicked(hall, bob.id, "bob", "mod", "spam"), xid),
+            (MemberRemoved(RoomRef(hall.id), bob.id), xid),
+        ])
+
+    async def test_ban(self):
+        """
+        UserBanned and an InvitationRevoked per pending invitation, written
+        with the ban; banning again, a refusal, or an unban records nothing.
+        """
+        rooms = await self.room_with(adm="admin", bob="member")
+        carol = await self.connect("carol")
+        hall = await self.hall()
+        [(invitation,)] = await self.store.db.fetchall(
+            "INSERT INTO invitations (sender_id, recipient_id, room_id, expires_at) "
+            "VALUES (%s, %s, %s, now() + interval '1 day') RETURNING id",
+            (rooms["alice"].user.id, carol.user.id, hall.id),
+            retry=False,
+        )
+        await self.records_nothing(rooms["adm"], "BAN_USER:hall:alice")
+        found = await self.recorded_by(rooms["adm"], "BAN_USER:hall:carol:no")
+        xid = await writer(
+            self.store, "SELECT xmin FROM room_bans WHERE room_id = %s AND user_id = %s", (hall.id, carol.user.id)
+        )
+        self.assertEqual(found, [
+            (UserBanned(hall, carol.user.id, "carol", "adm", "no"), xid),
+            (InvitationRevoked(invitation, carol.user.id, "hall", "adm"), xid),
+        ])
+        bob = rooms["bob"].user
+        found = await self.recorded_by(rooms["adm"], "BAN_USER:hall:bob")
+        self.assertEqual(
+            [e for e, _ in found],
+            [UserBanned(hall, bob.id, "bob", "adm", ""), MemberRemoved(RoomRef(hall.id), bob.id)],
+        )
+        self.assertEqual(len({xid for _, xid in found}), 1)
+        await self.records_nothing(rooms["adm"], "BAN_USER:hall:bob")
+        await self.records_nothing(rooms["adm"], "UNBAN_USER:hall:bob")

@@ -1,7 +1,8 @@
 """
 Tests for the account, session and audit stores (L{lairchat.store.users},
-L{lairchat.store.sessions}, L{lairchat.store.audit}) and the schema,
-against a real Postgres: database behaviour is never mocked.
+L{lairchat.store.sessions}, L{lairchat.store.audit}), the events their
+changes record, and the schema, against a real Postgres: database
+behaviour is never mocked.
 """
 
 import hashlib
@@ -10,12 +11,46 @@ import psycopg2
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from attrs import evolve
+
 from lairchat.errors import Conflict, DatabaseUnavailable
+from lairchat.events import AccountSuspended, Event, PresenceChanged, ServerRoleChanged, SessionsRevoked
 from lairchat.store import Database, schema_text
 from lairchat.store.database import is_unavailable
+from lairchat.store.events import Outbox
 from tests.support import fresh_database, fresh_store
 
 HASH = "$argon2id$not-a-real-hash"
+
+
+async def recorded(store, after: int = 0) -> list[tuple[Event, str]]:
+    """
+    Every event recorded after sequence number C{after}, oldest first, as
+    L{lairchat.store.events.EventLog.since} reads it (its origin left out),
+    with the id of the transaction that wrote it.  Presence, which logging
+    in records on its own schedule, is left out.
+    """
+    writers = dict(await store.db.fetchall("SELECT seq, xmin::text FROM events WHERE seq > %s", (after,)))
+    return [
+        (evolve(logged.event, origin=None), writers[logged.seq])
+        for logged in await store.events.since(after)
+        if not isinstance(logged.event, PresenceChanged)
+    ]
+
+
+async def writer(store, query: str, params: tuple) -> str:
+    """The id of the transaction that last wrote the one row C{query} selects (its C{xmin})."""
+    [(xid,)] = await store.db.fetchall(f"SELECT xmin::text FROM ({query}) AS t", params)
+    return xid
+
+
+def recorded_by(testcase, outbox: Outbox, found: list[tuple[Event, str]]) -> None:
+    """
+    Assert that C{found} is what C{outbox} recorded: the same events, in
+    order, under the sequence numbers it was given.
+    """
+    testcase.assertEqual([evolve(e, origin=None) for e in outbox.events], [e for e, _ in found])
+    testcase.assertEqual(len(outbox.seqs), len(set(outbox.seqs)))
 
 
 class UserStoreTests(TestCase):
@@ -82,14 +117,21 @@ class UserStoreTests(TestCase):
                          (created, HASH, 0))
         self.assertIsNone(await store.users.credentials("nobody"))
 
-    async def test_set_password(self):
+    async def test_change_password(self):
         """
-        A new hash replaces the old one.
+        A new hash replaces the old one; every session but the one kept is
+        revoked, and the change is audited.
         """
         store = await fresh_store(self)
         user = await store.users.create("alice", HASH)
-        await store.users.set_password(user.id, "new-hash")
+        opened = [await store.sessions.open(user.id, 3600) for _ in range(3)]
+        keep = opened[1][1]
+        await store.users.change_password(user, "new-hash", keep, Outbox(None))
         self.assertEqual((await store.users.credentials("alice")).password_hash, "new-hash")
+        self.assertEqual([await store.sessions.is_live(s) for _, s in opened], [False, True, False])
+        entries = await store.audit.latest(10)
+        self.assertEqual([(e.actor, e.action, e.target, e.outcome) for e in entries],
+                         [("alice", "change_password", "alice", "ok")])
 
     async def test_login_failed_locks_at_threshold(self):
         """
@@ -160,18 +202,90 @@ class UserStoreTests(TestCase):
         self.assertEqual(back.server_role, "user")
         self.assertIsNone(await store.users.set_server_role("nobody", "admin"))
 
-    async def test_set_suspended(self):
+    async def test_suspend_and_reinstate(self):
         """
-        An account is suspended with a reason, and reinstated.
+        An account is suspended with a reason, its sessions revoked, and
+        reinstated; both audited, as done by the admin named.
         """
         store = await fresh_store(self)
         user = await store.users.create("alice", HASH)
-        await store.users.set_suspended(user.id, True, "spam")
+        _, session_id = await store.sessions.open(user.id, 3600)
+        await store.users.suspend(user, "spam", "root", Outbox(None))
         self.assertTrue((await store.users.by_id(user.id)).suspended)
         [(reason,)] = await store.db.fetchall("SELECT suspend_reason FROM users WHERE id = %s", (user.id,))
         self.assertEqual(reason, "spam")
-        await store.users.set_suspended(user.id, False)
+        self.assertFalse(await store.sessions.is_live(session_id))
+        await store.users.reinstate(user, "root")
         self.assertFalse((await store.users.by_id(user.id)).suspended)
+        [(reason,)] = await store.db.fetchall("SELECT suspend_reason FROM users WHERE id = %s", (user.id,))
+        self.assertEqual(reason, "")
+        entries = await store.audit.latest(10)
+        self.assertEqual(
+            [(e.actor, e.action, e.target, e.outcome, e.detail) for e in entries],
+            [("root", "unsuspend_user", "alice", "ok", ""), ("root", "suspend_user", "alice", "ok", "spam")],
+        )
+
+
+class UserEventTests(TestCase):
+    """
+    The account changes that other connections must hear of record their
+    event once, in the transaction of the change; nothing else does.
+    """
+
+    async def test_change_password(self):
+        """L{SessionsRevoked}, naming the session kept, written with the new hash."""
+        store = await fresh_store(self)
+        user = await store.users.create("alice", HASH)
+        _, keep = await store.sessions.open(user.id, 3600)
+        before = await store.events.latest()
+        outbox = Outbox(None)
+        await store.users.change_password(user, "new-hash", keep, outbox)
+        found = await recorded(store, before)
+        xid = await writer(store, "SELECT xmin FROM users WHERE id = %s", (user.id,))
+        self.assertEqual(found, [(SessionsRevoked(user.id, keep), xid)])
+        recorded_by(self, outbox, found)
+
+    async def test_suspend(self):
+        """L{AccountSuspended}, with its reason, written with the flag and the revocation."""
+        store = await fresh_store(self)
+        user = await store.users.create("alice", HASH)
+        _, session_id = await store.sessions.open(user.id, 3600)
+        before = await store.events.latest()
+        outbox = Outbox(None)
+        await store.users.suspend(user, "spam", "root", outbox)
+        found = await recorded(store, before)
+        xid = await writer(store, "SELECT xmin FROM users WHERE id = %s", (user.id,))
+        self.assertEqual(found, [(AccountSuspended(user.id, "spam"), xid)])
+        self.assertEqual(await writer(store, "SELECT xmin FROM sessions WHERE id = %s", (session_id,)), xid)
+        recorded_by(self, outbox, found)
+
+    async def test_reinstate_records_nothing(self):
+        """Lifting a suspension concerns no connection: no event."""
+        store = await fresh_store(self)
+        user = await store.users.create("alice", HASH)
+        await store.users.suspend(user, "spam", "root", Outbox(None))
+        before = await store.events.latest()
+        await store.users.reinstate(user, "root")
+        self.assertEqual(await recorded(store, before), [])
+
+    async def test_set_server_role(self):
+        """
+        L{ServerRoleChanged}, written with the role, when an outbox is
+        given; none for an unknown account or without an outbox.
+        """
+        store = await fresh_store(self)
+        user = await store.users.create("alice", HASH)
+        before = await store.events.latest()
+        outbox = Outbox(None)
+        await store.users.set_server_role("ALICE", "admin", outbox)
+        found = await recorded(store, before)
+        xid = await writer(store, "SELECT xmin FROM users WHERE id = %s", (user.id,))
+        self.assertEqual(found, [(ServerRoleChanged(user.id, "admin"), xid)])
+        recorded_by(self, outbox, found)
+        before = await store.events.latest()
+        self.assertIsNone(await store.users.set_server_role("nobody", "admin", Outbox(None)))
+        await store.users.set_server_role("alice", "user")
+        self.assertEqual(await recorded(store, before), [])
 
 
 class SessionStoreTests(TestCase):
@@ -231,7 +345,8 @@ class SessionStoreTests(TestCase):
         store = await fresh_store(self)
         user = await store.users.create("alice", HASH)
         token, _ = await store.sessions.open(user.id, 3600)
-        await store.users.set_suspended(user.id, True)
+        # flagged behind the store's back: a suspension would revoke the session
+        await store.db.execute("UPDATE users SET suspended = true WHERE id = %s", (user.id,))
         await store.users.set_server_role("alice", "admin")
         session = await store.sessions.resume(token)
         self.assertEqual((session.user.suspended, session.user.server_role), (True, "admin"))

@@ -16,16 +16,15 @@ L{accept_all}, L{decline_all}) changes each in a transaction of its own:
 one refused does not undo the others, and each one's outcome is returned.
 """
 
-from datetime import datetime, timezone
-
 from attrs import frozen
 
-from lairchat import access, permissions, validation
+from lairchat import permissions, validation
+from lairchat.domain import access
 from lairchat import invitation_lifecycle as lifecycle
 from lairchat.domain import Actor
 from lairchat.errors import ChatError, InvalidInput, NotFound, PermissionDenied
 from lairchat.events import InvitationReceived
-from lairchat.models import Invitation, InvitationEvent, InvitationStats, Room
+from lairchat.models import Invitation, InvitationEvent, InvitationStats, Room, iso_moment
 from lairchat.store.invitations import received_event
 
 MESSAGE_MAX = 500
@@ -100,11 +99,6 @@ class RoomStats:
 
 
 # Templates
-
-
-def iso_moment(ms: int) -> str:
-    """An epoch-ms instant as an ISO 8601 UTC time, for humans."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fill_template(template: str, sender: str, recipient: str, room: str, expires_ms: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from attrs import evolve, frozen
 
 from lairchat import permissions
-from lairchat.access import member_room
+from lairchat.domain.access import member_room
 from lairchat.errors import AccessDenied, Conflict, InvalidInput, NotFound, PermissionDenied
 from lairchat.events import (
     DirectMessageSent,

@@ -54,7 +54,7 @@ class GroupCommit:
         """Write one batch and hand each item its result."""
         try:
             results = await self._write([item for item, _ in batch])
-        except BaseException:
+        except Exception:
             failure = Failure()
             for _, d in batch:
                 d.errback(failure)

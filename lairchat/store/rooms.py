@@ -2,6 +2,10 @@
 """
 Rooms, membership and bans.  Direct-message conversations are rooms of kind
 C{direct} with two members, so every message operation serves both.
+
+Every change records the events it causes in its own transaction, through
+the L{Outbox} it is given, as that transaction's last statement: an event
+exists if and only if its change committed.
 """
 
 from collections.abc import Callable
@@ -9,10 +13,22 @@ from collections.abc import Callable
 import psycopg2
 
 from lairchat.errors import AccessDenied, Conflict, NotFound
+from lairchat.events import (
+    InvitationRevoked,
+    RoleChanged,
+    RoomCreated,
+    RoomRef,
+    TopicChanged,
+    UserBanned,
+    UserJoined,
+    UserKicked,
+    UserLeft,
+)
 from lairchat.models import Ban, Departure, Member, Room, RoomSummary, User, to_ms
 from lairchat.permissions import SUCCESSION
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
+from lairchat.store.events import Outbox
 from lairchat.validation import ROLES
 
 Authorize = Callable[[str, str | None], None]
@@ -111,10 +127,10 @@ class RoomStore:
 
     # Creating, joining, leaving
 
-    async def create(self, name: str, privacy: str, owner: User) -> Room:
+    async def create(self, name: str, privacy: str, owner: User, outbox: Outbox) -> Room:
         """
         Create a room with C{owner} as its first member and owner, in one
-        transaction with its audit entry.
+        transaction with its audit entry and its L{RoomCreated} event.
 
         @raise Conflict: a room of that name exists (case-insensitively).
         """
@@ -130,6 +146,7 @@ class RoomStore:
                 "INSERT INTO room_members (room_id, user_id, role) VALUES (%s, %s, 'owner')", (room.id, owner.id)
             )
             await AuditStore.record_in(tx, owner.username, "create_room", room.name, detail=privacy)
+            await outbox.add_in(tx, [RoomCreated(_ref(room), owner.id)])
             return room
 
         try:
@@ -137,82 +154,112 @@ class RoomStore:
         except psycopg2.errors.UniqueViolation:
             raise Conflict(f"a room named {name} already exists") from None
 
-    async def join(self, room_id: int, user_id: int) -> bool:
+    async def join(self, room: Room, user: User, outbox: Outbox) -> bool:
         """
         Make the user a member of the room with the role C{member}, unless
-        they are banned.  Who may join (public rooms) is the caller's check.
+        they are banned, recording L{UserJoined} in the same transaction.
+        Who may join (public rooms) is the caller's check.
 
-        @return: whether they became a member (false: they already were).
+        @return: whether they became a member (false: they already were,
+            and nothing is recorded).
         @raise NotFound: the room is gone.
         @raise AccessDenied: the user is banned from it.
         """
 
         async def join_in(tx: Transaction) -> bool:
-            if await tx.fetchone("SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room_id,)) is None:
+            if await tx.fetchone("SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room.id,)) is None:
                 raise NotFound("that room no longer exists")
             banned = await tx.fetchone(
-                "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room_id, user_id)
+                "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room.id, user.id)
             )
             if banned is not None:
                 raise AccessDenied("you are banned from this room")
-            return await self.add_member_in(tx, room_id, user_id, "member")
+            if not await self.add_member_in(tx, room.id, user.id, "member"):
+                return False
+            await outbox.add_in(tx, [UserJoined(_ref(room), user.id, user.username)])
+            return True
 
         return await self._db.transaction(join_in)
 
-    async def leave(self, room_id: int, user_id: int) -> Departure | None:
+    async def leave(self, room: Room, user: User, outbox: Outbox) -> Departure | None:
         """
         Take the user out of the room.  When they were its last owner, the
         longest-standing member of the highest role left (see
         L{lairchat.permissions.SUCCESSION}) becomes owner; when nobody is
-        left, the room is deleted with its history.
+        left, the room is deleted with its history.  Records L{UserLeft}
+        and, when a successor became owner, L{RoleChanged}, in the same
+        transaction.
 
-        @return: what changed, or L{None} when they were not a member.
+        @return: what changed, or L{None} when they were not a member (and
+            nothing is recorded).
         """
 
         async def leave_in(tx: Transaction) -> Departure | None:
-            room = await _lock(tx, room_id)
-            if room is None:
+            locked = await _lock(tx, room.id)
+            if locked is None:
                 return None
             row = await tx.fetchone(
-                "DELETE FROM room_members WHERE room_id = %s AND user_id = %s RETURNING role", (room_id, user_id)
+                "DELETE FROM room_members WHERE room_id = %s AND user_id = %s RETURNING role", (room.id, user.id)
             )
             if row is None:
                 return None
             role = row[0]
-            left = await tx.fetchone("SELECT count(*) FROM room_members WHERE room_id = %s", (room_id,))
+            ref = _ref(locked)
+            left = await tx.fetchone("SELECT count(*) FROM room_members WHERE room_id = %s", (room.id,))
             if left[0] == 0:
-                await tx.execute("DELETE FROM rooms WHERE id = %s", (room_id,))
+                await tx.execute("DELETE FROM rooms WHERE id = %s", (room.id,))
+                await outbox.add_in(tx, [UserLeft(ref, user.id, user.username)])
                 return Departure(role, deleted=True)
             successor = None
             if role == "owner":
                 owner = await tx.fetchone(
                     "SELECT user_id FROM room_members WHERE room_id = %s AND role = 'owner' "
                     "ORDER BY joined_at, user_id LIMIT 1",
-                    (room_id,),
+                    (room.id,),
                 )
                 if owner is None:
-                    successor = await _promote_successor(tx, room_id)
+                    successor = await _promote_successor(tx, room.id)
                     owner_id = successor.user_id
                 else:
                     owner_id = owner[0]
-                if owner_id != room.owner_id:
-                    await tx.execute("UPDATE rooms SET owner_id = %s WHERE id = %s", (owner_id, room_id))
+                if owner_id != locked.owner_id:
+                    await tx.execute("UPDATE rooms SET owner_id = %s WHERE id = %s", (owner_id, room.id))
+            changes = [UserLeft(ref, user.id, user.username)]
+            if successor is not None:
+                changes.append(RoleChanged(ref, successor.user_id, successor.username, "owner", user.username))
+            await outbox.add_in(tx, changes)
             return Departure(role, successor=successor)
 
         return await self._db.transaction(leave_in)
 
     # Moderation
 
-    async def set_topic(self, room_id: int, topic: str) -> None:
-        """Replace the room's topic."""
-        await self._db.execute("UPDATE rooms SET topic = %s WHERE id = %s", (topic, room_id))
+    async def set_topic(self, room: Room, by: User, topic: str, outbox: Outbox) -> None:
+        """
+        Replace the room's topic, recording L{TopicChanged} in the same
+        transaction.
 
-    async def set_role(self, room: Room, actor: User, target: User, role: str, authorize: Authorize) -> bool:
+        @raise NotFound: the room is gone.
+        """
+
+        async def set_topic_in(tx: Transaction) -> None:
+            changed = await tx.execute("UPDATE rooms SET topic = %s WHERE id = %s", (topic, room.id))
+            if not changed:
+                raise NotFound("that room no longer exists")
+            await outbox.add_in(tx, [TopicChanged(_ref(room), by.username, topic)])
+
+        await self._db.transaction(set_topic_in)
+
+    async def set_role(
+        self, room: Room, actor: User, target: User, role: str, authorize: Authorize, outbox: Outbox
+    ) -> bool:
         """
         Give a member another role, after C{authorize} accepted the roles
-        as they are under the room's lock; audited in the same transaction.
+        as they are under the room's lock; audited, and L{RoleChanged}
+        recorded, in the same transaction.
 
-        @return: whether the role changed (false: they already had it).
+        @return: whether the role changed (false: they already had it, and
+            nothing is recorded).
         @raise AccessDenied: the actor is not a member.
         @raise NotFound: the target is not a member.
         """
@@ -230,14 +277,18 @@ class RoomStore:
             await AuditStore.record_in(
                 tx, actor.username, "set_role", _target(room, target), detail=f"{target_role} -> {role}"
             )
+            await outbox.add_in(tx, [RoleChanged(_ref(room), target.id, target.username, role, actor.username)])
             return True
 
         return await self._db.transaction(set_role_in)
 
-    async def kick(self, room: Room, actor: User, target: User, reason: str, authorize: Authorize) -> None:
+    async def kick(
+        self, room: Room, actor: User, target: User, reason: str, authorize: Authorize, outbox: Outbox
+    ) -> None:
         """
         Take a member out of the room, after C{authorize} accepted the roles
-        as they are under the room's lock; audited in the same transaction.
+        as they are under the room's lock; audited, and L{UserKicked}
+        recorded, in the same transaction.
 
         @raise AccessDenied: the actor is not a member.
         @raise NotFound: the target is not a member.
@@ -250,14 +301,18 @@ class RoomStore:
             authorize(actor_role, target_role)
             await tx.execute("DELETE FROM room_members WHERE room_id = %s AND user_id = %s", (room.id, target.id))
             await AuditStore.record_in(tx, actor.username, "kick", _target(room, target), detail=reason)
+            await outbox.add_in(tx, [UserKicked(_ref(room), target.id, target.username, actor.username, reason)])
 
         await self._db.transaction(kick_in)
 
-    async def ban(self, room: Room, actor: User, target: User, reason: str, authorize: Authorize) -> Ban:
+    async def ban(
+        self, room: Room, actor: User, target: User, reason: str, authorize: Authorize, outbox: Outbox
+    ) -> Ban:
         """
         Ban a user (a member or not) from the room, in one transaction: the
         ban, the end of their membership, the revocation of their pending
-        invitations to the room, and the audit entry.
+        invitations to the room, the audit entry, and the events
+        (L{UserBanned}, then one L{InvitationRevoked} per invitation).
 
         @raise AccessDenied: the actor is not a member.
         @raise Conflict: the user is already banned.
@@ -285,6 +340,11 @@ class RoomStore:
                 "DELETE FROM room_members WHERE room_id = %s AND user_id = %s", (room.id, target.id)
             )
             await AuditStore.record_in(tx, actor.username, "ban", _target(room, target), detail=reason)
+            ref = _ref(room)
+            await outbox.add_in(tx, [
+                UserBanned(ref, target.id, target.username, actor.username, reason),
+                *(InvitationRevoked(i, target.id, room.name, actor.username) for i in revoked),
+            ])
             return Ban(was_member=removed == 1, revoked=tuple(revoked))
 
         return await self._db.transaction(ban_in)
@@ -409,6 +469,11 @@ async def _promote_successor(tx: Transaction, room_id: int) -> Member:
         (room_id, list(SUCCESSION), list(SUCCESSION)),
     )
     return member_from_row(row)
+
+
+def _ref(room: Room) -> RoomRef:
+    """A room (of kind C{room}) as its events name it."""
+    return RoomRef(room.id, room.name)
 
 
 def _target(room: Room, user: User) -> str:

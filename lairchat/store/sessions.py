@@ -8,7 +8,7 @@ import hashlib
 import secrets
 
 from lairchat.models import Session, to_ms
-from lairchat.store.database import Database
+from lairchat.store.database import Database, Transaction
 from lairchat.store.users import USER_COLUMNS, user_from_row
 
 
@@ -31,11 +31,15 @@ class SessionStore:
             session id.
         """
         token = secrets.token_hex(32)
-        row = await self._db.fetchone(
-            "INSERT INTO sessions (token_hash, user_id, expires_at) "
-            "VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING id",
-            (token_digest(token), user_id, ttl_seconds),
-        )
+
+        async def insert(tx: Transaction) -> tuple:
+            return await tx.fetchone(
+                "INSERT INTO sessions (token_hash, user_id, expires_at) "
+                "VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING id",
+                (token_digest(token), user_id, ttl_seconds),
+            )
+
+        row = await self._db.transaction(insert)
         return token, row[0]
 
     async def resume(self, token: str) -> Session | None:
@@ -64,13 +68,21 @@ class SessionStore:
 
         @return: how many were revoked.
         """
-        rows = await self._db.fetchall(
+        return await self._db.transaction(lambda tx: self.revoke_all_in(tx, user_id, keep))
+
+    @staticmethod
+    async def revoke_all_in(tx: Transaction, user_id: int, keep: int | None = None) -> int:
+        """
+        L{revoke_all}, inside a transaction that changes something else too
+        (a suspension, a password change).
+
+        @return: how many were revoked.
+        """
+        return await tx.execute(
             "UPDATE sessions SET revoked_at = now() "
-            "WHERE user_id = %s AND revoked_at IS NULL AND id IS DISTINCT FROM %s RETURNING id",
+            "WHERE user_id = %s AND revoked_at IS NULL AND id IS DISTINCT FROM %s",
             (user_id, keep),
-            retry=False,
         )
-        return len(rows)
 
     async def is_live(self, session_id: int) -> bool:
         """Whether a session is neither revoked nor expired."""

@@ -2,13 +2,20 @@
 """
 Accounts: create, look up, lock after failed logins, change passwords,
 server roles and suspension.
+
+A change that other connections must hear of records its event in its own
+transaction, through the L{Outbox} it is given, as that transaction's last
+statement.
 """
 
 import psycopg2
 
 from lairchat.errors import Conflict
+from lairchat.events import AccountSuspended, ServerRoleChanged, SessionsRevoked
 from lairchat.models import Credentials, User, to_ms
+from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
+from lairchat.store.events import Outbox
 
 USER_COLUMNS = "u.id, u.username, u.server_role, u.suspended, u.created_at, u.locked_until"
 """The columns L{user_from_row} reads, for a C{users} table aliased C{u}."""
@@ -103,23 +110,70 @@ class UserStore:
         row = await self._db.transaction(count)
         return to_ms(row[0]) if row else 0
 
-    async def set_password(self, user_id: int, password_hash: str) -> None:
-        """Replace an account's password hash."""
-        await self._db.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+    async def change_password(self, user: User, password_hash: str, keep_session: int | None,
+                              outbox: Outbox) -> None:
+        """
+        Replace an account's password hash and revoke every session of it
+        but C{keep_session}, in one transaction with its audit entry and
+        L{SessionsRevoked} (which logs the other connections out).
+        """
 
-    async def set_server_role(self, username: str, role: str) -> User | None:
-        """Give an account a server role; L{None} when there is no such account."""
-        row = await self._db.fetchone(
-            f"UPDATE users AS u SET server_role = %s WHERE lower(u.username) = lower(%s) RETURNING {USER_COLUMNS}",
-            (role, username),
-        )
+        async def change_in(tx: Transaction) -> None:
+            await tx.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user.id))
+            await _revoke_sessions_in(tx, user.id, keep=keep_session)
+            await AuditStore.record_in(tx, user.username, "change_password", user.username)
+            await outbox.add_in(tx, [SessionsRevoked(user.id, keep_session)])
+
+        await self._db.transaction(change_in)
+
+    async def set_server_role(self, username: str, role: str, outbox: Outbox | None = None) -> User | None:
+        """
+        Give an account a server role, recording L{ServerRoleChanged} in
+        C{outbox} (when given: the account may have connections) in the same
+        transaction.
+
+        @return: the account as it is now, or L{None} when there is no such
+            account (nothing is recorded).
+        """
+
+        async def set_role_in(tx: Transaction) -> tuple | None:
+            row = await tx.fetchone(
+                f"UPDATE users AS u SET server_role = %s WHERE lower(u.username) = lower(%s) "
+                f"RETURNING {USER_COLUMNS}",
+                (role, username),
+            )
+            if row is not None and outbox is not None:
+                await outbox.add_in(tx, [ServerRoleChanged(row[0], role)])
+            return row
+
+        row = await self._db.transaction(set_role_in)
         return user_from_row(row) if row else None
 
-    async def set_suspended(self, user_id: int, suspended: bool, reason: str = "") -> None:
-        """Suspend or reinstate an account."""
-        await self._db.execute(
-            "UPDATE users SET suspended = %s, suspend_reason = %s WHERE id = %s", (suspended, reason, user_id)
-        )
+    async def suspend(self, user: User, reason: str, by: str, outbox: Outbox) -> None:
+        """
+        Suspend an account and revoke every session of it, in one
+        transaction with the audit entry (C{by} is who suspended it) and
+        L{AccountSuspended} (which closes its connections).
+        """
+
+        async def suspend_in(tx: Transaction) -> None:
+            await tx.execute(
+                "UPDATE users SET suspended = true, suspend_reason = %s WHERE id = %s", (reason, user.id)
+            )
+            await _revoke_sessions_in(tx, user.id)
+            await AuditStore.record_in(tx, by, "suspend_user", user.username, detail=reason)
+            await outbox.add_in(tx, [AccountSuspended(user.id, reason)])
+
+        await self._db.transaction(suspend_in)
+
+    async def reinstate(self, user: User, by: str) -> None:
+        """Lift an account's suspension, in one transaction with the audit entry (C{by} lifted it)."""
+
+        async def reinstate_in(tx: Transaction) -> None:
+            await tx.execute("UPDATE users SET suspended = false, suspend_reason = '' WHERE id = %s", (user.id,))
+            await AuditStore.record_in(tx, by, "unsuspend_user", user.username)
+
+        await self._db.transaction(reinstate_in)
 
     async def online_names(self) -> list[str]:
         """The names of the users online on any node, by name."""
@@ -132,3 +186,14 @@ class UserStore:
     async def touch(self, user_id: int) -> None:
         """Note that the user was seen now."""
         await self._db.execute("UPDATE users SET last_seen = now() WHERE id = %s", (user_id,))
+
+
+async def _revoke_sessions_in(tx: Transaction, user_id: int, keep: int | None = None) -> int:
+    """
+    Revoke the account's live sessions but C{keep} inside C{tx} (see
+    L{lairchat.store.sessions.SessionStore.revoke_all_in}, which imports
+    this module).
+    """
+    from lairchat.store.sessions import SessionStore
+
+    return await SessionStore.revoke_all_in(tx, user_id, keep)
