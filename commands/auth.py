@@ -47,6 +47,8 @@ async def events_at_login(context, user) -> list[str]:
             context.server.log.failure("login deliveries failed for {user}", user=user.username)
             continue
         lines.extend(line for line in (render_event(e, user.id) for e in found) if line is not None)
+    # without an offline delivery (none, or it failed), what comes from now on is all there is
+    context.connection.caught_up()
     return lines
 
 
@@ -68,6 +70,7 @@ class Register(Command):
         """Register; the connection is logged in."""
         username, password = parsed
         signed_in = await accounts.register(context.actor, username, password, attachment(context))
+        context.connection.caught_up()
         return Reply.ok(signed_in.user.username, signed_in.token)
 
 

@@ -79,7 +79,12 @@ class OfflineDelivery(Extension):
 
     async def login_events(self, context, user):
         """The undelivered messages (the newest few hundred), now noted as delivered."""
+        connection = context.connection
         left_out, found = await messages.offline_deliveries(context.actor, user)
+        # what arrived live while they were taken is not handed over twice
+        live = connection.direct_messages_shown_at_login()
+        found = [e for e in found if e.message_id not in live]
+        connection.caught_up(e.message_id for e in found)
         if left_out:
             notice = f"{left_out} older direct messages arrived while you were away; see LIST_CONVERSATIONS and DM_HISTORY"
             return [events.Notice(user.id, notice), *found]

@@ -16,7 +16,7 @@ from lairchat.errors import AuthRequired
 from lairchat.events import Origin
 from lairchat.hub import Hub
 from lairchat.metrics import Metrics
-from lairchat.domain.messages import RoomNames
+from lairchat.domain.messages import Receipts, RoomNames
 from lairchat.models import User
 from lairchat.presence import Presence
 from lairchat.store.events import Outbox
@@ -68,6 +68,7 @@ class ServerContext:
     bus: Bus = field(default=None)
     presence: Presence = field(default=None)
     room_names: RoomNames = field(factory=RoomNames)
+    receipts: Receipts = field(default=None)
 
     def __attrs_post_init__(self) -> None:
         """Let the metrics read the hub; make the bus and presence."""
@@ -77,6 +78,8 @@ class ServerContext:
         self.metrics.watch_bus(self.bus)
         if self.presence is None:
             self.presence = Presence(self)
+        if self.receipts is None:
+            self.receipts = Receipts(self.store)
 
     @property
     def node(self) -> str:

@@ -92,6 +92,8 @@ class Presence:
         """The user's last connection here went: note them offline here."""
 
         async def work() -> None:
+            # what they were shown is noted before anyone sees them leave
+            await self.server.receipts.settled(user.id)
             outbox = Outbox(Origin(self.node))
             try:
                 await self.server.store.events.went_offline(

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from lairchat import __version__, events
 from lairchat.context import ServerContext
+from lairchat.domain.messages import direct_message_received
 from lairchat.errors import ChatError, LineTooLong
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Outcome, Router
@@ -34,8 +35,109 @@ QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
 
 
+class EventReceiver:
+    """
+    How the line protocol shows events to a connection and what they do to
+    its state.  A connection using it has C{server}, C{user},
+    C{session_id}, C{current_room}, C{write_lines}, C{close} and
+    C{log_out}, and calls L{logged_in} when a user logs in on it.
+    """
+
+    _closed = False
+    _login_direct: dict | None = None
+    _offline_direct: frozenset = frozenset()
+
+    def logged_in(self) -> None:
+        """A user logged in: until L{caught_up}, direct messages shown live are kept aside."""
+        self._login_direct = {}
+        self._offline_direct = frozenset()
+
+    def receive(self, event: events.Event, is_origin: bool, cache: dict) -> bool:
+        """
+        An event for this connection's user (the hub calls this): show it
+        as its line unless this connection caused it, and apply what it
+        does to the connection (a suspension closes it, a password change
+        logs out other sessions, leaving a room forgets it as the current
+        one).  C{cache} holds the lines already rendered for this event.
+
+        @return: whether a line was written.
+        """
+        user = self.user
+        if user is None or self._closed:
+            return False
+        if isinstance(event, events.ServerRoleChanged):
+            self.user = evolve(user, server_role=event.role)
+            return False
+        if isinstance(event, (events.UserLeft, events.UserKicked, events.UserBanned)):
+            if event.user_id == user.id and self.current_room is not None \
+                    and self.current_room.lower() == event.room.name.lower():
+                self.current_room = None
+        shown = False
+        if not is_origin:
+            if isinstance(event, events.SessionsRevoked) and self.session_id == event.kept_session:
+                return False
+            received = direct_message_received(event, user.id)
+            if received is not None:
+                return self._direct_message(event, received, cache)
+            shown = self._show(event, cache)
+        if isinstance(event, events.AccountSuspended):
+            self.close()
+        elif isinstance(event, events.SessionsRevoked) and shown:
+            self.log_out()
+        return shown
+
+    def _show(self, event: events.Event, cache: dict) -> bool:
+        """Write an event's line (rendered once per variant, through C{cache}); whether there was one."""
+        key = event_variant(event, self.user.id)
+        line = cache.get(key, _UNRENDERED)
+        if line is _UNRENDERED:
+            line = cache[key] = render_event(event, self.user.id)
+        if line is None:
+            return False
+        self.write_lines([line])
+        return True
+
+    def _direct_message(self, event: events.Event, received: tuple[int, int], cache: dict) -> bool:
+        """
+        A new message of a direct conversation for this connection's user:
+        shown unless the login's offline delivery already handed it over;
+        noted as delivered once this connection has everything before it.
+        """
+        room_id, message_id = received
+        if message_id in self._offline_direct:
+            return False
+        shown = self._show(event, cache)
+        if self._login_direct is not None:
+            self._login_direct.setdefault(room_id, set()).add(message_id)
+        else:
+            self.server.receipts.note(room_id, self.user.id, message_id)
+        return shown
+
+    def direct_messages_shown_at_login(self) -> set[int]:
+        """
+        The direct messages shown live since this connection logged in,
+        while its offline delivery is not done.
+        """
+        return {m for shown in (self._login_direct or {}).values() for m in shown}
+
+    def caught_up(self, offline: Any = ()) -> None:
+        """
+        The login's offline delivery is done, handing over the messages
+        C{offline} (their ids): from now on this connection has every direct
+        message as it comes, notes each as delivered, and does not show
+        again one of C{offline} whose live event comes late.
+        """
+        if self._login_direct is None:
+            return
+        shown, self._login_direct = self._login_direct, None
+        self._offline_direct = frozenset(offline)
+        for room_id, message_ids in shown.items():
+            self.server.receipts.note(room_id, self.user.id, max(message_ids))
+
+
+
 @implementer(IPushProducer)
-class ChatProtocol(LineOnlyReceiver):
+class ChatProtocol(EventReceiver, LineOnlyReceiver):
     """
     One client connection.
 
@@ -109,6 +211,7 @@ class ChatProtocol(LineOnlyReceiver):
         self.log_out()
         self.user = user
         self.session_id = session_id
+        self.logged_in()
         return self.server.user_online(self, user)
 
     def log_out(self) -> None:
@@ -224,43 +327,6 @@ class ChatProtocol(LineOnlyReceiver):
     def send_event(self, line: str) -> None:
         """Write one event line."""
         self.write_lines([line])
-
-    def receive(self, event: events.Event, is_origin: bool, cache: dict) -> bool:
-        """
-        An event for this connection's user (the hub calls this): show it
-        as its line unless this connection caused it, and apply what it
-        does to the connection (a suspension closes it, a password change
-        logs out other sessions, leaving a room forgets it as the current
-        one).  C{cache} holds the lines already rendered for this event.
-
-        @return: whether a line was written.
-        """
-        user = self.user
-        if user is None or self._closed:
-            return False
-        if isinstance(event, events.ServerRoleChanged):
-            self.user = evolve(user, server_role=event.role)
-            return False
-        if isinstance(event, (events.UserLeft, events.UserKicked, events.UserBanned)):
-            if event.user_id == user.id and self.current_room is not None \
-                    and self.current_room.lower() == event.room.name.lower():
-                self.current_room = None
-        shown = False
-        if not is_origin:
-            if isinstance(event, events.SessionsRevoked) and self.session_id == event.kept_session:
-                return False
-            key = event_variant(event, user.id)
-            line = cache.get(key, _UNRENDERED)
-            if line is _UNRENDERED:
-                line = cache[key] = render_event(event, user.id)
-            if line is not None:
-                self.write_lines([line])
-                shown = True
-        if isinstance(event, events.AccountSuspended):
-            self.close()
-        elif isinstance(event, events.SessionsRevoked) and shown:
-            self.log_out()
-        return shown
 
     # IPushProducer: the transport tells us when the client stops reading.
 

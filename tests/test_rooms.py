@@ -30,7 +30,7 @@ from lairchat.events import (
     UserLeft,
 )
 from lairchat.plugins import load_commands
-from lairchat.protocol import ChatProtocol
+from lairchat.protocol import EventReceiver
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Router
 from lairchat.store.events import Outbox
@@ -53,16 +53,15 @@ ROOM_COMMANDS = (
 )
 
 
-class StandInConnection:
+class StandInConnection(EventReceiver):
     """
-    What the router and the hub need of a connection, recording events.
+    What the router and the hub need of a connection, recording the event
+    lines the line protocol shows it.
 
     @ivar events: every event line delivered, in order.
     """
 
     _ids = itertools.count(1)
-    receive = ChatProtocol.receive
-    _closed = False
 
     def __init__(self, clock: Clock) -> None:
         self.user = None

@@ -18,6 +18,8 @@ other changes record their events in their own transaction.
 from typing import Any
 
 from attrs import evolve, frozen
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 
 from lairchat import permissions
 from lairchat.domain.access import member_room
@@ -223,8 +225,9 @@ async def send_to_room(actor: Any, name: str, text: str) -> Sent:
 async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
     """
     Send a direct message, starting the conversation on first use.  The
-    recipient online on any node gets it now (and it is noted as
-    delivered); otherwise it is handed to them at their next login.
+    recipient's connections, on any node, get it now (and the first that
+    shows it notes it as delivered: L{Receipts}); otherwise it is handed
+    to them at their next login.
 
     @return: the message and its recipient.
     @raise NotFound: no such user.
@@ -240,7 +243,6 @@ async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
     posted = await _post(actor, template)
     if posted is None:
         raise AccessDenied(f"you cannot write to {other.username}")
-    await actor.store.conversations.mark_delivered_if_online(room.id, other.id, posted.message.id)
     return posted.message, other
 
 
@@ -259,9 +261,6 @@ async def reply(actor: Any, parent_id: int, text: str) -> Sent:
     posted = await _post(actor, template)
     if posted is None:
         raise NotFound(f"no message {parent_id}")
-    for party_id, _ in ref.parties:
-        if party_id != me.id:
-            await actor.store.conversations.mark_delivered_if_online(ref.id, party_id, posted.message.id)
     return Sent(posted.message, name_for(ref, me.id))
 
 
@@ -411,8 +410,74 @@ async def offline_deliveries(actor: Any, user: User) -> tuple[int, list[DirectMe
 
     @return: how many older ones were left out, and the messages as events.
     """
+    await actor.server.receipts.settled(user.id)
     messages, left_out = await actor.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
     return left_out, [
         DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text)
         for m in messages
     ]
+
+
+def direct_message_received(event: Event, user_id: int) -> tuple[int, int] | None:
+    """
+    The conversation and message of an event that hands C{user_id} a new
+    message of a direct conversation from the other party (a direct
+    message, or a reply in the conversation), or L{None}.
+    """
+    if isinstance(event, DirectMessageSent):
+        return (event.room_id, event.message_id) if event.recipient_id == user_id else None
+    if isinstance(event, ReplySent) and event.room.is_direct and event.sender_id != user_id:
+        return event.room.id, event.message_id
+    return None
+
+
+class Receipts:
+    """
+    Notes, for this node, that direct messages were shown to their
+    recipient live, so they are not handed over again at a later login.
+
+    A connection notes a message only once everything before it reached
+    it: the login's offline delivery is done (until then it keeps what it
+    showed and notes it after).  So moving the conversation's C{delivered}
+    mark up to that message never skips one the user has not seen.
+    Writes for one user are made one after another; a login's offline
+    delivery and a user going offline wait for those under way.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._chains: dict[int, Deferred] = {}
+        self._waiting: dict[int, int] = {}
+
+    def note(self, room_id: int, user_id: int, message_id: int) -> None:
+        """Note that C{user_id} was shown message C{message_id} of the conversation C{room_id}."""
+
+        async def write() -> None:
+            try:
+                await self.store.conversations.mark_delivered(room_id, user_id, message_id)
+            except Exception as error:
+                self.log.warn("delivery of message {id} not noted: {error}", id=message_id, error=error)
+
+        chain = self._chains.get(user_id) or succeed(None)
+        self._waiting[user_id] = self._waiting.get(user_id, 0) + 1
+
+        def done(_: Any) -> None:
+            self._waiting[user_id] -= 1
+            if not self._waiting[user_id]:
+                del self._waiting[user_id]
+                del self._chains[user_id]
+
+        chain.addCallback(lambda _: Deferred.fromCoroutine(write()))
+        chain.addBoth(done)
+        self._chains[user_id] = chain
+
+    def settled(self, user_id: int) -> Deferred:
+        """Fires once the notes for C{user_id} made so far are written."""
+        chain = self._chains.get(user_id)
+        if chain is None:
+            return succeed(None)
+        waited: Deferred = Deferred()
+        chain.addBoth(lambda result: (waited.callback(None), result)[1])
+        return waited

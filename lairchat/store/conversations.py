@@ -104,18 +104,6 @@ class ConversationStore:
             (message_id, room_id, user_id),
         )
 
-    async def mark_delivered_if_online(self, room_id: int, user_id: int, message_id: int) -> None:
-        """
-        Note a new message as delivered to a party who is online on any
-        node (they get it as an event), so that it is not handed to them
-        again at their next login.
-        """
-        await self._db.execute(
-            "UPDATE room_members SET delivered_id = GREATEST(delivered_id, %s) "
-            "WHERE room_id = %s AND user_id = %s AND EXISTS (SELECT 1 FROM online WHERE user_id = %s)",
-            (message_id, room_id, user_id, user_id),
-        )
-
     async def take_undelivered(self, user_id: int, limit: int) -> tuple[list[Message], int]:
         """
         The messages the other parties sent the user that were never handed
