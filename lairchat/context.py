@@ -6,7 +6,7 @@ the connection that sent the request (L{RequestContext}).
 
 from typing import Any
 
-from attrs import define, evolve, field, frozen
+from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -116,19 +116,6 @@ class ServerContext:
         """Deliver the events an operation's committed transaction recorded."""
         await self.bus.committed(outbox.seqs, outbox.events)
 
-    async def publish(self, events: list, origin: Origin | None = None) -> None:
-        """
-        Record events that go with no change of their own, and deliver them
-        (after every event committed before them).
-        """
-        if origin is not None:
-            events = [evolve(e, origin=origin) for e in events]
-        if self.bus.event_log is None:
-            await self.bus.committed([], events)
-            return
-        seqs = await self.bus.event_log.record(events, origin)
-        await self.bus.committed(seqs, events)
-
 
 @define
 class RequestContext:
@@ -166,18 +153,6 @@ class RequestContext:
     def actor(self) -> Actor:
         """Who this request acts as, for the domain's operations."""
         return Actor(self.server, self.connection.user, self.origin)
-
-    def outbox(self) -> Outbox:
-        """An outbox for the events of one operation of this request."""
-        return Outbox(self.origin)
-
-    async def deliver(self, outbox: Outbox) -> None:
-        """Deliver what an operation of this request committed."""
-        await self.server.deliver(outbox)
-
-    async def publish(self, *events: Any) -> None:
-        """Record and deliver events this request caused (see L{ServerContext.publish})."""
-        await self.server.publish(list(events), self.origin)
 
     @property
     def user(self) -> User:

@@ -62,7 +62,9 @@ class DomainTestCase(TestCase):
 
     def actor(self, user):
         """C{user} acting from a connection of their own on this node."""
-        connection = self.connections.setdefault(user.id, len(self.connections) + 1)
+        # numbered apart from the recording connections' own ids, so that no
+        # recipient is taken for the connection that caused an event
+        connection = self.connections.setdefault(user.id, 1_000_000 + len(self.connections))
         return Actor(self.server, user, Origin(NODE, connection))
 
     def origin(self, user):

@@ -14,10 +14,10 @@ delivers them once it committed (L{Actor.deliver}).
 
 from typing import Any
 
-from attrs import evolve, frozen
+from attrs import frozen
 
 from lairchat.errors import AuthRequired
-from lairchat.events import Event, Origin
+from lairchat.events import Origin
 from lairchat.store.events import Outbox
 
 
@@ -65,7 +65,3 @@ class Actor:
     async def deliver(self, outbox: Outbox) -> None:
         """Deliver the events a committed operation recorded."""
         await self.server.deliver(outbox)
-
-    async def publish(self, *events: Event) -> None:
-        """Record and deliver events that go with no change of their own."""
-        await self.server.publish([evolve(e, origin=self.origin) for e in events], self.origin)
