@@ -28,6 +28,18 @@ from lairchat.wire import event_variant, parse_line, raw_label, render, render_e
 _UNRENDERED = object()
 """A cache entry not filled yet."""
 
+_SHOWN_ONLY = frozenset({
+    events.MessageSent, events.MessageEdited, events.MessageDeleted, events.ReactionAdded,
+    events.ReactionRemoved, events.UserJoined, events.RoleChanged, events.TopicChanged,
+    events.InvitationReceived, events.InvitationAccepted, events.InvitationDeclined, events.InvitationRevoked,
+    events.InvitationExpired, events.InvitationReminder, events.PresenceChanged, events.Notice,
+})
+"""
+Events that only show a line: they change nothing of a connection's state
+and never hand over a direct message (L{ReplySent} and
+L{DirectMessageSent} may; room messages come as L{MessageSent} only).
+"""
+
 _connection_ids = itertools.count(1)
 """Ids of this process's connections (an event's origin names one)."""
 
@@ -39,7 +51,7 @@ class EventReceiver:
     """
     How the line protocol shows events to a connection and what they do to
     its state.  A connection using it has C{server}, C{user},
-    C{session_id}, C{current_room}, C{write_lines}, C{close} and
+    C{session_id}, C{current_room}, C{write_data}, C{close} and
     C{log_out}, and calls L{logged_in} when a user logs in on it.
     """
 
@@ -65,6 +77,8 @@ class EventReceiver:
         user = self.user
         if user is None or self._closed:
             return False
+        if type(event) in _SHOWN_ONLY:
+            return False if is_origin else self._show(event, cache)
         if isinstance(event, events.ServerRoleChanged):
             self.user = evolve(user, server_role=event.role)
             return False
@@ -87,14 +101,18 @@ class EventReceiver:
         return shown
 
     def _show(self, event: events.Event, cache: dict) -> bool:
-        """Write an event's line (rendered once per variant, through C{cache}); whether there was one."""
+        """
+        Write an event's line, rendered and encoded once per variant
+        through C{cache}; whether there was one.
+        """
         key = event_variant(event, self.user.id)
-        line = cache.get(key, _UNRENDERED)
-        if line is _UNRENDERED:
-            line = cache[key] = render_event(event, self.user.id)
-        if line is None:
+        data = cache.get(key, _UNRENDERED)
+        if data is _UNRENDERED:
+            line = render_event(event, self.user.id)
+            data = cache[key] = None if line is None else (line + "\r\n").encode("utf-8")
+        if data is None:
             return False
-        self.write_lines([line])
+        self.write_data(data)
         return True
 
     def _direct_message(self, event: events.Event, received: tuple[int, int], cache: dict) -> bool:
@@ -313,7 +331,12 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         """Write lines in one go, so nothing comes between them."""
         if self._closed or not lines:
             return
-        data = "".join(line + "\r\n" for line in lines).encode("utf-8")
+        self.write_data("".join(line + "\r\n" for line in lines).encode("utf-8"))
+
+    def write_data(self, data: bytes) -> None:
+        """Write encoded lines; a client that stopped reading is cut off past the output limit."""
+        if self._closed:
+            return
         if self._output_paused:
             self._backlog += len(data)
             if self._backlog > self.server.config.max_output_buffer:

@@ -71,9 +71,9 @@ class StandInConnection(EventReceiver):
         self.events: list[str] = []
         self.connection_id = next(self._ids)
 
-    def write_lines(self, lines: list[str]) -> None:
-        """Record events."""
-        self.events.extend(lines)
+    def write_data(self, data: bytes) -> None:
+        """Record event lines."""
+        self.events.extend(data.decode("utf-8").split("\r\n")[:-1])
 
     def close(self) -> None:
         """Closed: nothing more is shown."""
