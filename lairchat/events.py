@@ -189,8 +189,8 @@ class MessageDeleted(RoomEvent):
 
 
 @frozen
-class ReactionAdded(RoomEvent):
-    """A user reacted to a message."""
+class _Reaction(RoomEvent):
+    """What both reaction events hold."""
 
     room: RoomRef
     message_id: int
@@ -200,14 +200,13 @@ class ReactionAdded(RoomEvent):
 
 
 @frozen
-class ReactionRemoved(RoomEvent):
-    """A user took back a reaction."""
+class ReactionAdded(_Reaction):
+    """A user reacted to a message."""
 
-    room: RoomRef
-    message_id: int
-    user: str
-    emoji: str
-    origin: Origin | None = _origin()
+
+@frozen
+class ReactionRemoved(_Reaction):
+    """A user took back a reaction."""
 
 
 # Rooms ---------------------------------------------------------------------
@@ -238,11 +237,8 @@ class ConversationOpened(RoomEvent):
 
 
 @frozen
-class MemberAdded(MembershipEvent):
-    """
-    A row of C{room_members} was added, however (recorded by the database
-    itself when the change commits; not shown).
-    """
+class _MembershipRow(MembershipEvent):
+    """A change of a C{room_members} row, recorded by the database itself when it commits (not shown)."""
 
     room: RoomRef
     user_id: int
@@ -254,20 +250,18 @@ class MemberAdded(MembershipEvent):
 
 
 @frozen
-class MemberRemoved(MembershipEvent):
+class MemberAdded(_MembershipRow):
+    """A row of C{room_members} was added, however."""
+
+
+@frozen
+class MemberRemoved(_MembershipRow):
     """
     A row of C{room_members} went: the user left, was removed, or the room
-    or the account was deleted (recorded by the database; not shown).
+    or the account was deleted.
     """
 
-    room: RoomRef
-    user_id: int
-    origin: Origin | None = _origin()
     joins = False
-
-    def audience(self) -> Audience:
-        """Nobody needs to see it; it only updates memory."""
-        return Audience(None, frozenset())
 
 
 @frozen
@@ -292,8 +286,8 @@ class UserLeft(MembershipEvent):
 
 
 @frozen
-class UserKicked(MembershipEvent):
-    """A member was removed by a moderator."""
+class _Removal(MembershipEvent):
+    """What a kick and a ban hold: who was put out, by whom, why."""
 
     room: RoomRef
     user_id: int
@@ -305,16 +299,13 @@ class UserKicked(MembershipEvent):
 
 
 @frozen
-class UserBanned(MembershipEvent):
-    """A user (member or not) was banned; a member is removed."""
+class UserKicked(_Removal):
+    """A member was removed by a moderator."""
 
-    room: RoomRef
-    user_id: int
-    user: str
-    by: str
-    reason: str
-    origin: Origin | None = _origin()
-    joins = False
+
+@frozen
+class UserBanned(_Removal):
+    """A user (member or not) was banned; a member is removed."""
 
 
 @frozen
@@ -361,8 +352,8 @@ class InvitationReceived(Event):
 
 
 @frozen
-class InvitationAccepted(Event):
-    """The recipient accepted; for the sender."""
+class _Answer(Event):
+    """What the recipient's answer to an invitation holds; for the sender."""
 
     invitation_id: int
     sender_id: int
@@ -376,18 +367,13 @@ class InvitationAccepted(Event):
 
 
 @frozen
-class InvitationDeclined(Event):
-    """The recipient declined; for the sender."""
+class InvitationAccepted(_Answer):
+    """The recipient accepted."""
 
-    invitation_id: int
-    sender_id: int
-    user: str
-    room: str
-    origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The sender."""
-        return Audience(None, frozenset({self.sender_id}))
+@frozen
+class InvitationDeclined(_Answer):
+    """The recipient declined."""
 
 
 @frozen
