@@ -1,16 +1,21 @@
 """
 What the message benchmarks share: an embedded Postgres in a temporary
-directory, the real server as a C{twistd -n lairchat --no-rate-limit}
-subprocess on a loopback port, accounts seeded with SQL (one password hash
-for all, so setting up does not cost N argon2 hashes), an asyncio line
-client that pipelines labelled requests, and percentiles.
+directory, the real server as one or more C{twistd -n lairchat
+--no-rate-limit} subprocesses ("nodes", all on that database) on loopback
+ports, accounts seeded with SQL (one password hash for all, so setting up
+does not cost N argon2 hashes) and sessions seeded with SQL (so clients
+log in with C{RESUME} and no argon2 at all), an asyncio line client that
+pipelines labelled requests, CPU and database counters, and percentiles.
 
 Not a test: nothing here asserts; the scripts print figures.
 """
 
 import asyncio
+import hashlib
 import math
 import os
+import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -73,6 +78,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def raise_fd_limit(wanted: int | None = None) -> int:
+    """
+    Raise this process's soft limit on open files to C{wanted} (default:
+    the hard limit), or as far as the hard limit allows; the new limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None else wanted
+    if hard != resource.RLIM_INFINITY:
+        target = min(target, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 minutes), as C{uptime} shows them."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine() -> str:
     """The CPU count, memory and CPU model of this machine."""
     memory = 0
@@ -89,18 +114,47 @@ def machine() -> str:
 
 class Environment:
     """
-    A temporary directory holding an embedded Postgres and the server's log;
-    the server subprocess.  Use as a context manager: everything is stopped
-    and removed on exit.
+    A temporary directory holding an embedded Postgres and the servers'
+    logs; the server subprocesses (C{nodes} of them, each with its own port,
+    all on the one database).  Use as a context manager: everything is
+    stopped and removed on exit.
+
+    @ivar servers: the twistd processes, one per node.
+    @ivar ports: their ports, in the same order.
+    @ivar server: the first node's process (what a one-node benchmark uses).
+    @ivar port: the first node's port.
     """
 
-    def __init__(self, pool_size: int = 4) -> None:
+    def __init__(self, pool_size: int = 4, nodes: int = 1, extra_args: tuple[str, ...] = (),
+                 keep_logs: str | None = None) -> None:
         self.pool_size = pool_size
+        self.nodes = nodes
+        self.extra_args = tuple(extra_args)
+        self.keep_logs = Path(keep_logs) if keep_logs else None
         self.directory = Path(tempfile.mkdtemp(prefix="lairchat-bench-"))
         self.postgres = EmbeddedPostgres(self.directory / "db")
         self.dsn = ""
-        self.port = 0
-        self.server: subprocess.Popen | None = None
+        self.servers: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+
+    @property
+    def server(self) -> subprocess.Popen | None:
+        """The first node's process."""
+        return self.servers[0] if self.servers else None
+
+    @property
+    def port(self) -> int:
+        """The first node's port."""
+        return self.ports[0] if self.ports else 0
+
+    @property
+    def server_pids(self) -> list[int]:
+        """The process ids of every node."""
+        return [server.pid for server in self.servers]
+
+    def log_path(self, node: int) -> Path:
+        """Where node C{node} logs (the first one in C{server.log})."""
+        return self.directory / ("server.log" if node == 0 else f"server{node}.log")
 
     def __enter__(self) -> "Environment":
         self.dsn = self.postgres.start()
@@ -109,48 +163,106 @@ class Environment:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_server()
         self.postgres.stop()
+        if self.keep_logs is not None:
+            self.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in self.directory.glob("server*.log"):
+                shutil.copy(log, self.keep_logs / log.name)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def start_server(self) -> None:
-        """Start C{twistd -n lairchat} on a free loopback port, running the code of this tree."""
-        self.port = free_port()
+        """
+        Start C{twistd -n lairchat} once per node, each on a free loopback
+        port, running the code of this tree, with the open-files limit
+        raised to its hard limit (so that thousands of clients fit).
+        """
         twistd = Path(sys.executable).parent / "twistd"
         environment = dict(os.environ, PYTHONPATH=str(REPO))
-        self.server = subprocess.Popen(
-            [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
-             f"--logfile={self.directory / 'server.log'}", "lairchat", "--dsn", self.dsn,
-             "--port", f"tcp:{self.port}:interface=127.0.0.1", "--no-rate-limit",
-             "--pool-size", str(self.pool_size)],
-            cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
-        )
+        for node in range(self.nodes):
+            port = free_port()
+            self.ports.append(port)
+            self.servers.append(subprocess.Popen(
+                [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
+                 f"--logfile={self.log_path(node)}", "lairchat", "--dsn", self.dsn,
+                 "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit",
+                 "--pool-size", str(self.pool_size), *self.extra_args],
+                cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
+                preexec_fn=raise_fd_limit,
+            ))
 
     async def wait_for_server(self, seconds: float = 60.0) -> None:
-        """Wait until the server answers with its greeting."""
+        """Wait until every node answers with its greeting."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"the server exited while starting; see {self.directory / 'server.log'}")
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                line = await reader.readline()
-                writer.close()
-                if line.startswith(b"WELCOME:"):
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("the server did not start in time")
+        for node, (server, port) in enumerate(zip(self.servers, self.ports)):
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"node {node} exited while starting; see {self.log_path(node)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"node {node} did not start in time")
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    line = await reader.readline()
+                    writer.close()
+                    if line.startswith(b"WELCOME:"):
+                        break
+                except OSError:
+                    pass
+                await asyncio.sleep(0.1)
 
     def stop_server(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 20 s)."""
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
+        """Stop every node (SIGTERM, then SIGKILL after 20 s)."""
+        for server in self.servers:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+        for server in self.servers:
             try:
-                self.server.wait(20)
+                server.wait(20)
             except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        self.server = None
+                server.kill()
+                server.wait()
+        self.servers = []
+        self.ports = []
+
+    def server_cpu_seconds(self) -> float:
+        """The CPU time (user and system) every node has used so far, in seconds."""
+        return sum(cpu_seconds(pid) for pid in self.server_pids)
+
+    def postgres_cpu_seconds(self) -> float:
+        """
+        The CPU time (user and system) of the Postgres server and its
+        processes alive now, in seconds (a backend that exited no longer
+        counts, so compare two readings taken while the same ones live).
+        """
+        import psutil
+
+        try:
+            postmaster = int((self.directory / "db" / "pg" / "postmaster.pid").read_text().split()[0])
+            root = psutil.Process(postmaster)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
+            return total
+        except (OSError, ValueError, psutil.Error):
+            return 0.0
+
+    def log_problems(self) -> list[str]:
+        """
+        The lines of the nodes' logs that look wrong: tracebacks, failures,
+        errors, warnings (with the node's number).
+        """
+        markers = ("Traceback", "Unhandled", "rror", "failed", "WARN", "warn", "Exception", "could not")
+        found = []
+        for node in range(len(self.servers) or self.nodes):
+            path = self.log_path(node)
+            if not path.exists():
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                if any(marker in line for marker in markers):
+                    found.append(f"node {node}: {line}")
+        return found
 
     def seed_users(self, names: list[str]) -> None:
         """Accounts with these names, all with the password L{PASSWORD}."""
@@ -159,6 +271,33 @@ class Environment:
             cursor.executemany("INSERT INTO users (username, password_hash) VALUES (%s, %s)",
                                [(name, password_hash) for name in names])
         connection.close()
+
+    def seed_sessions(self, names: list[str], ttl_seconds: int = 86400) -> list[str]:
+        """
+        Accounts with these names (a password hash no password matches)
+        and one live session each, written with SQL; the session tokens,
+        in the same order, for C{RESUME}.  A token is stored as the
+        SHA-256 digest of its UTF-8 text, as L{lairchat.store.sessions}
+        stores and looks it up.
+        """
+        tokens = [secrets.token_hex(32) for _ in names]
+        connection = psycopg2.connect(self.dsn)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "WITH u AS ("
+                    "  INSERT INTO users (username, password_hash)"
+                    "  SELECT unnest(%s::text[]), 'seeded: no password logs in' RETURNING id, username"
+                    ") INSERT INTO sessions (token_hash, user_id, expires_at) "
+                    "SELECT t.digest, u.id, now() + make_interval(secs => %s) "
+                    "FROM unnest(%s::text[], %s::bytea[]) AS t(username, digest) JOIN u USING (username)",
+                    (names, ttl_seconds, names,
+                     [psycopg2.Binary(hashlib.sha256(token.encode("utf-8")).digest()) for token in tokens]),
+                )
+            connection.commit()
+        finally:
+            connection.close()
+        return tokens
 
     def sql(self, statement: str, params: object = None, autocommit: bool = False) -> list[tuple]:
         """Run one statement on a connection of its own; its rows, if any."""
@@ -172,6 +311,44 @@ class Environment:
             return rows
         finally:
             connection.close()
+
+    def cluster_state(self) -> dict:
+        """
+        What the database says of the nodes: how many are registered (a
+        node taken for dead is forgotten until it registers again) and how
+        many distinct users are online on any.
+        """
+        nodes = self.sql("SELECT count(*) FROM nodes", autocommit=True)[0][0]
+        online = self.sql("SELECT count(DISTINCT user_id) FROM online", autocommit=True)[0][0]
+        return {"nodes": nodes, "online": online}
+
+    def commits(self) -> int:
+        """
+        C{pg_stat_database.xact_commit} of the database: every transaction
+        committed by every backend, as far as the backends have reported
+        them (a backend reports its counts at most once a second while
+        busy, and within 10 s once idle: see L{STATS_SETTLE}).
+        """
+        return self.sql(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", autocommit=True
+        )[0][0]
+
+    def next_xid(self) -> int:
+        """
+        The next transaction id Postgres will hand out: the difference of
+        two readings counts the transactions that wrote (or took an id),
+        at once and exactly, without assigning one itself.
+        """
+        return int(self.sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", autocommit=True)[0][0])
+
+
+STATS_SETTLE = 11.0
+"""
+Seconds to wait for every backend to have reported its transaction counts
+to C{pg_stat_database}: a busy backend reports at most once a second, and
+an idle one with counts not yet reported does so after 10 s
+(C{PGSTAT_IDLE_INTERVAL}).
+"""
 
 
 class Client:
@@ -187,6 +364,25 @@ class Client:
         self.next_label = 0
         self.on_event = lambda line, now: None
         self.reading: asyncio.Task | None = None
+
+    @classmethod
+    async def connect(cls, port: int) -> "Client":
+        """A connection past its greeting, not logged in."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        await reader.readline()
+        await reader.readline()
+        client = cls(reader, writer)
+        client.reading = asyncio.get_running_loop().create_task(client._read())
+        return client
+
+    @classmethod
+    async def resume(cls, port: int, token: str) -> "Client":
+        """A connection, logged in with C{RESUME} and a session token."""
+        client = await cls.connect(port)
+        reply = await client.request(f"RESUME:{token}")
+        if not reply[-1].startswith("OK:RESUME:"):
+            raise RuntimeError(f"RESUME failed: {reply}")
+        return client
 
     @classmethod
     async def login(cls, port: int, username: str) -> "Client":

@@ -2,26 +2,36 @@
 Benchmark of room messaging; prints figures, asserts nothing.
 
 It starts an embedded Postgres in a temporary directory and the real server
-as a C{twistd -n lairchat --no-rate-limit} subprocess on a loopback port,
-logs in C{--clients} connections (default 50), all members of one room,
-and lets C{--senders} of them (default 10) each send C{--messages}
-messages with SEND_MESSAGE, at most C{--window} unanswered at a time per
-sender.  Every message is stored before its OK; every other member's
-connection receives it as a MESSAGE event.  Each text carries its send
-time, so the receiving client measures the delivery latency.
+as C{--nodes} (default 1) C{twistd -n lairchat --no-rate-limit}
+subprocesses on loopback ports, all on that database, and logs in
+C{--clients} connections (default 50), all members of one room, spread
+round-robin over the nodes (client i on node i mod N).  C{--senders} of
+them (default 10, the first ones, so also spread round-robin) each send
+C{--messages} messages with SEND_MESSAGE, at most C{--window} unanswered at
+a time per sender.  Every message is stored before its OK; every other
+member's connection receives it as a MESSAGE event, on whichever node.
+Each text carries its send time, so the receiving client measures the
+delivery latency.
 
 It prints accepted messages/s (OK lines), deliveries/s (MESSAGE events
-received), delivery latency p50/p99, the OK latency, the server's CPU time
-and its peak RSS (VmHWM of the twistd process; Postgres runs apart).
+received), delivery latency p50/p99, the OK latency, the servers' CPU time
+(all nodes) and CPU time per delivery, the first node's peak RSS (VmHWM;
+Postgres runs apart), and the database's commits per message:
+C{pg_stat_database.xact_commit} over the sending phase (every transaction,
+the nodes' heartbeats and polls included; Postgres reports a backend's
+counts late, so the reading after the phase waits for them, and that wait
+is counted too), and exact counts of the transactions that wrote and of
+the distinct message timestamps (one per group-committed batch).
 
-    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200]
+    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--nodes 1]
 """
 
 import argparse
 import asyncio
 import time
 
-from harness import Client, Environment, cpu_seconds, machine, peak_rss_mb, percentile, reset_peak_rss
+from harness import (STATS_SETTLE, Client, Environment, load, machine, peak_rss_mb, percentile,
+                     reset_peak_rss)
 
 ROOM = "benchroom"
 
@@ -40,28 +50,42 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     )
 
     logins = asyncio.Semaphore(8)
+    ports = environment.ports
 
-    async def login(name: str) -> Client:
+    async def login(i: int) -> Client:
         async with logins:
-            return await Client.login(environment.port, name)
+            return await Client.login(ports[i % len(ports)], names[i])
 
-    clients = await asyncio.gather(*(login(name) for name in names))
+    clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
-    state = {"deliveries": 0, "last": 0}
+    state = {"deliveries": 0, "unique": 0, "last": 0}
     prefix = f"MESSAGE:{ROOM}:"
 
-    def on_event(line: str, now: int) -> None:
-        if line.startswith(prefix):
-            text = line.split(":", 5)[5]
-            latencies.append((now - int(text.split(" ", 1)[0])) / 1e6)
-            state["deliveries"] += 1
-            state["last"] = now
+    presence = [0]
+
+    def receiver(seen: set[str]):
+        """A client's event handler: MESSAGE lines measured (and checked for duplicates), PRESENCE counted."""
+
+        def on_event(line: str, now: int) -> None:
+            if line.startswith(prefix):
+                text = line.split(":", 5)[5]
+                latencies.append((now - int(text.split(" ", 1)[0])) / 1e6)
+                state["deliveries"] += 1
+                if text not in seen:
+                    seen.add(text)
+                    state["unique"] += 1
+                state["last"] = now
+            elif line.startswith("PRESENCE:"):
+                presence[0] += 1
+
+        return on_event
 
     for client in clients:
-        client.on_event = on_event
+        client.on_event = receiver(set())
 
     acks: list[float] = []
     accepted = [0]
+    peak_in_flight = [0, 0]  # now, highest
 
     async def sender(client: Client, name: str) -> None:
         window = asyncio.Semaphore(args.window)
@@ -69,7 +93,10 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         async def one(n: int) -> None:
             async with window:
                 sent = time.monotonic_ns()
+                peak_in_flight[0] += 1
+                peak_in_flight[1] = max(peak_in_flight)
                 reply = await client.send(f"SEND_MESSAGE:{ROOM}:{sent} message {n} from {name}")
+                peak_in_flight[0] -= 1
                 if reply[-1].startswith("OK:"):
                     accepted[0] += 1
                     acks.append((time.monotonic_ns() - sent) / 1e6)
@@ -77,21 +104,46 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         await asyncio.gather(*(one(n) for n in range(args.messages)))
 
     login_rss = peak_rss_mb(environment.server.pid)
+    # Let the logins' transaction counts reach pg_stat_database before the baseline.
+    await asyncio.sleep(args.settle)
     reset = reset_peak_rss(environment.server.pid)
-    cpu_before = cpu_seconds(environment.server.pid)
+    cluster_before = environment.cluster_state()
+    presence[0] = 0
+    commits_before = environment.commits()
+    xid_before = environment.next_xid()
+    cpu_before = environment.server_cpu_seconds()
+    postgres_before = environment.postgres_cpu_seconds()
     own_before = time.process_time()
+    load_before = load()
     started = time.monotonic_ns()
     await asyncio.gather(*(sender(clients[i], names[i]) for i in range(args.senders)))
     send_done = time.monotonic_ns()
     expected = accepted[0] * (args.clients - 1)
     deadline = time.monotonic() + 60
-    while state["deliveries"] < expected and time.monotonic() < deadline:
+    while state["unique"] < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    cpu_used = cpu_seconds(environment.server.pid) - cpu_before
+    cpu_used = environment.server_cpu_seconds() - cpu_before
+    postgres_used = environment.postgres_cpu_seconds() - postgres_before
     own_used = time.process_time() - own_before
-    stored = environment.sql(
-        "SELECT count(*) FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.name = %s", (ROOM,)
-    )[0][0]
+    xid_used = environment.next_xid() - xid_before
+    phase_end = time.monotonic_ns()
+    load_after = load()
+    # The nodes' last transaction counts reach pg_stat_database within STATS_SETTLE s.
+    await asyncio.sleep(args.settle)
+    commits_after = environment.commits()
+    commits_window = (time.monotonic_ns() - started) / 1e9
+    cluster_after = environment.cluster_state()
+    presence_seen = presence[0]
+    stored, batches = environment.sql(
+        "SELECT count(*), count(DISTINCT m.created_at) FROM messages m JOIN rooms r ON r.id = m.room_id "
+        "WHERE r.name = %s", (ROOM,)
+    )[0]
+    # Idle background: the same nodes, nothing sent, over the same kind of window.
+    idle_rate = None
+    if args.idle:
+        idle_before = environment.commits()
+        await asyncio.sleep(args.idle)
+        idle_rate = (environment.commits() - idle_before) / args.idle
     for client in clients:
         client.close()
     send_seconds = (send_done - started) / 1e9
@@ -99,17 +151,33 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     return {
         "accepted": accepted[0],
         "stored": stored,
+        "batches": batches,
         "send_seconds": send_seconds,
         "deliveries": state["deliveries"],
+        "duplicates": state["deliveries"] - state["unique"],
+        "missing": expected - state["unique"],
         "expected": expected,
         "delivery_seconds": delivery_seconds,
+        "phase_seconds": (phase_end - started) / 1e9,
         "latencies": latencies,
         "acks": acks,
         "cpu": cpu_used,
+        "postgres_cpu": postgres_used,
         "client_cpu": own_used,
         "rss": peak_rss_mb(environment.server.pid),
         "login_rss": login_rss,
         "rss_reset": reset,
+        "commits": commits_after - commits_before,
+        "commits_window": commits_window,
+        "idle_rate": idle_rate,
+        "xids": xid_used,
+        "peak_in_flight": peak_in_flight[1],
+        "load_before": load_before,
+        "load_after": load_after,
+        "problems": environment.log_problems(),
+        "presence": presence_seen,
+        "cluster_before": cluster_before,
+        "cluster_after": cluster_after,
     }
 
 
@@ -120,24 +188,69 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=10, help="how many of them send (default 10)")
     parser.add_argument("--messages", type=int, default=200, help="messages per sender (default 200)")
     parser.add_argument("--window", type=int, default=1, help="unanswered requests per sender (default 1)")
-    parser.add_argument("--pool-size", type=int, default=4, help="the server's database connections (default 4)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="server processes on the one database; clients and senders spread round-robin (default 1)")
+    parser.add_argument("--pool-size", type=int, default=4,
+                        help="each node's database connections (default 4)")
+    parser.add_argument("--settle", type=float, default=STATS_SETTLE,
+                        help="seconds to wait, before the baseline and after the sending, for Postgres to report "
+                             f"every backend's transaction counts (default {STATS_SETTLE:g})")
+    parser.add_argument("--keep-logs", metavar="DIR",
+                        help="copy the servers' logs into DIR at the end (they go with the temporary directory)")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds of idle nodes after the run, to measure their background commits/s "
+                             "(default 10; 0 skips it)")
     args = parser.parse_args()
-    with Environment(args.pool_size) as environment:
+    if args.senders > args.clients:
+        parser.error("--senders cannot exceed --clients")
+    with Environment(args.pool_size, nodes=args.nodes, keep_logs=args.keep_logs) as environment:
         figures = asyncio.run(run(args, environment))
+    f = figures
     print(f"machine: {machine()}")
-    print(f"setup: {args.clients} clients in one room, {args.senders} sending {args.messages} messages each, "
-          f"window {args.window}, server pool {args.pool_size}")
-    print(f"accepted: {figures['accepted']} messages in {figures['send_seconds']:.2f} s = "
-          f"{figures['accepted'] / figures['send_seconds']:.0f} messages/s (stored: {figures['stored']})")
-    print(f"OK latency: p50 {percentile(figures['acks'], 0.5):.1f} ms, p99 {percentile(figures['acks'], 0.99):.1f} ms")
-    print(f"delivered: {figures['deliveries']} of {figures['expected']} events in {figures['delivery_seconds']:.2f} s = "
-          f"{figures['deliveries'] / figures['delivery_seconds']:.0f} deliveries/s")
-    print(f"delivery latency (send to MESSAGE received): p50 {percentile(figures['latencies'], 0.5):.1f} ms, "
-          f"p99 {percentile(figures['latencies'], 0.99):.1f} ms, max {max(figures['latencies'], default=0):.1f} ms")
-    during = "during the messages" if figures["rss_reset"] else "since start (could not reset the peak)"
-    print(f"server: {figures['cpu']:.1f} s CPU during the run; peak RSS {figures['rss']:.1f} MiB {during}, "
-          f"{figures['login_rss']:.1f} MiB at the end of the logins (argon2 takes 64 MiB per concurrent login)")
-    print(f"the benchmark's own clients used {figures['client_cpu']:.1f} s CPU (they share the machine)")
+    print(f"load average (1, 5, 15 min): {f['load_before']} at the start of the sending, "
+          f"{f['load_after']} at its end")
+    print(f"setup: {args.clients} clients in one room over {args.nodes} node(s), {args.senders} sending "
+          f"{args.messages} messages each, window {args.window} (at most {f['peak_in_flight']} requests were "
+          f"unanswered at once), server pool {args.pool_size} per node")
+    print(f"accepted: {f['accepted']} messages in {f['send_seconds']:.2f} s = "
+          f"{f['accepted'] / f['send_seconds']:.0f} messages/s (stored: {f['stored']})")
+    print(f"OK latency: p50 {percentile(f['acks'], 0.5):.1f} ms, p99 {percentile(f['acks'], 0.99):.1f} ms")
+    print(f"delivered: {f['deliveries']} of {f['expected']} events in {f['delivery_seconds']:.2f} s = "
+          f"{f['deliveries'] / f['delivery_seconds']:.0f} deliveries/s "
+          f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s)")
+    print(f"delivery latency (send to MESSAGE received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
+          f"p99 {percentile(f['latencies'], 0.99):.1f} ms, max {max(f['latencies'], default=0):.1f} ms")
+    per_delivery = f["cpu"] / f["deliveries"] * 1e6 if f["deliveries"] else 0.0
+    print(f"server CPU (user+system, all {args.nodes} node(s), first send to last delivery, "
+          f"{f['phase_seconds']:.2f} s): {f['cpu']:.2f} s = {per_delivery:.1f} us per delivery; "
+          f"Postgres: {f['postgres_cpu']:.2f} s")
+    during = "during the messages" if f["rss_reset"] else "since start (could not reset the peak)"
+    print(f"first node: peak RSS {f['rss']:.1f} MiB {during}, "
+          f"{f['login_rss']:.1f} MiB at the end of the logins (argon2 takes 64 MiB per concurrent login)")
+    accepted = f["accepted"] or 1
+    idle = ""
+    if f["idle_rate"] is not None:
+        background = f["idle_rate"] * f["commits_window"]
+        idle = (f"; the idle nodes commit {f['idle_rate']:.1f}/s, ~{background:.0f} over that window, "
+                f"so ~{max(0.0, f['commits'] - background) / accepted:.3f} per message without them")
+    print(f"commits: {f['commits']} (pg_stat_database.xact_commit, every transaction of every backend, "
+          f"the nodes' heartbeats and polls included, over {f['commits_window']:.1f} s: the sending phase "
+          f"and {args.settle:g} s for Postgres to report the counts) = {f['commits'] / accepted:.3f} per message"
+          f"{idle}")
+    print(f"write transactions (transaction ids taken over the sending phase, heartbeats included): "
+          f"{f['xids']} = {f['xids'] / accepted:.3f} per message; message batches (distinct created_at): "
+          f"{f['batches']} = {f['stored'] / max(1, f['batches']):.2f} messages per batch")
+    before, after = f["cluster_before"], f["cluster_after"]
+    print(f"cluster: {f['presence']} PRESENCE lines received while sending (none expected); nodes registered "
+          f"{before['nodes']} before, {after['nodes']} after (of {args.nodes}); users online {before['online']} "
+          f"before, {after['online']} after (of {args.clients} connected)")
+    print(f"the benchmark's own clients used {f['client_cpu']:.1f} s CPU (they share the machine)")
+    if f["problems"]:
+        print(f"server logs: {len(f['problems'])} suspicious line(s); the first ones:")
+        for line in f["problems"][:20]:
+            print(f"  {line}")
+    else:
+        print("server logs: no errors or warnings")
 
 
 if __name__ == "__main__":

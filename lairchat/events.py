@@ -37,12 +37,21 @@ class Origin:
 @frozen
 class Audience:
     """
-    Who an event is for: every member of C{room_id} (when set) and every
-    user in C{user_ids}.
+    Who an event is for: every member of C{room_id} (when set) and of each
+    room of C{more_rooms}, and every user in C{user_ids}, but never the
+    user C{but}.
     """
 
     room_id: int | None = None
     user_ids: frozenset = frozenset()
+    more_rooms: frozenset = frozenset()
+    but: int | None = None
+
+    def rooms(self) -> frozenset:
+        """Every room whose members the event is for."""
+        if self.room_id is None:
+            return self.more_rooms
+        return self.more_rooms | {self.room_id}
 
 
 @frozen
@@ -428,18 +437,20 @@ class InvitationReminder(Event):
 class PresenceChanged(Event):
     """
     A user came online (their first connection on any node) or went
-    offline (their last); for everyone who shares a room with them.
+    offline (their last); for everyone who shares a room or a
+    conversation with them (C{room_ids}: theirs, however large the rooms
+    are, the event stays small).
     """
 
     user_id: int
     user: str
     online: bool
-    watcher_ids: tuple = ()
+    room_ids: tuple = ()
     origin: Origin | None = _origin()
 
     def audience(self) -> Audience:
-        """The users who share a room or conversation with the user."""
-        return Audience(None, frozenset(self.watcher_ids))
+        """The members of the user's rooms and conversations, but not the user."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
 
 
 @frozen

@@ -94,7 +94,8 @@ class Hub:
             if isinstance(event, (MembershipEvent, ConversationOpened)):
                 self._apply_for(event, user_id)
             audience = event.audience()
-            if user_id in audience.user_ids or audience.room_id not in self._rooms_of[user_id]:
+            if user_id in audience.user_ids or user_id == audience.but \
+                    or not audience.rooms() & self._rooms_of[user_id]:
                 continue
             self._show(event, [user_id], {})
 
@@ -175,9 +176,11 @@ class Hub:
         self.apply(event)
         audience = event.audience()
         users = set(audience.user_ids)
-        if audience.room_id is not None:
-            users.update(self._members.get(audience.room_id, ()))
-        if audience.room_id is not None or isinstance(event, (MembershipEvent, ConversationOpened)):
+        rooms = audience.rooms()
+        for room_id in rooms:
+            users.update(self._members.get(room_id, ()))
+        users.discard(audience.but)
+        if rooms or isinstance(event, (MembershipEvent, ConversationOpened)):
             for pending in self._loading.values():
                 pending.append(event)
         return self._show(event, users, {})

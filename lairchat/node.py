@@ -25,7 +25,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from lairchat.events import Origin, PresenceChanged
-from lairchat.store.events import Outbox
+from lairchat.store.database import Database
+from lairchat.store.events import EventListener, EventLog, Outbox
 
 HEARTBEAT_SHARE = 5
 """A node says it is alive this many times per C{node_timeout}."""
@@ -42,9 +43,9 @@ def new_node_id() -> str:
     return f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
 
 
-def offline(user_id: int, username: str, watchers: list[int]) -> PresenceChanged:
+def offline(user_id: int, username: str, room_ids: list[int]) -> PresenceChanged:
     """The event of a user going offline."""
-    return PresenceChanged(user_id, username, False, tuple(watchers))
+    return PresenceChanged(user_id, username, False, tuple(room_ids))
 
 
 class NodeService(Service):
@@ -61,6 +62,8 @@ class NodeService(Service):
         self.dsn = dsn
         self.node_timeout = node_timeout
         self._listener = None
+        self._upkeep: Database | None = None
+        self._events: EventLog | None = None
         self._heartbeat: LoopingCall | None = None
         self._poll: LoopingCall | None = None
         self._beating: Deferred | None = None
@@ -71,14 +74,20 @@ class NodeService(Service):
         return self.server.hub.node
 
     async def begin(self) -> None:
-        """Listen, find where the log ends, register (called before the ports open)."""
-        from lairchat.store.events import EventListener
-
+        """
+        Listen, find where the log ends, register (called before the ports
+        open).  The node's own upkeep (heartbeats, reaping, trimming) runs
+        on a database connection of its own, so that a pool busy with
+        requests never delays a heartbeat past the timeout.
+        """
         server = self.server
+        self._upkeep = Database(self.dsn, 1, reactor=server.clock)
+        await self._upkeep.start()
+        self._events = EventLog(self._upkeep)
         self._listener = EventListener(self.dsn, server.bus.wake, server.clock)
         await self._listener.start()
         await server.bus.start()
-        await server.store.events.join(self.node, server.bus.last)
+        await self._events.join(self.node, server.bus.last)
 
     def startService(self) -> None:
         """Start the heartbeat and the poll."""
@@ -99,7 +108,7 @@ class NodeService(Service):
 
     async def beat(self) -> None:
         """Say this node lives, re-register if forgotten, reap the dead, trim the log."""
-        server, events = self.server, self.server.store.events
+        server, events = self.server, self._events
         if not await events.heartbeat(self.node, server.bus.last):
             self.log.warn("this node was taken for dead; registering again")
             await events.join(self.node, server.bus.last)
@@ -127,6 +136,9 @@ class NodeService(Service):
             self._listener.stop()
             self._listener = None
         try:
-            await self.server.store.events.remove_node(self.node, Outbox(Origin(self.node)), offline)
+            await self._events.remove_node(self.node, Outbox(Origin(self.node)), offline)
         except Exception as error:
             self.log.warn("could not deregister this node: {error}", error=error)
+        if self._upkeep is not None:
+            self._upkeep.close()
+            self._upkeep = None

@@ -29,8 +29,8 @@ from lairchat.store.events import Outbox
 def announcement(online: bool) -> Any:
     """The factory of the presence event the store records."""
 
-    def make(user_id: int, username: str, watchers: list[int]) -> PresenceChanged:
-        return PresenceChanged(user_id, username, online, tuple(watchers))
+    def make(user_id: int, username: str, room_ids: list[int]) -> PresenceChanged:
+        return PresenceChanged(user_id, username, online, tuple(room_ids))
 
     return make
 

@@ -338,14 +338,14 @@ class NodeTests(TestCase):
         self.store = await fresh_store(self)
 
     @staticmethod
-    def online(user_id, username, watcher_ids):
+    def online(user_id, username, room_ids):
         """The event of a user coming online."""
-        return PresenceChanged(user_id, username, True, tuple(watcher_ids))
+        return PresenceChanged(user_id, username, True, tuple(room_ids))
 
     @staticmethod
-    def offline(user_id, username, watcher_ids):
+    def offline(user_id, username, room_ids):
         """The event of a user going offline."""
-        return PresenceChanged(user_id, username, False, tuple(watcher_ids))
+        return PresenceChanged(user_id, username, False, tuple(room_ids))
 
     async def test_trim(self):
         """
@@ -396,15 +396,15 @@ class NodeTests(TestCase):
         alice = await self.store.users.create("alice", "x")
         bob = await self.store.users.create("bob", "x")
         carol = await self.store.users.create("carol", "x")
-        await make_room(self.store, "general", alice, bob)
-        await make_room(self.store, "quiet", carol)
+        general = await make_room(self.store, "general", alice, bob)
+        quiet = await make_room(self.store, "quiet", carol)
         await events.join("n1", 0)
         await events.join("n2", 0)
         before = await events.latest()
 
         first = Outbox(Origin("n1", 1))
         await events.came_online("n1", alice.id, "alice", first, self.online)
-        announced = PresenceChanged(alice.id, "alice", True, (bob.id,), origin=Origin("n1", 1))
+        announced = PresenceChanged(alice.id, "alice", True, (general,), origin=Origin("n1", 1))
         self.assertEqual(first.events, [announced])
         second = Outbox(Origin("n2", 1))
         await events.came_online("n2", alice.id, "alice", second, self.online)
@@ -413,7 +413,7 @@ class NodeTests(TestCase):
 
         lonely = Outbox(Origin("n1", 2))
         await events.came_online("n1", carol.id, "carol", lonely, self.online)
-        self.assertEqual(lonely.events, [PresenceChanged(carol.id, "carol", True, (), origin=Origin("n1", 2))])
+        self.assertEqual(lonely.events, [PresenceChanged(carol.id, "carol", True, (quiet,), origin=Origin("n1", 2))])
         self.assertEqual(await events.online_user_ids([alice.id, bob.id]), {alice.id})
 
         one_left = Outbox(Origin("n1", 1))
@@ -421,7 +421,7 @@ class NodeTests(TestCase):
         self.assertEqual(one_left.events, [])
         last = Outbox(Origin("n2", 1))
         await events.went_offline("n2", alice.id, "alice", last, self.offline)
-        gone = PresenceChanged(alice.id, "alice", False, (bob.id,), origin=Origin("n2", 1))
+        gone = PresenceChanged(alice.id, "alice", False, (general,), origin=Origin("n2", 1))
         self.assertEqual(last.events, [gone])
         self.assertEqual(await events.online_user_ids(), {carol.id})
 
@@ -454,7 +454,7 @@ class NodeTests(TestCase):
         alice = await self.store.users.create("alice", "x")
         bob = await self.store.users.create("bob", "x")
         carol = await self.store.users.create("carol", "x")
-        await make_room(self.store, "general", alice, bob)
+        general = await make_room(self.store, "general", alice, bob)
         await events.join("n1", 0)
         await events.join("n2", 0)
         for node, user in [("n1", alice), ("n2", alice), ("n1", bob), ("n1", carol)]:
@@ -464,7 +464,7 @@ class NodeTests(TestCase):
         outbox = Outbox(Origin("n2"))
         await events.remove_node("n1", outbox, self.offline)
         self.assertEqual(outbox.events, [
-            PresenceChanged(bob.id, "bob", False, (alice.id,), origin=Origin("n2")),
+            PresenceChanged(bob.id, "bob", False, (general,), origin=Origin("n2")),
             PresenceChanged(carol.id, "carol", False, (), origin=Origin("n2")),
         ])
         self.assertEqual([e.event for e in await events.since(before)], outbox.events)

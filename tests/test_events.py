@@ -144,7 +144,7 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "emoji": EMOJIS,
     "role": st.sampled_from(ROLES),
     "online": st.booleans(),
-    "watcher_ids": st.lists(IDS, max_size=5, unique=True).map(tuple),
+    "room_ids": st.lists(IDS, max_size=5, unique=True).map(tuple),
 }
 """How each field is drawn, by its name (L{room} and a few others depend on the kind)."""
 
@@ -309,7 +309,7 @@ EXPECTED_AUDIENCES: dict[type, Callable[[events.Event], Audience]] = {
     InvitationRevoked: lambda e: Audience(None, frozenset({e.recipient_id})),
     InvitationExpired: lambda e: Audience(None, frozenset({e.sender_id, e.recipient_id})),
     InvitationReminder: lambda e: Audience(None, frozenset({e.recipient_id})),
-    PresenceChanged: lambda e: Audience(None, frozenset(e.watcher_ids)),
+    PresenceChanged: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
     AccountSuspended: lambda e: Audience(None, frozenset({e.user_id})),
     SessionsRevoked: lambda e: Audience(None, frozenset({e.user_id})),
     ServerRoleChanged: lambda e: Audience(None, frozenset({e.user_id})),
@@ -525,7 +525,7 @@ class AudienceTests(SynchronousTestCase):
         """
         Room events are for the room; membership events for the room and
         the user; a direct message and a conversation for both parties;
-        invitation events for the right party; presence for its watchers;
+        invitation events for the right party; presence for the members of the user's rooms, not the user;
         account events for the user; the trigger's membership events for
         nobody.
         """

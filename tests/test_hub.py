@@ -224,6 +224,16 @@ class DispatchTests(SynchronousTestCase):
         self.hub.dispatch(events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi"))
         self.assertEqual(cache_sizes, [1, 1, 1])
 
+    def test_presence_to_the_rooms_but_the_user(self):
+        """
+        A presence change reaches the members here of the user's rooms,
+        not the user's own connections.
+        """
+        event = events.PresenceChanged(ALICE.id, "alice", True, (HALL.id, 99))
+        self.assertEqual(self.hub.dispatch(event), 1)
+        self.assertEqual(self.bob.events, ["PRESENCE:alice:online"])
+        self.assertEqual(self.alice1.events + self.alice2.events, [])
+
     def test_absent_user(self):
         """An audience with nobody here delivers nothing."""
         self.assertEqual(self.hub.dispatch(events.InvitationReceived(5, CAROL.id, "a", "b", "member", 0, "")), 0)

@@ -185,7 +185,7 @@ class EventLog:
     async def remove_node(self, node: str, outbox: "Outbox", offline: Callable) -> None:
         """
         Forget a node (it stopped or died) and who was online on it, and
-        record C{offline(user_id, username, watcher_ids)} events in
+        record C{offline(user_id, username, room_ids)} events in
         C{outbox} for each of its users who is now online nowhere, in one
         transaction.
         """
@@ -194,14 +194,16 @@ class EventLog:
             await tx.execute("SELECT pg_advisory_xact_lock(%s)", (PRESENCE_LOCK_KEY,))
             rows = await tx.fetchall(
                 "WITH gone AS (DELETE FROM online WHERE node = %s RETURNING user_id) "
-                "SELECT u.id, u.username FROM gone JOIN users u ON u.id = gone.user_id "
+                "SELECT u.id, u.username, "
+                "  coalesce((SELECT array_agg(m.room_id ORDER BY m.room_id) FROM room_members m"
+                "            WHERE m.user_id = u.id), '{}') "
+                "FROM gone JOIN users u ON u.id = gone.user_id "
                 "WHERE NOT EXISTS (SELECT 1 FROM online o WHERE o.user_id = gone.user_id AND o.node <> %s) "
                 "ORDER BY u.id",
                 (node, node),
             )
             await tx.execute("DELETE FROM nodes WHERE id = %s", (node,))
-            events = [offline(r[0], r[1], await _co_member_ids(tx, r[0])) for r in rows]
-            await outbox.add_in(tx, events)
+            await outbox.add_in(tx, [offline(r[0], r[1], r[2]) for r in rows])
 
         await self._db.transaction(work)
 
@@ -212,7 +214,7 @@ class EventLog:
         """
         Note that the user has a connection on C{node}; when they were
         online nowhere before, record C{announce(user_id, username,
-        watcher_ids)} in C{outbox}, in the same transaction.
+        room_ids)} in C{outbox}, in the same transaction.
         """
 
         async def work(tx: Transaction) -> None:
@@ -228,7 +230,7 @@ class EventLog:
                 "INSERT INTO online (node, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", (node, user_id)
             )
             if not row[0]:
-                await outbox.add_in(tx, [announce(user_id, username, await _co_member_ids(tx, user_id))])
+                await outbox.add_in(tx, [announce(user_id, username, await _room_ids(tx, user_id))])
 
         await self._db.transaction(work)
 
@@ -247,7 +249,7 @@ class EventLog:
                 return
             row = await tx.fetchone("SELECT EXISTS (SELECT 1 FROM online WHERE user_id = %s)", (user_id,))
             if not row[0]:
-                await outbox.add_in(tx, [announce(user_id, username, await _co_member_ids(tx, user_id))])
+                await outbox.add_in(tx, [announce(user_id, username, await _room_ids(tx, user_id))])
 
         await self._db.transaction(work)
 
@@ -271,14 +273,10 @@ PRESENCE_LOCK_KEY = 0x1A12EE02
 """Serialises presence changes, so two nodes never both announce the same user."""
 
 
-async def _co_member_ids(tx: Transaction, user_id: int) -> list[int]:
-    """The users who share a room or conversation with C{user_id}."""
-    rows = await tx.fetchall(
-        "SELECT DISTINCT o.user_id FROM room_members me JOIN room_members o ON o.room_id = me.room_id "
-        "WHERE me.user_id = %s AND o.user_id <> %s",
-        (user_id, user_id),
-    )
-    return sorted(r[0] for r in rows)
+async def _room_ids(tx: Transaction, user_id: int) -> list[int]:
+    """The rooms and conversations C{user_id} is a member of."""
+    rows = await tx.fetchall("SELECT room_id FROM room_members WHERE user_id = %s ORDER BY room_id", (user_id,))
+    return [r[0] for r in rows]
 
 
 class EventListener:
