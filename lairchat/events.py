@@ -99,6 +99,26 @@ def _origin() -> Any:
     return field(default=None, kw_only=True)
 
 
+class UserEvent(Event):
+    """An event for one user, its C{user_id}."""
+
+    user_id: int
+
+    def audience(self) -> Audience:
+        """The user."""
+        return Audience(None, frozenset({self.user_id}))
+
+
+class RecipientEvent(Event):
+    """An event for the recipient of an invitation, its C{recipient_id}."""
+
+    recipient_id: int
+
+    def audience(self) -> Audience:
+        """The recipient."""
+        return Audience(None, frozenset({self.recipient_id}))
+
+
 class RoomEvent(Event):
     """An event for every member of its C{room} (and, for some, one more user)."""
 
@@ -343,7 +363,7 @@ class TopicChanged(RoomEvent):
 
 
 @frozen
-class InvitationReceived(Event):
+class InvitationReceived(RecipientEvent):
     """A user was invited (also sent to them at login for each pending one)."""
 
     invitation_id: int
@@ -355,9 +375,6 @@ class InvitationReceived(Event):
     message: str
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The recipient."""
-        return Audience(None, frozenset({self.recipient_id}))
 
 
 @frozen
@@ -386,7 +403,7 @@ class InvitationDeclined(_Answer):
 
 
 @frozen
-class InvitationRevoked(Event):
+class InvitationRevoked(RecipientEvent):
     """A pending invitation was withdrawn (or its recipient banned); for the recipient."""
 
     invitation_id: int
@@ -395,9 +412,6 @@ class InvitationRevoked(Event):
     by: str
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The recipient."""
-        return Audience(None, frozenset({self.recipient_id}))
 
 
 @frozen
@@ -416,7 +430,7 @@ class InvitationExpired(Event):
 
 
 @frozen
-class InvitationReminder(Event):
+class InvitationReminder(RecipientEvent):
     """A pending invitation has under a day left; for the recipient, once."""
 
     invitation_id: int
@@ -425,9 +439,6 @@ class InvitationReminder(Event):
     expires_ms: int
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The recipient."""
-        return Audience(None, frozenset({self.recipient_id}))
 
 
 # Users and sessions --------------------------------------------------------
@@ -454,20 +465,17 @@ class PresenceChanged(Event):
 
 
 @frozen
-class AccountSuspended(Event):
+class AccountSuspended(UserEvent):
     """An account was suspended: its connections are told and closed."""
 
     user_id: int
     reason: str
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The user."""
-        return Audience(None, frozenset({self.user_id}))
 
 
 @frozen
-class SessionsRevoked(Event):
+class SessionsRevoked(UserEvent):
     """
     A user's sessions but C{kept_session} were revoked (a password
     change): the connections logged in with them are logged out.
@@ -477,35 +485,26 @@ class SessionsRevoked(Event):
     kept_session: int
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The user."""
-        return Audience(None, frozenset({self.user_id}))
 
 
 @frozen
-class ServerRoleChanged(Event):
+class ServerRoleChanged(UserEvent):
     """A user's server role changed: their connections see it at once (not shown)."""
 
     user_id: int
     role: str
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The user."""
-        return Audience(None, frozenset({self.user_id}))
 
 
 @frozen
-class Notice(Event):
+class Notice(UserEvent):
     """A notice from the server to a user (C{SYSTEM_MESSAGE})."""
 
     user_id: int
     text: str
     origin: Origin | None = _origin()
 
-    def audience(self) -> Audience:
-        """The user."""
-        return Audience(None, frozenset({self.user_id}))
 
 
 # Encoding ------------------------------------------------------------------
