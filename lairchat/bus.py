@@ -22,12 +22,23 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from lairchat.events import Event
 
 FETCH_LIMIT = 1000
 """The most events one read of the log takes."""
+
+FAST_PATH_MAX = 100
+"""The most events of one local commit handed on at once; more go through the reader, which yields."""
+
+YIELD_AFTER = 20_000
+"""
+Lines shown after which the reader lets the reactor run before going on
+(a node of 5,000 users going offline in a room of 5,000 is 12,500,000
+lines: heartbeats and requests must not wait for all of them).
+"""
 
 
 class Bus:
@@ -41,9 +52,10 @@ class Bus:
 
     log = Logger()
 
-    def __init__(self, hub: Any, event_log: Any = None) -> None:
+    def __init__(self, hub: Any, event_log: Any = None, clock: Any = None) -> None:
         self.hub = hub
         self.event_log = event_log
+        self.clock = clock
         self.last = 0
         self.handed = 0
         self.reads = 0
@@ -62,10 +74,11 @@ class Bus:
         if self.event_log is not None:
             self.last = await self.event_log.latest()
 
-    def _hand_on(self, seq: int, event: Event) -> None:
-        """Give one event to the hub (and the observers); never raises."""
+    def _hand_on(self, seq: int, event: Event) -> int:
+        """Give one event to the hub (and the observers); never raises; how many lines it made."""
+        shown = 0
         try:
-            self.hub.dispatch(event)
+            shown = self.hub.dispatch(event) or 0
         except Exception:
             self.log.failure("delivering event {seq} failed", seq=seq)
         for observer in self.observers:
@@ -80,6 +93,7 @@ class Bus:
             self._waiters = [(t, d) for t, d in self._waiters if t > seq]
             for d in ready:
                 d.callback(None)
+        return shown
 
     async def committed(self, seqs: list[int], events: list[Event]) -> None:
         """
@@ -93,7 +107,8 @@ class Bus:
             for event in events:
                 self._hand_on(self.last + 1, event)
             return
-        if not self._pumping and seqs[0] == self.last + 1 and seqs[-1] - seqs[0] == len(seqs) - 1:
+        if (not self._pumping and len(events) <= FAST_PATH_MAX and seqs[0] == self.last + 1
+                and seqs[-1] - seqs[0] == len(seqs) - 1):
             for seq, event in zip(seqs, events):
                 self._hand_on(seq, event)
             return
@@ -129,9 +144,13 @@ class Bus:
                     self.log.warn("cannot read the event log: {error}", error=error)
                     self._release_waiters()
                     return
+                shown = 0
                 for logged in found:
                     if logged.seq > self.last:
-                        self._hand_on(logged.seq, logged.event)
+                        shown += self._hand_on(logged.seq, logged.event)
+                        if shown >= YIELD_AFTER and self.clock is not None:
+                            shown = 0
+                            await deferLater(self.clock, 0, lambda: None)
                 if len(found) < FETCH_LIMIT and not self._again:
                     break
             self._release_waiters()

@@ -74,7 +74,7 @@ class ServerContext:
         """Let the metrics read the hub; make the bus and presence."""
         self.metrics.watch_hub(self.hub)
         if self.bus is None:
-            self.bus = Bus(self.hub, getattr(self.store, "events", None))
+            self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)
         self.metrics.watch_bus(self.bus)
         if self.presence is None:
             self.presence = Presence(self)

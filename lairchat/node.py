@@ -65,6 +65,9 @@ class NodeService(Service):
         self._upkeep: Database | None = None
         self._events: EventLog | None = None
         self._heartbeat: LoopingCall | None = None
+        self._reaper: LoopingCall | None = None
+        self._reaping: Deferred | None = None
+        self._reannouncing: Deferred | None = None
         self._poll: LoopingCall | None = None
         self._beating: Deferred | None = None
 
@@ -95,6 +98,9 @@ class NodeService(Service):
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = self.server.clock
         self._heartbeat.start(self.node_timeout / HEARTBEAT_SHARE, now=False)
+        self._reaper = LoopingCall(self._reap)
+        self._reaper.clock = self.server.clock
+        self._reaper.start(self.node_timeout / HEARTBEAT_SHARE, now=False)
         self._poll = LoopingCall(self.server.bus.wake)
         self._poll.clock = self.server.clock
         self._poll.start(POLL_INTERVAL, now=False)
@@ -106,13 +112,37 @@ class NodeService(Service):
         self._beating = d
         return d
 
+    def _reap(self) -> Deferred:
+        """One look for dead nodes; never raises."""
+        d = Deferred.fromCoroutine(self.reap())
+        d.addErrback(lambda f: self.log.warn("looking for dead nodes failed: {error}", error=f.value))
+        self._reaping = d
+        return d
+
     async def beat(self) -> None:
-        """Say this node lives, re-register if forgotten, reap the dead, trim the log."""
+        """
+        Say this node lives; when the others took it for dead, register
+        again and, in the background (a heartbeat must never wait for
+        it), note its users online again.
+        """
         server, events = self.server, self._events
-        if not await events.heartbeat(self.node, server.bus.last):
-            self.log.warn("this node was taken for dead; registering again")
-            await events.join(self.node, server.bus.last)
-            await server.presence.reannounce()
+        if await events.heartbeat(self.node, server.bus.last):
+            return
+        self.log.warn("this node was taken for dead; registering again")
+        await events.join(self.node, server.bus.last)
+        if self._reannouncing is None:
+            self._reannouncing = Deferred.fromCoroutine(server.presence.reannounce())
+            self._reannouncing.addErrback(lambda f: self.log.warn("users not noted online again: {error}",
+                                                                  error=f.value))
+
+            def done(_: Any) -> None:
+                self._reannouncing = None
+
+            self._reannouncing.addBoth(done)
+
+    async def reap(self) -> None:
+        """Take the nodes not heard from for too long for dead, and trim the log."""
+        server, events = self.server, self._events
         for dead in await events.dead_nodes(self.node_timeout):
             if dead == self.node:
                 continue
@@ -124,14 +154,15 @@ class NodeService(Service):
 
     async def end(self) -> None:
         """Leave the cluster: stop listening, forget this node (its users go offline)."""
-        for call in (self._heartbeat, self._poll):
+        for call in (self._heartbeat, self._reaper, self._poll):
             if call is not None and call.running:
                 call.stop()
-        if self._beating is not None and not self._beating.called:
-            try:
-                await self._beating
-            except Exception:
-                pass
+        for running in (self._beating, self._reaping, self._reannouncing):
+            if running is not None and not running.called:
+                try:
+                    await running
+                except Exception:
+                    pass
         if self._listener is not None:
             self._listener.stop()
             self._listener = None

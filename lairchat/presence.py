@@ -110,10 +110,10 @@ class Presence:
 
     async def reannounce(self) -> None:
         """Note every user online here again (this node was taken for dead)."""
-        for user in self.server.hub.online_users():
-            outbox = Outbox(Origin(self.node))
-            await self.server.store.events.came_online(self.node, user.id, user.username, outbox, announcement(True))
-            await self.server.deliver(outbox)
+        outbox = Outbox(Origin(self.node))
+        users = [user.id for user in self.server.hub.online_users()]
+        await self.server.store.events.came_online_all(self.node, users, outbox, announcement(True))
+        await self.server.deliver(outbox)
 
     @property
     def node(self) -> str:

@@ -216,21 +216,33 @@ class EventLog:
         online nowhere before, record C{announce(user_id, username,
         room_ids)} in C{outbox}, in the same transaction.
         """
+        await self.came_online_all(node, [user_id], outbox, announce)
+
+    async def came_online_all(self, node: str, user_ids: list[int], outbox: "Outbox", announce: Callable) -> None:
+        """
+        L{came_online} for many users at once, in one transaction (a node
+        that registers again notes all its users so).  Nothing is noted for
+        a node that is not registered.
+        """
 
         async def work(tx: Transaction) -> None:
             await tx.execute("SELECT pg_advisory_xact_lock(%s)", (PRESENCE_LOCK_KEY,))
-            row = await tx.fetchone(
-                "SELECT EXISTS (SELECT 1 FROM online WHERE user_id = %s), "
-                "(SELECT count(*) FROM nodes WHERE id = %s)",
-                (user_id, node),
+            rows = await tx.fetchall(
+                "WITH registered AS (SELECT 1 FROM nodes WHERE id = %(node)s), "
+                "fresh AS ("
+                "  INSERT INTO online (node, user_id)"
+                "  SELECT %(node)s, u FROM unnest(%(users)s::bigint[]) AS u, registered"
+                "  ON CONFLICT DO NOTHING RETURNING user_id"
+                ") "
+                "SELECT u.id, u.username, "
+                "  coalesce((SELECT array_agg(m.room_id ORDER BY m.room_id) FROM room_members m"
+                "            WHERE m.user_id = u.id), '{}') "
+                "FROM fresh JOIN users u ON u.id = fresh.user_id "
+                "WHERE NOT EXISTS (SELECT 1 FROM online o WHERE o.user_id = u.id AND o.node <> %(node)s) "
+                "ORDER BY u.id",
+                {"node": node, "users": list(user_ids)},
             )
-            if not row[1]:
-                return
-            await tx.execute(
-                "INSERT INTO online (node, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", (node, user_id)
-            )
-            if not row[0]:
-                await outbox.add_in(tx, [announce(user_id, username, await _room_ids(tx, user_id))])
+            await outbox.add_in(tx, [announce(r[0], r[1], r[2]) for r in rows])
 
         await self._db.transaction(work)
 
