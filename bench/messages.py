@@ -190,8 +190,6 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1, help="unanswered requests per sender (default 1)")
     parser.add_argument("--nodes", type=int, default=1,
                         help="server processes on the one database; clients and senders spread round-robin (default 1)")
-    parser.add_argument("--async-commit", action="store_true",
-                        help="run the nodes with --synchronous-commit off (commits answered before they are on disk)")
     parser.add_argument("--pool-size", type=int, default=4,
                         help="each node's database connections (default 4)")
     parser.add_argument("--settle", type=float, default=STATS_SETTLE,
@@ -205,8 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.senders > args.clients:
         parser.error("--senders cannot exceed --clients")
-    extra = ("--synchronous-commit", "off") if args.async_commit else ()
-    with Environment(args.pool_size, nodes=args.nodes, extra_args=extra, keep_logs=args.keep_logs) as environment:
+    with Environment(args.pool_size, nodes=args.nodes, keep_logs=args.keep_logs) as environment:
         figures = asyncio.run(run(args, environment))
     f = figures
     print(f"machine: {machine()}")

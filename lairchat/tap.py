@@ -55,9 +55,6 @@ class Options(usage.Options):
         ["sweep-interval", None, "60", "How often expired invitations are swept, in seconds."],
         ["invite-retention", None, "7776000", "How long answered invitations are kept, in seconds."],
         ["session-ttl", None, "604800", "How long a session token lives, in seconds."],
-        ["synchronous-commit", None, "on",
-         "on: every change is on disk before it is answered; off: answered once committed, and a crash "
-         "of the database host may lose the last fraction of a second of answered changes."],
         ["node-timeout", None, "10",
          "Seconds without a heartbeat after which another node on the database is taken for dead."],
         ["metrics", None, None,
@@ -106,8 +103,6 @@ class Options(usage.Options):
             if value < minimum:
                 raise usage.UsageError(f"--{name} must be at least {minimum}")
             self[name] = value
-        if self["synchronous-commit"] not in ("on", "off"):
-            raise usage.UsageError(f"--synchronous-commit must be on or off, not {self['synchronous-commit']!r}")
         if not self["port"]:
             self["port"] = ["tcp:8080"]
         from twisted.internet import reactor
@@ -159,7 +154,6 @@ class LairchatService(MultiService):
         reactor: Any = None,
         stop_reactor_on_failure: bool = True,
         node_timeout: float = NODE_TIMEOUT,
-        synchronous_commit: bool = True,
     ) -> None:
         super().__init__()
         if reactor is None:
@@ -175,7 +169,6 @@ class LairchatService(MultiService):
         self.reactor = reactor
         self.stop_reactor_on_failure = stop_reactor_on_failure
         self.node_timeout = node_timeout
-        self.synchronous_commit = synchronous_commit
         self.ports: list = []
         self.server: ServerContext | None = None
         self.ready: Deferred | None = None
@@ -197,7 +190,7 @@ class LairchatService(MultiService):
         if dsn is None:
             self._embedded = EmbeddedPostgres(self.data_dir)
             dsn = await deferToThread(self._embedded.start)
-        self._db = Database(dsn, self.pool_size, reactor=self.reactor, synchronous_commit=self.synchronous_commit)
+        self._db = Database(dsn, self.pool_size, reactor=self.reactor)
         await self._db.start()
         await self._db.apply_schema(schema_text())
         store = Store(self._db)
@@ -279,5 +272,4 @@ def makeService(options: Options) -> LairchatService:
         pool_size=options["pool-size"],
         metrics_endpoint=options["metrics"],
         node_timeout=options["node-timeout"],
-        synchronous_commit=options["synchronous-commit"] == "on",
     )

@@ -180,16 +180,6 @@ class BadValuesTests(SynchronousTestCase):
         self.assertEqual(makeService(options).node_timeout, 2.5)
         self.assertEqual(makeService(parse()).node_timeout, 10.0)
 
-    def test_synchronous_commit(self):
-        """
-        C{--synchronous-commit} is on (the default) or off, and reaches the
-        service; anything else is refused.
-        """
-        for value in ["yes", "", "OFF", "1"]:
-            self.assertRefused("--synchronous-commit", value)
-        self.assertTrue(makeService(parse()).synchronous_commit)
-        self.assertFalse(makeService(parse("--synchronous-commit", "off")).synchronous_commit)
-
     def test_invalid_endpoint(self):
         """
         A C{--port} that is not a server endpoint, or whose port number is

@@ -118,18 +118,12 @@ class Database:
     """
     The pool, and the three ways to use it: a read, a write, a transaction.
 
-    With C{synchronous_commit} false, a commit returns before its record is
-    on disk (Postgres's C{synchronous_commit=off}): changes are committed,
-    visible and ordered as ever, but a crash of the database host may lose
-    the last fraction of a second of them.
-
     @ivar dsn: the libpq connection string.
     """
 
     log = Logger()
 
-    def __init__(self, dsn: str, size: int = 4, statement_timeout_ms: int = 15000, reactor: Any = None,
-                 synchronous_commit: bool = True) -> None:
+    def __init__(self, dsn: str, size: int = 4, statement_timeout_ms: int = 15000, reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -143,8 +137,7 @@ class Database:
             dsn,
             min=size,
             connect_timeout=10,
-            options=f"-c statement_timeout={statement_timeout_ms}"
-            + ("" if synchronous_commit else " -c synchronous_commit=off"),
+            options=f"-c statement_timeout={statement_timeout_ms}",
         )
         # The pool takes a connection out of its set while a query runs on it;
         # remember them all so that close() reaches the busy ones too.
