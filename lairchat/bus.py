@@ -119,12 +119,15 @@ class Bus:
         self.wake()
         await waiter
 
-    def wake(self, seq: int | None = None) -> None:
+    def wake(self, seq: int | None = None, node: str | None = None) -> None:
         """
-        There may be events to read (a notification says up to C{seq};
-        L{None}: perhaps some were missed).
+        There may be events to read (a notification says up to C{seq},
+        written by C{node}; L{None}: perhaps some were missed).  This
+        node's own commits are handed on by L{committed}: their
+        notifications are not read for (were one lost with its
+        connection, the next poll reads it).
         """
-        if self.event_log is None or (seq is not None and seq <= self.last):
+        if self.event_log is None or (seq is not None and (seq <= self.last or node == self.node)):
             return
         if self._pumping:
             self._again = True

@@ -234,6 +234,22 @@ class BusTests(TestCase):
         await wait_until(lambda: bus.last >= later_seq, "the bus to read the later event")
         self.assertEqual(hub.events, sent + [later])
 
+    async def test_own_notifications_are_not_read_for(self):
+        """
+        A notification of this node's own commit does not make the bus read
+        the log (the commit hands its events on itself); a poll does.
+        """
+        store = await fresh_store(self)
+        hub = FakeHub()
+        bus = Bus(hub, store.events)
+        await bus.start()
+        (seq,) = await store.events.record([notice(1, "mine")], Origin(hub.node, 3))
+        bus.wake(seq, hub.node)
+        self.assertEqual((bus.reads, hub.events), (0, []))
+        bus.wake()
+        await wait_until(lambda: bus.last >= seq, "the poll to read it")
+        self.assertEqual(hub.events, [evolve(notice(1, "mine"), origin=Origin(hub.node, 3))])
+
     async def test_unreadable_stretch(self):
         """
         More events of a kind this node cannot read than one read of the
@@ -302,13 +318,19 @@ class EventListenerTests(TestCase):
 
     async def test_wake_and_reconnect(self):
         """
-        The listener is woken with the sequence number of each commit; when
+        The listener is woken with the sequence number and node of each commit; when
         its connection is killed it reconnects, wakes with L{None} (it may
         have missed some), and is woken by later commits again.
         """
         store = await fresh_store(self)
         woken: list = []
-        listener = EventListener(test_dsn(), woken.append, reactor)
+        nodes: list = []
+
+        def wake(seq, node):
+            woken.append(seq)
+            nodes.append(node)
+
+        listener = EventListener(test_dsn(), wake, reactor)
         await listener.start()
         self.addCleanup(listener.stop)
 
@@ -325,6 +347,7 @@ class EventListenerTests(TestCase):
         (later,) = await store.events.record([notice(1, "again")], ORIGIN)
         await wait_until(lambda: later in woken, "a notification after reconnecting")
         self.assertEqual([w for w in woken if w is not None], [seq, later])
+        self.assertEqual([n for w, n in zip(woken, nodes) if w is not None], [ORIGIN.node, ORIGIN.node])
 
 
 class NodeTests(TestCase):

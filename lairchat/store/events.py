@@ -18,8 +18,9 @@ commit; the C{NOTIFY} of the same commit already serialises notifying
 commits on a lock of Postgres's own.
 
 Wake-ups.  The same statement sends one C{NOTIFY} per transaction on
-L{CHANNEL} whose payload is just the highest sequence number it wrote;
-the events themselves (a message may be 16 KB) are read from the table.
+L{CHANNEL} whose payload is just the highest sequence number it wrote and
+the node that wrote it; the events themselves (a message may be 16 KB)
+are read from the table.
 """
 
 import json
@@ -48,7 +49,7 @@ def _insert_sql() -> str:
         "  SELECT %(node)s, %(connection)s, k, p::jsonb"
         "  FROM unnest(%(kinds)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS t(k, p, n)"
         "  ORDER BY n RETURNING seq"
-        ") SELECT seq, pg_notify(%(channel)s, (max(seq) OVER ())::text) FROM ins ORDER BY seq"
+        ") SELECT seq, pg_notify(%(channel)s, (max(seq) OVER ())::text || ' ' || %(node)s) FROM ins ORDER BY seq"
     )
 
 
@@ -294,8 +295,8 @@ async def _room_ids(tx: Transaction, user_id: int) -> list[int]:
 class EventListener:
     """
     A connection of its own that C{LISTEN}s on L{CHANNEL} and calls
-    C{wake(seq)} for every notification, and C{wake(None)} after it
-    reconnected (when notifications may have been missed).
+    C{wake(seq, node)} for every notification, and C{wake(None, None)}
+    after it reconnected (when notifications may have been missed).
     """
 
     log = Logger()
@@ -316,12 +317,16 @@ class EventListener:
         await self._connection.runOperation(f"LISTEN {CHANNEL}")
 
     def _notified(self, notify: Any) -> None:
-        """A wake-up: its payload is the highest sequence number committed."""
+        """
+        A wake-up: its payload is the highest sequence number committed and
+        the node that committed it (nothing, for changes the database
+        itself recorded).
+        """
+        seq, _, node = notify.payload.partition(" ")
         try:
-            seq = int(notify.payload)
+            self._wake(int(seq), node)
         except ValueError:
-            seq = None
-        self._wake(seq)
+            self._wake(None, None)
 
     def _recovered(self) -> Deferred:
         """The connection came back: listen again, then catch up."""
@@ -336,7 +341,7 @@ class EventListener:
                 self.log.warn("event listener could not listen again: {error}", error=error)
                 return
             self.log.info("event listener reconnected")
-            self._wake(None)
+            self._wake(None, None)
 
         return Deferred.fromCoroutine(again())
 

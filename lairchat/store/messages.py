@@ -91,7 +91,7 @@ _POST_SQL = (
     "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
     "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
     ") "
-    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text) "
+    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s) "
     "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
 )
 """
@@ -150,6 +150,7 @@ class MessageStore:
             "kinds": [kind(t) for t in items],
             "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in items],
             "nodes": [t.origin.node if t.origin else "" for t in items],
+            "node": items[0].origin.node if items[0].origin else "",
             "connections": [t.origin.connection if t.origin else 0 for t in items],
         }
         try:
