@@ -6,6 +6,7 @@ Tests for the event log (L{lairchat.store.events}), the bus that reads it
 promise is the database's, so it is never mocked.
 """
 
+import time
 from collections.abc import Callable
 
 from attrs import evolve
@@ -14,7 +15,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import FailTest, SynchronousTestCase, TestCase
 
-from lairchat.bus import FETCH_LIMIT, Bus
+from lairchat.bus import FETCH_LIMIT, YIELD_AFTER, Bus
 from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Origin, PresenceChanged, RoomRef
 from lairchat.models import to_ms
 from lairchat.store import Store
@@ -249,6 +250,34 @@ class BusTests(TestCase):
         bus.wake()
         await wait_until(lambda: bus.last >= seq, "the poll to read it")
         self.assertEqual(hub.events, [evolve(notice(1, "mine"), origin=Origin(hub.node, 3))])
+
+    async def test_long_handing_on_yields(self):
+        """
+        Handing on that takes longer than the bus's time slice lets the
+        reactor run before the next event: a call scheduled meanwhile runs
+        between them, not after all of them.
+        """
+        store = await fresh_store(self)
+        order: list = []
+
+        class SlowHub(FakeHub):
+            """A hub whose first event takes longer than a time slice to show."""
+
+            def dispatch(self, event: object) -> None:
+                """Remember the event; work past the slice on the first."""
+                order.append(event.text)
+                if len(order) == 1:
+                    reactor.callLater(0, order.append, "reactor")
+                    end = time.monotonic() + YIELD_AFTER + 0.05
+                    while time.monotonic() < end:
+                        pass
+
+        bus = Bus(SlowHub(), store.events, reactor)
+        await bus.start()
+        seqs = await store.events.record([notice(1, "first"), notice(1, "second")], ORIGIN)
+        bus.wake()
+        await wait_until(lambda: bus.last >= seqs[-1], "the bus to hand both on")
+        self.assertEqual(order, ["first", "reactor", "second"])
 
     async def test_unreadable_stretch(self):
         """
