@@ -91,10 +91,12 @@ class RunningServer:
     @ivar port: the TCP port it listens on.
     """
 
-    def __init__(self, testcase: Any, config: Config = TEST_CONFIG, node_timeout: float | None = None) -> None:
+    def __init__(self, testcase: Any, config: Config = TEST_CONFIG, node_timeout: float | None = None,
+                 dsn: str | None = None) -> None:
         self.testcase = testcase
         self.config = config
         self.node_timeout = node_timeout
+        self.dsn = dsn
         self.service: LairchatService | None = None
         self.port = 0
 
@@ -104,7 +106,7 @@ class RunningServer:
         self.service = LairchatService(
             self.config,
             ["tcp:0:interface=127.0.0.1"],
-            dsn=test_dsn(),
+            dsn=self.dsn or test_dsn(),
             pool_size=3,
             stop_reactor_on_failure=False,
             **extra,

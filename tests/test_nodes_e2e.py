@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from psycopg2.extensions import make_dsn
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ConnectionRefusedError
@@ -36,6 +37,9 @@ from tests.support import (
     start_nodes,
     test_dsn,
 )
+
+_databases = itertools.count(1)
+"""Numbers for the databases tests make."""
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 """The source tree (a C{twistd} subprocess runs its code)."""
@@ -779,6 +783,30 @@ class NodeFailureTests(TestCase):
         self.assertEqual(renewed, (len(listening[0]),), "node B does not listen again")
         await alice.ok("SEND_MESSAGE:hall:after the restart")
         self.assertEqual(said(await bob.event("MESSAGE:")), ["alice", "after the restart"])
+
+    async def test_three_nodes_started_at_once_on_an_empty_database(self):
+        """
+        Three nodes started together on a database with no schema yet:
+        the schema is applied once, under its lock, and all three serve.
+        """
+        name = f"lairchat_empty_{os.getpid()}_{next(_databases)}"
+        admin = Database(test_dsn(), 1)
+        await admin.start()
+        self.addCleanup(admin.close)
+        await admin.execute(f"CREATE DATABASE {name}")
+        self.addCleanup(lambda: coroutine(admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        dsn = make_dsn(test_dsn(), dbname=name)
+        nodes = await gatherResults([coroutine(RunningServer(self, TEST_CONFIG, NODE_TIMEOUT, dsn).start())
+                                     for _ in range(3)])
+        empty = Database(dsn, 1)
+        await empty.start()
+        self.addCleanup(empty.close)
+        self.assertEqual(await empty.fetchall("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(await empty.fetchall("SELECT count(*) FROM nodes"), [(3,)])
+        clients = [await node.user(name) for node, name in zip(nodes, ["ann", "ben", "cat"])]
+        for client in clients:
+            self.assertEqual(await client.request("REQUEST_USER_LIST"),
+                             ["USER:ann", "USER:ben", "USER:cat", "OK:REQUEST_USER_LIST:3"])
 
     async def test_three_nodes_started_at_once(self):
         """
