@@ -440,3 +440,13 @@ class Client:
         if self.reading is not None:
             self.reading.cancel()
         self.writer.close()
+
+
+def print_problems(problems: list[str]) -> None:
+    """Print the suspicious lines of the server logs (the first 20), or that there were none."""
+    if problems:
+        print(f"server logs: {len(problems)} suspicious line(s); the first ones:")
+        for line in problems[:20]:
+            print(f"  {line}")
+    else:
+        print("server logs: no errors or warnings")

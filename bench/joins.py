@@ -30,7 +30,7 @@ import signal
 import time
 from collections import Counter
 
-from harness import Environment, load, machine, percentile, raise_fd_limit
+from harness import Environment, load, machine, percentile, print_problems, raise_fd_limit
 
 ROOM = "joinroom"
 OWNER = "joinowner"
@@ -396,12 +396,7 @@ def main() -> None:
         for at, node, took, reply in slow[:20]:
             print(f"  at +{at:.0f} s via node {node}: {took:.1f} s, {reply[:90]}")
         f["problems"] = after["problems"]
-    if f["problems"]:
-        print(f"server logs: {len(f['problems'])} suspicious line(s); the first ones:")
-        for line in f["problems"][:20]:
-            print(f"  {line}")
-    else:
-        print("server logs: no errors or warnings")
+    print_problems(f["problems"])
 
 
 if __name__ == "__main__":

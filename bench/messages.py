@@ -30,7 +30,7 @@ import argparse
 import asyncio
 import time
 
-from harness import (STATS_SETTLE, Client, Environment, load, machine, peak_rss_mb, percentile,
+from harness import (STATS_SETTLE, Client, Environment, load, machine, peak_rss_mb, percentile, print_problems,
                      reset_peak_rss)
 
 ROOM = "benchroom"
@@ -245,12 +245,7 @@ def main() -> None:
           f"{before['nodes']} before, {after['nodes']} after (of {args.nodes}); users online {before['online']} "
           f"before, {after['online']} after (of {args.clients} connected)")
     print(f"the benchmark's own clients used {f['client_cpu']:.1f} s CPU (they share the machine)")
-    if f["problems"]:
-        print(f"server logs: {len(f['problems'])} suspicious line(s); the first ones:")
-        for line in f["problems"][:20]:
-            print(f"  {line}")
-    else:
-        print("server logs: no errors or warnings")
+    print_problems(f["problems"])
 
 
 if __name__ == "__main__":
