@@ -10,6 +10,7 @@ from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from lairchat.addresses import Networks
 from lairchat.bus import Bus
 from lairchat.domain import Actor
 from lairchat.errors import AuthRequired
@@ -42,6 +43,7 @@ class Config:
     rate_limits: bool = True
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
+    exempt_networks: Networks = Networks()
 
 
 @define
@@ -152,7 +154,7 @@ class RequestContext:
     @property
     def actor(self) -> Actor:
         """Who this request acts as, for the domain's operations."""
-        return Actor(self.server, self.connection.user, self.origin)
+        return Actor(self.server, self.connection.user, self.origin, getattr(self.connection, "address", None))
 
     @property
     def user(self) -> User:

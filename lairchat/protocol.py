@@ -18,6 +18,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
 from lairchat import __version__, events
+from lairchat.addresses import UNKNOWN_ADDRESS, peer_address
 from lairchat.context import ServerContext
 from lairchat.domain.messages import direct_message_received
 from lairchat.errors import ChatError, LineTooLong
@@ -162,6 +163,9 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
     @ivar user: the logged-in L{lairchat.models.User}, or L{None}.
     @ivar session_id: the id of the session it logged in with.
     @ivar current_room: the name of the room plain lines go to, or L{None}.
+    @ivar address: the IP address the client connects from (text).
+    @ivar exempt: whether that address lies in a trusted network
+        (C{--exempt-network}).
     """
 
     delimiter = b"\n"
@@ -185,11 +189,15 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._backlog = 0
         self.lost: Deferred = Deferred()
         self.connection_id = next(_connection_ids)
+        self.address = UNKNOWN_ADDRESS
+        self.exempt = False
 
     # Connection lifecycle
 
     def connectionMade(self) -> None:
         """Greet the client and watch our own output buffer."""
+        self.address = peer_address(self.transport)
+        self.exempt = self.address in self.server.config.exempt_networks
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
         self._producing = True

@@ -16,6 +16,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
 
+from lairchat.addresses import Networks, parse_network
 from lairchat.context import Config, ServerContext
 from lairchat.embedded import EmbeddedPostgres
 from lairchat.hub import Hub
@@ -70,6 +71,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["admin"] = []
+        self["exempt-network"] = []
 
     def opt_port(self, endpoint: str) -> None:
         """A Twisted server endpoint to listen on, e.g. tcp:8080 or ssl:6697:privateKey=key.pem
@@ -82,6 +84,14 @@ class Options(usage.Options):
             self["admin"].append(valid_username(user))
         except Exception as error:
             raise usage.UsageError(f"--admin {user!r}: {error}") from None
+
+    def opt_exempt_network(self, network: str) -> None:
+        """A trusted network in CIDR notation (e.g. 10.0.0.0/8 or 127.0.0.1) whose clients no
+        per-address limit, flood control or block applies to (repeatable)."""
+        try:
+            self["exempt-network"].append(parse_network(network))
+        except ValueError as error:
+            raise usage.UsageError(f"--exempt-network {network!r}: {error}") from None
 
     def postOptions(self) -> None:
         """Check every value; a bad one is a usage error."""
@@ -129,6 +139,7 @@ class Options(usage.Options):
             max_output_buffer=self["max-output-buffer"],
             admins=tuple(self["admin"]),
             rate_limits=not self["no-rate-limit"],
+            exempt_networks=Networks(tuple(self["exempt-network"])),
         )
 
 

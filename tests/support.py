@@ -127,19 +127,23 @@ class RunningServer:
         """The running L{lairchat.context.ServerContext}."""
         return self.service.server
 
-    async def connect(self) -> "LineClient":
-        """A new client connection, past the greeting."""
+    async def connect(self, source: str = "127.0.0.1") -> "LineClient":
+        """
+        A new client connection from the loopback address C{source}
+        (127.0.0.N: any N works on Linux), past the greeting.
+        """
         client = LineClient()
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, bindAddress=(source, 0))
+        await connectProtocol(endpoint, client)
         self.testcase.addCleanup(client.close)
         welcome = await client.line()
         assert welcome.startswith("WELCOME:"), welcome
         await client.line()
         return client
 
-    async def user(self, name: str, password: str = "correct horse 9") -> "LineClient":
-        """A new connection, registered as C{name}."""
-        client = await self.connect()
+    async def user(self, name: str, password: str = "correct horse 9", source: str = "127.0.0.1") -> "LineClient":
+        """A new connection from C{source}, registered as C{name}."""
+        client = await self.connect(source)
         reply = await client.request(f"REGISTER:{name}:{password}")
         assert reply[-1].startswith(f"OK:REGISTER:{name}:"), reply
         return client

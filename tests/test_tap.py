@@ -77,6 +77,18 @@ class ValuesTests(SynchronousTestCase):
         self.assertEqual(options["admin"], ["alice", "Bob_2"])
         self.assertEqual(options.config().admins, ("alice", "Bob_2"))
 
+    def test_repeatable_exempt_network(self):
+        """
+        C{--exempt-network} may be given more than once, as networks or
+        single addresses; the config holds them all.
+        """
+        options = parse("--exempt-network", "10.0.0.0/8", "--exempt-network", "127.0.0.1")
+        exempt = options.config().exempt_networks
+        self.assertIn("10.200.0.1", exempt)
+        self.assertIn("127.0.0.1", exempt)
+        self.assertNotIn("127.0.0.2", exempt)
+        self.assertFalse(parse().config().exempt_networks)
+
     def test_config(self):
         """
         Every setting reaches the L{Config} field of the same meaning.
@@ -196,6 +208,14 @@ class BadValuesTests(SynchronousTestCase):
         for name in ["ab", "1alice", "al ice", "a" * 21, ""]:
             error = self.assertRefused("--admin", name)
             self.assertIn("--admin", str(error))
+
+    def test_invalid_exempt_network(self):
+        """
+        A C{--exempt-network} that is no network is refused.
+        """
+        for network in ["10.0.0.0/33", "lair", "", "300.1.1.1"]:
+            error = self.assertRefused("--exempt-network", network)
+            self.assertIn("--exempt-network", str(error))
 
     def test_unknown_option(self):
         """

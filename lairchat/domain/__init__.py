@@ -26,12 +26,15 @@ class Actor:
     """
     Who does an operation, and where: a logged-in user (or nobody yet),
     the server they act on, and the origin their events carry (so the
-    connection that asked gets its answer instead of the event).
+    connection that asked gets its answer instead of the event), and the
+    network address the request came from (L{None} when it came from no
+    client, as for the sweeper).
     """
 
     server: Any
     user_or_none: Any
     origin: Origin
+    address: str | None = None
 
     @property
     def user(self) -> Any:
