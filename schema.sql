@@ -45,6 +45,18 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts DESC);
 
+-- Addresses refused by intrusion detection or by an admin, on every node
+-- until blocked_until; strikes counts the blocks of the day before, so a
+-- returning address is blocked for longer.
+CREATE TABLE IF NOT EXISTS address_blocks (
+    address       text PRIMARY KEY,
+    reason        text NOT NULL,
+    blocked_by    text NOT NULL,
+    blocked_at    timestamptz NOT NULL DEFAULT now(),
+    blocked_until timestamptz NOT NULL,
+    strikes       integer NOT NULL DEFAULT 0
+);
+
 -- Rooms and membership -----------------------------------------------------
 
 -- kind 'room' rooms have a unique name; kind 'direct' rooms are the

@@ -2,7 +2,8 @@
 """
 The line protocol's server administration commands, for holders of the
 server role C{admin}: SERVER_STATS, AUDIT_LOG, SET_USER_ROLE,
-SUSPEND_USER, UNSUSPEND_USER.
+SUSPEND_USER, UNSUSPEND_USER, and the address blocks of intrusion
+detection: LIST_BLOCKS, BLOCK_ADDRESS, UNBLOCK_ADDRESS.
 
 Each parses its arguments, calls its operation in L{lairchat.domain.admin}
 and renders the answer (C{STAT} and C{AUDIT} lines).
@@ -103,8 +104,62 @@ class UnsuspendUser(Command):
         return Reply.ok(target.username)
 
 
+class ListBlocks(Command):
+    """The addresses blocked now."""
+
+    name = "LIST_BLOCKS"
+    syntax = "LIST_BLOCKS"
+    summary = "Addresses blocked now, soonest to end first (server admins)"
+
+    async def run(self, context, parsed):
+        """One BLOCKED line per address; the address last (IPv6 addresses hold colons)."""
+        found = await admin.blocks(context.actor)
+        lines = [render("BLOCKED", b.until_ms, b.blocked_by, b.strikes + 1, b.reason, b.address) for b in found]
+        return Reply.ok(len(lines), lines=lines)
+
+
+class BlockAddress(Command):
+    """Block an address on every node."""
+
+    name = "BLOCK_ADDRESS"
+    syntax = "BLOCK_ADDRESS:<seconds>:<address>"
+    summary = "Block an address; its connections close and new ones are refused (server admins)"
+    arity = (2, 2)
+
+    def parse(self, arguments):
+        """A duration (1 s to 30 days) and an IPv4 or IPv6 address."""
+        return validation.count(arguments[0], "seconds", 1, 30 * 24 * 3600), validation.ip_address(arguments[1])
+
+    async def run(self, context, parsed):
+        """Block it."""
+        seconds, address = parsed
+        block = await admin.block_address(context.actor, address, seconds)
+        return Reply.ok(block.until_ms, block.address)
+
+
+class UnblockAddress(Command):
+    """Lift an address's block."""
+
+    name = "UNBLOCK_ADDRESS"
+    syntax = "UNBLOCK_ADDRESS:<address>"
+    summary = "Lift an address's block (server admins)"
+    arity = (1, 1)
+
+    def parse(self, arguments):
+        """An IPv4 or IPv6 address."""
+        return validation.ip_address(arguments[0])
+
+    async def run(self, context, address):
+        """Lift it."""
+        await admin.unblock_address(context.actor, address)
+        return Reply.ok(address)
+
+
 server_stats = ServerStats()
 audit_log = AuditLog()
 set_user_role = SetUserRole()
 suspend_user = SuspendUser()
 unsuspend_user = UnsuspendUser()
+list_blocks = ListBlocks()
+block_address = BlockAddress()
+unblock_address = UnblockAddress()

@@ -16,11 +16,13 @@ from lairchat.domain import Actor
 from lairchat.errors import AuthRequired
 from lairchat.events import Origin
 from lairchat.hub import Hub
+from lairchat.intrusion import IntrusionDetector
 from lairchat.metrics import Metrics
 from lairchat.domain.messages import Receipts, RoomNames
 from lairchat.models import User
 from lairchat.presence import Presence
 from lairchat.store.events import Outbox
+from lairchat.suspicion import SuspicionRules
 
 
 @frozen
@@ -44,6 +46,7 @@ class Config:
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
     exempt_networks: Networks = Networks()
+    suspicion: SuspicionRules = SuspicionRules()
 
 
 @define
@@ -71,9 +74,10 @@ class ServerContext:
     presence: Presence = field(default=None)
     room_names: RoomNames = field(factory=RoomNames)
     receipts: Receipts = field(default=None)
+    intrusion: IntrusionDetector = field(default=None)
 
     def __attrs_post_init__(self) -> None:
-        """Let the metrics read the hub; make the bus and presence."""
+        """Let the metrics read the hub; make the bus, presence and intrusion detection."""
         self.metrics.watch_hub(self.hub)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)
@@ -82,6 +86,9 @@ class ServerContext:
             self.presence = Presence(self)
         if self.receipts is None:
             self.receipts = Receipts(self.store)
+        if self.intrusion is None:
+            self.intrusion = IntrusionDetector(self.store, self.clock, self.config.exempt_networks,
+                                               self.config.suspicion, self.metrics)
 
     @property
     def node(self) -> str:

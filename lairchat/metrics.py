@@ -48,6 +48,18 @@ class Metrics:
             "lairchat_bus_reads", "Reads of the event log since start (notifications, gaps, polls).",
             registry=self.registry,
         )
+        # Intrusion detection
+        self.suspicious_acts = Counter(
+            "lairchat_suspicious_acts", "Suspicious acts scored against an address, by kind.", ["kind"],
+            registry=self.registry,
+        )
+        self.blocks = Counter(
+            "lairchat_address_blocks", "Addresses this node saw blocked (by intrusion detection or an admin).",
+            registry=self.registry,
+        )
+        self.blocked_addresses = Gauge(
+            "lairchat_blocked_addresses", "Addresses blocked now, as this node knows them.", registry=self.registry,
+        )
 
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""

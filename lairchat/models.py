@@ -335,3 +335,22 @@ class InvitationStats:
     revoked: int
     acceptance_rate: float
     median_response_ms: int
+
+
+@frozen
+class AddressBlock:
+    """
+    An address refused until a moment.
+
+    @ivar address: the IP address, as text.
+    @ivar reason: why (what intrusion detection saw, or an admin's word).
+    @ivar blocked_by: C{server} for intrusion detection, else the admin.
+    @ivar until_ms: when the block ends, in epoch ms.
+    @ivar strikes: the blocks of the same address in the day before this one.
+    """
+
+    address: str
+    reason: str
+    blocked_by: str
+    until_ms: int
+    strikes: int = 0

@@ -195,9 +195,13 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
     # Connection lifecycle
 
     def connectionMade(self) -> None:
-        """Greet the client and watch our own output buffer."""
+        """Greet the client and watch our own output buffer; refuse a blocked address."""
         self.address = peer_address(self.transport)
         self.exempt = self.address in self.server.config.exempt_networks
+        refusal = self.server.intrusion.refusal(self.address)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
         self._producing = True
@@ -220,6 +224,12 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 ),
             ]
         )
+
+    def _refuse(self, error: ChatError) -> None:
+        """Write one error line and close: this connection is not served."""
+        self._refusing = True
+        self.transport.write((render_error(error) + "\r\n").encode("utf-8"))
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
         """Forget the connection: it is no longer online."""
@@ -259,6 +269,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         try:
             request = parse_line(line)
         except ChatError as error:
+            self.server.intrusion.note(self.address, "malformed_line")
             self._enqueue((raw_label(line), error))
             return
         if request is None:
@@ -285,6 +296,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._buffer = b""
         if self._refusing:
             return
+        self.server.intrusion.note(self.address, "malformed_line")
         self._refusing = True
         if not self._reading_paused:
             self._reading_paused = True
@@ -382,6 +394,13 @@ class ChatFactory(Factory):
         self.server = server
         self.router = Router(server)
         self.connections: set[ChatProtocol] = set()
+        server.intrusion.add_front_end(self.close_address)
+
+    def close_address(self, address: str, error: ChatError) -> None:
+        """Close every connection from C{address}, each after the line of C{error}."""
+        for connection in [c for c in self.connections if c.address == address]:
+            connection.write_lines([render_error(error)])
+            connection.close()
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
         """A new connection."""

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from lairchat.command import Reply
 from lairchat.context import RequestContext, ServerContext
-from lairchat.errors import AuthRequired, ChatError, InternalError, InvalidInput
+from lairchat.errors import AuthRequired, ChatError, InternalError, InvalidInput, SecurityViolation
 from lairchat.wire import Request, render, render_error, render_ok, split_arguments, with_label
 
 PLAIN_LINE_COMMAND = "SEND_MESSAGE"
@@ -90,6 +90,8 @@ class Router:
                 raise TypeError(f"{command.name} answered {reply!r}, not a Reply")
         except ChatError as error:
             name = command.name if command is not None else "UNKNOWN"
+            if error.code == SecurityViolation.code:
+                self.server.intrusion.note(getattr(connection, "address", None), "security_violation")
             return Outcome((with_label(label, render_error(error)),), close=error.closes), name, error.name
         except Exception:
             reference = secrets.token_hex(6)

@@ -25,6 +25,7 @@ from lairchat.passwords import Passwords
 from lairchat.plugins import load_commands, load_extensions
 from lairchat.protocol import ChatFactory
 from lairchat.store import Database, Store, schema_text
+from lairchat.suspicion import SuspicionRules
 from lairchat.validation import username as valid_username
 
 _POSITIVE_INTEGERS = {
@@ -35,7 +36,7 @@ _POSITIVE_INTEGERS = {
     "session-ttl": 60,
     "max-output-buffer": 4096,
 }
-_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0}
+_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0, "block-threshold": 1.0, "block-seconds": 1.0}
 
 
 class Options(usage.Options):
@@ -62,6 +63,10 @@ class Options(usage.Options):
          "A Twisted endpoint serving Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
         ["max-output-buffer", None, "1048576",
          "Bytes queued for a client that stopped reading before it is disconnected."],
+        ["block-threshold", None, "30",
+         "The suspicion score at which intrusion detection blocks an address (see docs/protocol.md)."],
+        ["block-seconds", None, "900",
+         "How long an address's first block lasts, in seconds (doubling on each return within a day)."],
     ]
     optFlags = [
         ["no-rate-limit", None, "Turn request rate limits off (for benchmarks)."],
@@ -140,6 +145,8 @@ class Options(usage.Options):
             admins=tuple(self["admin"]),
             rate_limits=not self["no-rate-limit"],
             exempt_networks=Networks(tuple(self["exempt-network"])),
+            suspicion=SuspicionRules(threshold=self["block-threshold"], block_seconds=self["block-seconds"],
+                                     max_block_seconds=max(self["block-seconds"], 24 * 3600.0)),
         )
 
 
@@ -220,6 +227,8 @@ class LairchatService(MultiService):
         self._node = NodeService(self.server, dsn, self.node_timeout)
         await self._node.begin()
         self._node.setServiceParent(self)
+        await self.server.intrusion.refresh()
+        self.server.intrusion.service().setServiceParent(self)
         for extension in self.server.extensions:
             for service in extension.services(self.server):
                 service.setServiceParent(self)

@@ -142,6 +142,23 @@ def count(value: str, what: str = "limit", minimum: int = 1, maximum: int = 500)
     return number
 
 
+def ip_address(value: str) -> str:
+    """
+    An IPv4 or IPv6 address, in its canonical text form (an IPv4-mapped
+    IPv6 address as its IPv4 address).
+    """
+    import ipaddress
+
+    _no_controls(value, "address")
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise InvalidFormat("address must be an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
 def choice(value: str, options: tuple[str, ...], what: str) -> str:
     """
     One of a fixed set of lower-case words (a role, a status, a privacy).

@@ -19,6 +19,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from lairchat.context import Config
 from lairchat.store import Database, Store, schema_text
+from lairchat.suspicion import SuspicionRules
 from lairchat.tap import LairchatService
 
 TIMEOUT = 10.0
@@ -79,8 +80,12 @@ async def fresh_store(testcase: Any) -> Store:
     return Store(await fresh_database(testcase))
 
 
-TEST_CONFIG = Config(rate_limits=False)
-"""The server settings end-to-end tests start from (no rate limits)."""
+TEST_CONFIG = Config(rate_limits=False, suspicion=SuspicionRules(threshold=1e9))
+"""
+The server settings end-to-end tests start from: no rate limits, and no
+intrusion detection to speak of (the fuzz tests send storms of malformed
+lines); tests of those set their own.
+"""
 
 
 class RunningServer:
@@ -140,6 +145,19 @@ class RunningServer:
         assert welcome.startswith("WELCOME:"), welcome
         await client.line()
         return client
+
+    async def connect_refused(self, source: str = "127.0.0.1") -> str:
+        """
+        A new connection from C{source} that is refused: the one line it
+        gets instead of the greeting, once the server closed it.
+        """
+        client = LineClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, bindAddress=(source, 0))
+        await connectProtocol(endpoint, client)
+        self.testcase.addCleanup(client.close)
+        line = await client.line()
+        await client.closed
+        return line
 
     async def user(self, name: str, password: str = "correct horse 9", source: str = "127.0.0.1") -> "LineClient":
         """A new connection from C{source}, registered as C{name}."""

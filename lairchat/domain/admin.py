@@ -8,7 +8,7 @@ from typing import Any
 
 from lairchat import __version__
 from lairchat.errors import InvalidInput, NotFound, PermissionDenied
-from lairchat.models import AuditEntry, User
+from lairchat.models import AddressBlock, AuditEntry, User
 
 
 def require_server_admin(actor: Any) -> None:
@@ -121,3 +121,45 @@ async def unsuspend(actor: Any, name: str) -> User:
     target = await existing_user(actor, name)
     await actor.store.users.reinstate(target, actor.user.username)
     return target
+
+
+async def blocks(actor: Any) -> list[AddressBlock]:
+    """
+    The addresses blocked now, by intrusion detection or an admin, soonest
+    to end first.
+
+    @raise PermissionDenied: the actor is no server admin.
+    """
+    require_server_admin(actor)
+    return await actor.store.blocks.active()
+
+
+async def block_address(actor: Any, address: str, seconds: int) -> AddressBlock:
+    """
+    Block an address for C{seconds} on every node: its connections are
+    closed, new ones refused.  Audited.
+
+    @raise PermissionDenied: the actor is no server admin.
+    @raise InvalidInput: the address is the actor's own, or in an exempt
+        network (never blocked).
+    """
+    require_server_admin(actor)
+    intrusion = actor.server.intrusion
+    if not intrusion.watched(address):
+        raise InvalidInput("that address is in an exempt network and is never blocked")
+    if address == actor.address:
+        raise InvalidInput("you cannot block the address you are connected from")
+    return await intrusion.block(address, seconds, f"blocked by {actor.user.username}", actor.user.username)
+
+
+async def unblock_address(actor: Any, address: str) -> None:
+    """
+    Lift an address's block on every node (within a few seconds on the
+    others).  Audited.
+
+    @raise PermissionDenied: the actor is no server admin.
+    @raise NotFound: the address is not blocked.
+    """
+    require_server_admin(actor)
+    if not await actor.server.intrusion.lift(address, actor.user.username):
+        raise NotFound(f"{address} is not blocked")

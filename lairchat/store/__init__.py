@@ -11,6 +11,7 @@ from pathlib import Path
 from zope.interface import Attribute, Interface, implementer
 
 from lairchat.store.audit import AuditStore
+from lairchat.store.blocks import BlockStore
 from lairchat.store.conversations import ConversationStore
 from lairchat.store.database import Database
 from lairchat.store.events import EventLog
@@ -35,6 +36,7 @@ class IStore(Interface):
     invitations = Attribute("the L{InvitationStore}")
     stats = Attribute("the L{StatsStore}")
     events = Attribute("the L{EventLog}: events, nodes and who is online where")
+    blocks = Attribute("the L{BlockStore}: addresses refused by intrusion detection or an admin")
 
 
 @implementer(IStore)
@@ -52,6 +54,7 @@ class Store:
         self.invitations = InvitationStore(db)
         self.stats = StatsStore(db)
         self.events = EventLog(db)
+        self.blocks = BlockStore(db)
 
 
 def schema_path() -> Path:
