@@ -4,7 +4,7 @@ and scoring, blocking, refusing and lifting over real TCP from several
 loopback addresses.
 """
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lairchat.addresses import Networks
 from lairchat.suspicion import SuspicionRules
@@ -148,3 +148,70 @@ class IntrusionEndToEndTests(TestCase):
         await elsewhere.closed
         refused = await second.connect_refused("127.0.0.5")
         self.assertTrue(refused.startswith("ERROR:1401:"), refused)
+
+
+class _Blocks:
+    """A double of the blocks store whose Deferreds have fired."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.made: list = []
+
+    async def block(self, address, seconds, reason, blocked_by, rules=None):
+        """Record the block; it lasts as the rules say."""
+        from lairchat.models import AddressBlock
+
+        duration = seconds if seconds is not None else rules.block_duration(0)
+        block = AddressBlock(address, reason, blocked_by, int((self.clock.seconds() + duration) * 1000))
+        self.made.append(block)
+        return block
+
+
+class IntrusionDetectorTests(SynchronousTestCase):
+    """L{IntrusionDetector} on a Clock over a store double."""
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from lairchat.intrusion import IntrusionDetector
+
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.store = type("Store", (), {})()
+        self.store.blocks = _Blocks(self.clock)
+        self.closed: list = []
+        self.detector = IntrusionDetector(self.store, self.clock, Networks(("10.9.0.0/16",)),
+                                          SuspicionRules(threshold=10, block_seconds=60))
+        self.detector.add_front_end(lambda address, error: self.closed.append((address, error.code)))
+
+    def test_blocks_at_threshold(self) -> None:
+        """The act that reaches the threshold blocks: connections close, new ones are refused."""
+        for _ in range(4):
+            self.detector.note("10.0.0.1", "malformed_line")
+        self.assertIsNone(self.detector.refusal("10.0.0.1"))
+        self.detector.note("10.0.0.1", "malformed_line")
+        self.assertEqual(self.closed, [("10.0.0.1", 1401)])
+        self.assertEqual(self.detector.refusal("10.0.0.1").code, 1401)
+        self.assertIsNone(self.detector.refusal("10.0.0.2"))
+
+    def test_block_ends(self) -> None:
+        """A block ends at its time; the address is let in again."""
+        self.detector.note("10.0.0.1", "flood")
+        self.clock.advance(59)
+        self.assertIsNotNone(self.detector.refusal("10.0.0.1"))
+        self.clock.advance(1)
+        self.assertIsNone(self.detector.refusal("10.0.0.1"))
+
+    def test_exempt_and_unknown(self) -> None:
+        """Exempt and unknown addresses are never scored nor blocked."""
+        for address in ("10.9.1.1", "unknown", None):
+            for _ in range(10):
+                self.detector.note(address, "flood")
+            self.assertIsNone(self.detector.refusal(address))
+        self.assertEqual(self.store.blocks.made, [])
+
+    def test_blocked_once(self) -> None:
+        """Acts of an address already blocked make no second block."""
+        for _ in range(5):
+            self.detector.note("10.0.0.1", "flood")
+        self.assertEqual(len(self.store.blocks.made), 1)
