@@ -79,8 +79,17 @@ async def fresh_store(testcase: Any) -> Store:
     return Store(await fresh_database(testcase))
 
 
-TEST_CONFIG = Config(rate_limits=False)
-"""The server settings end-to-end tests start from (no rate limits)."""
+TEST_CONFIG = Config(rate_limits=False, max_connections_per_ip=10_000, new_connections_per_ip=10_000)
+"""
+The server settings end-to-end tests start from: no rate limits, and no
+per-address connection limits (tests open many connections from
+127.0.0.1); L{CONNECTION_LIMITS} puts the defaults back.
+"""
+
+CONNECTION_LIMITS = {
+    name: getattr(Config(), name) for name in ("max_connections_per_ip", "new_connections_per_ip")
+}
+"""The default per-address connection limits, as L{start_server} settings."""
 
 
 class RunningServer:
