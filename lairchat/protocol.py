@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any
 
 from attrs import evolve
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHandshakeListener, INegotiated, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -319,7 +319,13 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         """
         Make this connection C{user}'s (logging out whoever was here).  The
         Deferred fires once the events of the user's rooms reach it.
+
+        A connection already lost (its peer left, or it was cut, while the
+        login was being checked) stays out of the hub: nothing would ever
+        take it out again, and its user would be shown online forever.
         """
+        if self._closed:
+            return succeed(None)
         self.log_out()
         self._stop_login_timer()
         self.user = user

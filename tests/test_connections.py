@@ -238,6 +238,20 @@ class LoginTimeoutTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"ERROR:1303:TIMEOUT:no login within 5 s; closing the connection\r\n")
 
 
+class LostDuringLoginTests(SynchronousTestCase):
+    """A connection lost while its login was checked is not left online."""
+
+    def test_not_attached(self):
+        """Logging in on a lost connection attaches nothing to the hub."""
+        connection = connect()
+        connection.register()
+        user = connection.protocol.user
+        connection.protocol.connectionLost(None)
+        self.successResultOf(connection.protocol.log_in(user, 2))
+        self.assertFalse(connection.server.hub.is_online(user.id))
+        self.assertIsNone(connection.protocol.user)
+
+
 class StateTests(SynchronousTestCase):
     """Connections by state, for the metrics."""
 
