@@ -1,7 +1,7 @@
 """
 What the message benchmarks share: an embedded Postgres in a temporary
 directory, the real server as one or more C{twistd -n lairchat
---no-rate-limit} subprocesses ("nodes", all on that database) on loopback
+--no-rate-limit --exempt-network 127.0.0.1} subprocesses ("nodes", all on that database) on loopback
 ports, accounts seeded with SQL (one password hash for all, so setting up
 does not cost N argon2 hashes) and sessions seeded with SQL (so clients
 log in with C{RESUME} and no argon2 at all), an asyncio line client that
@@ -183,7 +183,7 @@ class Environment:
             self.servers.append(subprocess.Popen(
                 [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
                  f"--logfile={self.log_path(node)}", "lairchat", "--dsn", self.dsn,
-                 "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit",
+                 "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit", "--exempt-network", "127.0.0.1",
                  "--pool-size", str(self.pool_size), *self.extra_args],
                 cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
                 preexec_fn=raise_fd_limit,

@@ -253,7 +253,8 @@ def main() -> int:
         log = open(directory / "server.log", "w")
         server = subprocess.Popen(
             [str(twistd), "-n", "--pidfile=", "--logfile=-", "lairchat", "--dsn", dsn,
-             "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit", "--sweep-interval", "3600"],
+             "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit", "--exempt-network", "127.0.0.1",
+             "--sweep-interval", "3600"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_port(port, server, 60)

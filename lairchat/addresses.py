@@ -61,9 +61,19 @@ def peer_address(transport: Any) -> str:
     IPv6 addresses as IPv4), or L{UNKNOWN_ADDRESS}.
     """
     try:
-        host = getattr(transport.getPeer(), "host", None)
+        peer = transport.getPeer()
     except Exception:
         return UNKNOWN_ADDRESS
+    return address_of(peer)
+
+
+def address_of(addr: Any) -> str:
+    """
+    The IP address of an L{IAddress} (what a factory's C{buildProtocol}
+    gets), as text (IPv4-mapped IPv6 addresses as IPv4), or
+    L{UNKNOWN_ADDRESS}.
+    """
+    host = getattr(addr, "host", None)
     if not isinstance(host, str):
         return UNKNOWN_ADDRESS
     try:

@@ -31,6 +31,17 @@ class Config:
     The server's settings, from the command line (see L{lairchat.tap}).
 
     Durations are in seconds; sizes in bytes.
+
+    Connections (see L{lairchat.admission}): at most
+    C{max_connections_per_ip} open from one address and
+    C{new_connections_per_ip} new ones from it per
+    C{new_connection_window}, neither for C{exempt_networks}; at most
+    C{max_connections} in all (L{None}: derived from the file limit when the
+    service starts).  A connection not logged in after C{login_timeout}
+    (a TLS handshake included) is closed.  Every client socket has TCP
+    keepalive (C{keepalive_idle}, C{keepalive_interval},
+    C{keepalive_count}; idle 0 turns it off) and C{tcp_user_timeout}
+    (seconds output may stay unacknowledged; 0 leaves the system's).
     """
 
     server_name: str = "lair"
@@ -47,6 +58,15 @@ class Config:
     lockout_seconds: int = 15 * 60
     exempt_networks: Networks = Networks()
     suspicion: SuspicionRules = SuspicionRules()
+    max_connections_per_ip: int = 32
+    max_connections: int | None = None
+    new_connections_per_ip: int = 20
+    new_connection_window: float = 10.0
+    login_timeout: float = 120.0
+    keepalive_idle: int = 60
+    keepalive_interval: int = 10
+    keepalive_count: int = 6
+    tcp_user_timeout: float = 120.0
 
 
 @define

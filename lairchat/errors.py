@@ -85,6 +85,18 @@ class RateLimited(ChatError):
     name = "RATE_LIMITED"
 
 
+class TooManyConnections(ChatError):
+    """
+    Too many open connections, from one address or in all (1110, an
+    extension of the table's NAMEs): the connection is closed after the
+    line.
+    """
+
+    code = 1110
+    name = "TOO_MANY_CONNECTIONS"
+    closes = True
+
+
 class InvalidInput(ChatError):
     """A value is not acceptable (1111)."""
 

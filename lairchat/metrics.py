@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_metrics -*-
 """
 Prometheus metrics: requests by command and outcome, request latency,
-connections, online users (of this node), event deliveries and how far
-this node got in the event log, served over HTTP at
+connections, online users (of this node), event deliveries, how far
+this node got in the event log, and connections by state, refused or timed
+out, served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
@@ -60,6 +61,7 @@ class Metrics:
         self.blocked_addresses = Gauge(
             "lairchat_blocked_addresses", "Addresses blocked now, as this node knows them.", registry=self.registry,
         )
+        self._add_connection_metrics()
 
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""
@@ -77,6 +79,39 @@ class Metrics:
         """Count one answered request."""
         self.requests.labels(command, outcome).inc()
         self.latency.labels(command).observe(seconds)
+
+    # Connections: admission, login timeouts, states.
+
+    def _add_connection_metrics(self) -> None:
+        """The metrics of connection limits and timeouts."""
+        self.connections_by_state = Gauge(
+            "lairchat_connections_by_state",
+            "Open connections of this node by state: tls_handshake, anonymous (not logged in), logged_in.",
+            ["state"], registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "lairchat_connections_refused",
+            "Connections refused for a limit, by reason: total, per_address, rate.",
+            ["reason"], registry=self.registry,
+        )
+        self.connections_timed_out = Counter(
+            "lairchat_connections_timed_out",
+            "Connections closed for not logging in in time, by reason: login, tls_handshake.",
+            ["reason"], registry=self.registry,
+        )
+
+    def watch_connections(self, states: Any) -> None:
+        """Read the connections by state from C{states()} (a dict of counts) when scraped."""
+        for state in ("tls_handshake", "anonymous", "logged_in"):
+            self.connections_by_state.labels(state).set_function(lambda state=state: states()[state])
+
+    def connection_refused(self, reason: str) -> None:
+        """Count a connection refused for C{reason}."""
+        self.connections_refused.labels(reason).inc()
+
+    def connection_timed_out(self, reason: str) -> None:
+        """Count a connection closed for not logging in in time."""
+        self.connections_timed_out.labels(reason).inc()
 
     def site(self) -> Site:
         """An HTTP site serving C{/metrics}."""

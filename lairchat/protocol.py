@@ -3,6 +3,13 @@
 The connection: bytes framed into lines with a hard length cap, requests
 answered one at a time and in order, events written between replies, and a
 client that stops reading cut off before its backlog grows without bound.
+
+The factory admits each new connection through a
+L{lairchat.admission.ConnectionGate} (a refused one reads one C{ERROR} line
+and is closed, never reaching the router or the database); a connection not
+logged in within C{--login-timeout} (its TLS handshake included) is closed;
+every client socket gets TCP keepalive and a user timeout
+(L{lairchat.liveness}).
 """
 
 import itertools
@@ -10,18 +17,20 @@ from collections import deque
 from typing import Any
 
 from attrs import evolve
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IHandshakeListener, INegotiated, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
 from lairchat import __version__, events
-from lairchat.addresses import UNKNOWN_ADDRESS, peer_address
+from lairchat.addresses import UNKNOWN_ADDRESS, address_of, peer_address
+from lairchat.admission import ConnectionGate
 from lairchat.context import ServerContext
 from lairchat.domain.messages import direct_message_received
-from lairchat.errors import ChatError, LineTooLong
+from lairchat.errors import ChatError, LineTooLong, Timeout
+from lairchat.liveness import keep_alive
 from lairchat.ratelimit import RateLimiter
 from lairchat.router import Outcome, Router
 from lairchat.wire import event_variant, parse_line, raw_label, render, render_error, render_event, with_label
@@ -46,6 +55,14 @@ _connection_ids = itertools.count(1)
 
 QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
+
+CLOSE_GRACE = 10.0
+"""
+Seconds a connection the server closes for a limit (a refusal, the login
+timeout) may take to send its last line before it is cut: a peer that does
+not read, or a TLS handshake that never finishes, would hold it forever.
+Never more than the login timeout.
+"""
 
 
 class EventReceiver:
@@ -155,7 +172,7 @@ class EventReceiver:
 
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class ChatProtocol(EventReceiver, LineOnlyReceiver):
     """
     One client connection.
@@ -166,6 +183,9 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
     @ivar address: the IP address the client connects from (text).
     @ivar exempt: whether that address lies in a trusted network
         (C{--exempt-network}).
+    @ivar handshaking: whether a TLS handshake is still under way.
+    @ivar admitted_as: the address the factory's gate counted this
+        connection under (released when it closes), or L{None}.
     """
 
     delimiter = b"\n"
@@ -191,18 +211,24 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self.connection_id = next(_connection_ids)
         self.address = UNKNOWN_ADDRESS
         self.exempt = False
+        self.handshaking = False
+        self.admitted_as: str | None = None
+        self._login_timer: Any = None
+        self._abort_timer: Any = None
 
     # Connection lifecycle
 
     def connectionMade(self) -> None:
-        """Greet the client and watch our own output buffer; refuse a blocked address."""
+        """Greet the client and watch our own output buffer."""
         self.address = peer_address(self.transport)
         self.exempt = self.address in self.server.config.exempt_networks
-        refusal = self.server.intrusion.refusal(self.address)
-        if refusal is not None:
-            self._refuse(refusal)
-            return
+        # Over TLS this runs before the handshake; the login timer covers both.
+        self.handshaking = INegotiated.providedBy(self.transport)
         self.factory.connections.add(self)
+        self._start_login_timer()
+        config = self.server.config
+        keep_alive(self.transport, config.keepalive_idle, config.keepalive_interval, config.keepalive_count,
+                   config.tcp_user_timeout)
         self.transport.registerProducer(self, True)
         self._producing = True
         # Lines are small and interactive: send each at once rather than
@@ -213,7 +239,6 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 set_no_delay(True)
             except OSError:
                 pass
-        config = self.server.config
         self.write_lines(
             [
                 render("WELCOME", "lairchat", __version__, config.server_name),
@@ -225,36 +250,95 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             ]
         )
 
-    def _refuse(self, error: ChatError) -> None:
-        """Write one error line and close: this connection is not served."""
-        self._refusing = True
-        self.transport.write((render_error(error) + "\r\n").encode("utf-8"))
-        self.transport.loseConnection()
-
     def connectionLost(self, reason: Any = None) -> None:
         """Forget the connection: it is no longer online."""
         self._closed = True
         self._queue.clear()
+        self._cancel_timers()
         self.factory.connections.discard(self)
+        if self.admitted_as is not None:
+            self.factory.gate.release(self.admitted_as)
+            self.admitted_as = None
         self.log_out()
         self.lost.callback(None)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake finished (L{IHandshakeListener})."""
+        self.handshaking = False
+
+    # Login timeout
+
+    def _start_login_timer(self) -> None:
+        """Close this connection if nobody logs in on it within the login timeout."""
+        if self._login_timer is None and not self._closed:
+            self._login_timer = self.server.clock.callLater(self.server.config.login_timeout,
+                                                            self._login_timed_out)
+
+    def _stop_login_timer(self) -> None:
+        """Somebody logged in: no login timeout."""
+        if self._login_timer is not None:
+            if self._login_timer.active():
+                self._login_timer.cancel()
+            self._login_timer = None
+
+    def _login_timed_out(self) -> None:
+        """
+        Nobody logged in in time: say why and close.  A TLS handshake that
+        has not finished is cut at once (nobody could read the line).
+        """
+        self._login_timer = None
+        if self._closed or self.user is not None:
+            return
+        if self.handshaking:
+            self.factory.connection_timed_out(self.address, "tls_handshake")
+            self._closed = True
+            self.transport.abortConnection()
+            return
+        self.factory.connection_timed_out(self.address, "login")
+        timeout = self.server.config.login_timeout
+        self.write_lines([render_error(Timeout(f"no login within {timeout:g} s; closing the connection"))])
+        self.close()
+        self._abort_timer = self.server.clock.callLater(min(CLOSE_GRACE, timeout), self._abort)
+
+    def _abort(self) -> None:
+        """The closing connection did not go: cut it."""
+        self._abort_timer = None
+        if not self._closed:
+            self._closed = True
+            self.transport.abortConnection()
+
+    def _cancel_timers(self) -> None:
+        """The connection is gone: no timer may fire for it."""
+        self._stop_login_timer()
+        if self._abort_timer is not None:
+            if self._abort_timer.active():
+                self._abort_timer.cancel()
+            self._abort_timer = None
 
     def log_in(self, user: Any, session_id: int) -> Deferred:
         """
         Make this connection C{user}'s (logging out whoever was here).  The
         Deferred fires once the events of the user's rooms reach it.
+
+        A connection already lost (its peer left, or it was cut, while the
+        login was being checked) stays out of the hub: nothing would ever
+        take it out again, and its user would be shown online forever.
         """
+        if self._closed:
+            return succeed(None)
         self.log_out()
+        self._stop_login_timer()
         self.user = user
         self.session_id = session_id
         self.logged_in()
         return self.server.user_online(self, user)
 
     def log_out(self) -> None:
-        """Make this connection anonymous again."""
+        """Make this connection anonymous again (and give it a login timeout afresh)."""
         user, self.user, self.session_id, self.current_room = self.user, None, None, None
         if user is not None:
             self.server.user_offline(self, user)
+            self._start_login_timer()
 
     # Input
 
@@ -387,13 +471,66 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._closed = True
 
 
+class RefusedConnection(Protocol):
+    """
+    A connection the gate refused: it reads the refusal's C{ERROR} line and
+    is closed.  Nothing it sends is read; it never meets the router, the
+    database or the hub.  A peer that does not take the line (a TLS
+    handshake that does not finish) is cut after a grace period.
+    """
+
+    def __init__(self, error: ChatError, clock: Any, grace: float) -> None:
+        self.error = error
+        self.clock = clock
+        self.grace = grace
+        self._abort_timer: Any = None
+
+    def connectionMade(self) -> None:
+        """Write the line, close, and cut the connection if it lingers."""
+        self.transport.write((render_error(self.error) + "\r\n").encode("utf-8"))
+        self.transport.loseConnection()
+        self._abort_timer = self.clock.callLater(self.grace, self._abort)
+
+    def _abort(self) -> None:
+        """The line was not taken in time: cut the connection."""
+        self._abort_timer = None
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Ignore whatever the client sends."""
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """Gone: no cut needed."""
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
+        self._abort_timer = None
+
+
 class ChatFactory(Factory):
-    """Builds a L{ChatProtocol} per connection over one shared server."""
+    """
+    Builds a L{ChatProtocol} per connection over one shared server, once
+    its L{gate} admits it.
+
+    @ivar gate: the L{ConnectionGate} counting connections per address and
+        in total.
+    @ivar connections: the open L{ChatProtocol}s.
+    """
+
+    log = Logger()
 
     def __init__(self, server: ServerContext) -> None:
         self.server = server
         self.router = Router(server)
         self.connections: set[ChatProtocol] = set()
+        config = server.config
+        self.gate = ConnectionGate(
+            server.clock,
+            per_address=config.max_connections_per_ip,
+            total=config.max_connections,
+            per_window=config.new_connections_per_ip,
+            window=config.new_connection_window,
+        )
+        server.metrics.watch_connections(self.connection_states)
         server.intrusion.add_front_end(self.close_address)
 
     def close_address(self, address: str, error: ChatError) -> None:
@@ -402,8 +539,52 @@ class ChatFactory(Factory):
             connection.write_lines([render_error(error)])
             connection.close()
 
-    def buildProtocol(self, addr: Any) -> ChatProtocol:
-        """A new connection."""
+    def buildProtocol(self, addr: Any) -> Protocol:
+        """
+        A new connection from C{addr}: a L{ChatProtocol} when the gate
+        admits it, else a L{RefusedConnection}.
+        """
+        config = self.server.config
+        address = address_of(addr)
+        grace = min(CLOSE_GRACE, config.login_timeout)
+        blocked = self.server.intrusion.refusal(address)
+        if blocked is not None:
+            self.server.metrics.connection_refused("blocked")
+            return RefusedConnection(blocked, self.server.clock, grace)
+        refusal = self.gate.admit(address, address in config.exempt_networks)
+        if refusal is not None:
+            self.connection_refused(address, refusal.reason)
+            return RefusedConnection(refusal.error, self.server.clock, grace)
         protocol = ChatProtocol(self.server, self.router)
         protocol.factory = self
+        protocol.admitted_as = address
         return protocol
+
+    def connection_refused(self, address: str, reason: str) -> None:
+        """
+        The one place a connection is refused for a limit, with its
+        address and the refusal's reason (C{total}, C{per_address},
+        C{rate}): counted for the metrics and by intrusion detection.
+        """
+        self.server.metrics.connection_refused(reason)
+        self.server.intrusion.note(address, "refused_connection")
+
+    def connection_timed_out(self, address: str, reason: str) -> None:
+        """
+        A connection from C{address} closed for not logging in in time
+        (C{reason} C{login}, or C{tls_handshake} when its TLS handshake did
+        not even finish): counted for the metrics.
+        """
+        self.server.metrics.connection_timed_out(reason)
+
+    def connection_states(self) -> dict[str, int]:
+        """How many open connections are in each state: C{tls_handshake}, C{anonymous}, C{logged_in}."""
+        states = {"tls_handshake": 0, "anonymous": 0, "logged_in": 0}
+        for connection in self.connections:
+            if connection.user is not None:
+                states["logged_in"] += 1
+            elif connection.handshaking:
+                states["tls_handshake"] += 1
+            else:
+                states["anonymous"] += 1
+        return states

@@ -9,6 +9,8 @@ invitation sweeper among them).
 import math
 from typing import Any
 
+from attrs import evolve
+
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
@@ -35,8 +37,65 @@ _POSITIVE_INTEGERS = {
     "invite-retention": 1,
     "session-ttl": 60,
     "max-output-buffer": 4096,
+    "max-connections-per-ip": 1,
+    "max-new-connections-per-ip": 1,
+    "keepalive-idle": 0,
+    "keepalive-interval": 1,
+    "keepalive-count": 1,
 }
-_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0, "block-threshold": 1.0, "block-seconds": 1.0}
+_POSITIVE_NUMBERS = {
+    "sweep-interval": 0.05,
+    "node-timeout": 1.0,
+    "new-connection-window": 0.1,
+    "login-timeout": 0.1,
+    "tcp-user-timeout": 0.0,
+    "block-threshold": 1.0,
+    "block-seconds": 1.0,
+}
+
+FILE_RESERVE = 64
+"""
+File descriptors kept back from client connections (the database pool, the
+event listener, log files, the metrics port): the total connection limit is
+the soft C{RLIMIT_NOFILE} minus this.
+"""
+
+
+def raise_file_limit(resource_module: Any = None) -> tuple[int | None, int | None, int | None]:
+    """
+    Raise the soft limit on open files (C{RLIMIT_NOFILE}) to the hard one.
+
+    @param resource_module: the L{resource} module (a double in tests).
+    @return: the soft limit before, the soft limit now and the hard limit
+        (C{resource.RLIM_INFINITY} for none), or L{None}s where the
+        platform has no such limit.
+    """
+    if resource_module is None:
+        try:
+            import resource as resource_module
+        except ImportError:
+            return None, None, None
+    before, hard = resource_module.getrlimit(resource_module.RLIMIT_NOFILE)
+    if before != hard:
+        try:
+            resource_module.setrlimit(resource_module.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    soft, hard = resource_module.getrlimit(resource_module.RLIMIT_NOFILE)
+    return before, soft, hard
+
+
+def connection_total(wanted: int | None, soft: int | None, infinity: int = -1) -> int | None:
+    """
+    The total connection limit: C{wanted} (C{--max-connections}), never
+    above the soft file limit minus L{FILE_RESERVE} (at least 1); with no
+    C{wanted}, that ceiling.  L{None} (no limit) only when neither the
+    option nor a finite file limit gives one.
+    """
+    if soft is None or soft == infinity or soft < 0:
+        return wanted
+    ceiling = max(soft - FILE_RESERVE, 1)
+    return ceiling if wanted is None else min(wanted, ceiling)
 
 
 class Options(usage.Options):
@@ -67,6 +126,21 @@ class Options(usage.Options):
          "The suspicion score at which intrusion detection blocks an address (see docs/protocol.md)."],
         ["block-seconds", None, "900",
          "How long an address's first block lasts, in seconds (doubling on each return within a day)."],
+        ["max-connections-per-ip", None, "32", "Open connections allowed from one address."],
+        ["max-new-connections-per-ip", None, "20",
+         "New connections allowed from one address per --new-connection-window."],
+        ["new-connection-window", None, "10", "The window of --max-new-connections-per-ip, in seconds."],
+        ["max-connections", None, None,
+         f"Open connections allowed in all (default and ceiling: the open-file limit minus {FILE_RESERVE})."],
+        ["login-timeout", None, "120",
+         "Seconds a connection may stay without logging in (its TLS handshake included) before it is closed."],
+        ["keepalive-idle", None, "60",
+         "Seconds a client socket may be silent before TCP keepalive probes it (0: no keepalive)."],
+        ["keepalive-interval", None, "10", "Seconds between TCP keepalive probes."],
+        ["keepalive-count", None, "6", "Unanswered TCP keepalive probes after which a connection is dropped."],
+        ["tcp-user-timeout", None, "120",
+         "Seconds output may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; "
+         "0: the system's)."],
     ]
     optFlags = [
         ["no-rate-limit", None, "Turn request rate limits off (for benchmarks)."],
@@ -118,6 +192,15 @@ class Options(usage.Options):
             if value < minimum:
                 raise usage.UsageError(f"--{name} must be at least {minimum}")
             self[name] = value
+        if self["max-connections"] is not None:
+            try:
+                value = int(self["max-connections"])
+            except (TypeError, ValueError):
+                raise usage.UsageError(
+                    f"--max-connections must be a whole number, not {self['max-connections']!r}") from None
+            if value < 1:
+                raise usage.UsageError("--max-connections must be at least 1")
+            self["max-connections"] = value
         if not self["port"]:
             self["port"] = ["tcp:8080"]
         from twisted.internet import reactor
@@ -147,6 +230,15 @@ class Options(usage.Options):
             exempt_networks=Networks(tuple(self["exempt-network"])),
             suspicion=SuspicionRules(threshold=self["block-threshold"], block_seconds=self["block-seconds"],
                                      max_block_seconds=max(self["block-seconds"], 24 * 3600.0)),
+            max_connections_per_ip=self["max-connections-per-ip"],
+            max_connections=self["max-connections"],
+            new_connections_per_ip=self["max-new-connections-per-ip"],
+            new_connection_window=self["new-connection-window"],
+            login_timeout=self["login-timeout"],
+            keepalive_idle=self["keepalive-idle"],
+            keepalive_interval=self["keepalive-interval"],
+            keepalive_count=self["keepalive-count"],
+            tcp_user_timeout=self["tcp-user-timeout"],
         )
 
 
@@ -204,6 +296,7 @@ class LairchatService(MultiService):
     async def _start(self) -> "LairchatService":
         """Database, schema, server context, extension services, ports."""
         started = self.reactor.seconds()
+        self._limit_connections()
         dsn = self.dsn
         if dsn is None:
             self._embedded = EmbeddedPostgres(self.data_dir)
@@ -247,6 +340,33 @@ class LairchatService(MultiService):
             count=len(self.server.commands()),
         )
         return self
+
+    def _limit_connections(self) -> None:
+        """
+        Raise the soft open-file limit to the hard one, log both, and keep
+        the total connection limit below it (L{connection_total}).
+        """
+        before, soft, hard = raise_file_limit()
+        try:
+            import resource
+
+            infinity = resource.RLIM_INFINITY
+        except ImportError:
+            infinity = -1
+        total = connection_total(self.config.max_connections, soft, infinity)
+        if before is not None:
+            self.log.info(
+                "open-file limit: soft {soft} (was {before}), hard {hard}; at most {total} connections",
+                soft="unlimited" if soft == infinity else soft, before="unlimited" if before == infinity else before,
+                hard="unlimited" if hard == infinity else hard, total="unlimited" if total is None else total,
+            )
+        if self.config.max_connections is not None and total != self.config.max_connections:
+            self.log.warn(
+                "--max-connections {wanted} lowered to {total}: the open-file limit is {soft}, "
+                "and {reserve} descriptors are kept for the database and files",
+                wanted=self.config.max_connections, total=total, soft=soft, reserve=FILE_RESERVE,
+            )
+        self.config = evolve(self.config, max_connections=total)
 
     def _failed(self, failure: Any) -> Any:
         """Log why the server could not start, and stop."""

@@ -80,12 +80,20 @@ async def fresh_store(testcase: Any) -> Store:
     return Store(await fresh_database(testcase))
 
 
-TEST_CONFIG = Config(rate_limits=False, suspicion=SuspicionRules(threshold=1e9))
+TEST_CONFIG = Config(rate_limits=False, max_connections_per_ip=10_000, new_connections_per_ip=10_000,
+                     suspicion=SuspicionRules(threshold=1e9))
 """
-The server settings end-to-end tests start from: no rate limits, and no
-intrusion detection to speak of (the fuzz tests send storms of malformed
-lines); tests of those set their own.
+The server settings end-to-end tests start from: no rate limits, no
+per-address connection limits (tests open many connections from
+127.0.0.1; L{CONNECTION_LIMITS} puts the defaults back), and no intrusion
+detection to speak of (the fuzz tests send storms of malformed lines);
+tests of those set their own.
 """
+
+CONNECTION_LIMITS = {
+    name: getattr(Config(), name) for name in ("max_connections_per_ip", "new_connections_per_ip")
+}
+"""The default per-address connection limits, as L{start_server} settings."""
 
 
 class RunningServer:

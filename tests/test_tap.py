@@ -3,10 +3,10 @@ Tests for L{lairchat.tap.Options}: the command line of C{twistd lairchat}.
 """
 
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from lairchat.context import Config
-from lairchat.tap import LairchatService, Options, makeService
+from lairchat.tap import FILE_RESERVE, LairchatService, Options, connection_total, makeService, raise_file_limit
 
 
 def parse(*arguments: str) -> Options:
@@ -222,3 +222,114 @@ class BadValuesTests(SynchronousTestCase):
         An option lairchat does not have is refused.
         """
         self.assertRefused("--colour", "blue")
+
+
+class ConnectionOptionsTests(SynchronousTestCase):
+    """
+    The connection limits, the login timeout and keepalive: defaults,
+    values, bad values.
+    """
+
+    def test_defaults(self):
+        """
+        32 connections per address, 20 new ones per 10 s, no total of its
+        own (the file limit decides at start), a 120 s login timeout,
+        keepalive 60/10/6 and a 120 s user timeout.
+        """
+        options = parse()
+        self.assertEqual(
+            [options[name] for name in ["max-connections-per-ip", "max-new-connections-per-ip",
+                                        "new-connection-window", "max-connections", "login-timeout",
+                                        "keepalive-idle", "keepalive-interval", "keepalive-count",
+                                        "tcp-user-timeout"]],
+            [32, 20, 10.0, None, 120.0, 60, 10, 6, 120.0],
+        )
+        config = options.config()
+        self.assertEqual((config.max_connections_per_ip, config.new_connections_per_ip, config.new_connection_window,
+                          config.max_connections, config.login_timeout),
+                         (32, 20, 10.0, None, 120.0))
+        self.assertEqual((config.keepalive_idle, config.keepalive_interval, config.keepalive_count,
+                          config.tcp_user_timeout), (60, 10, 6, 120.0))
+
+    def test_values(self):
+        """Every value reaches its L{Config} field."""
+        config = parse(
+            "--max-connections-per-ip", "4", "--max-new-connections-per-ip", "7", "--new-connection-window", "2.5",
+            "--max-connections", "500", "--login-timeout", "0.5", "--keepalive-idle", "0",
+            "--keepalive-interval", "3", "--keepalive-count", "2", "--tcp-user-timeout", "0",
+        ).config()
+        self.assertEqual(
+            config,
+            Config(max_connections_per_ip=4, new_connections_per_ip=7, new_connection_window=2.5,
+                   max_connections=500, login_timeout=0.5, keepalive_idle=0, keepalive_interval=3,
+                   keepalive_count=2, tcp_user_timeout=0.0),
+        )
+
+    def test_bad_values(self):
+        """Words, fractions where whole numbers go, and values under each minimum are refused."""
+        for name, value in [
+            ("max-connections-per-ip", "0"), ("max-connections-per-ip", "many"), ("max-connections-per-ip", "1.5"),
+            ("max-new-connections-per-ip", "0"), ("new-connection-window", "0"), ("new-connection-window", "nan"),
+            ("max-connections", "0"), ("max-connections", "-1"), ("max-connections", "lots"),
+            ("login-timeout", "0"), ("login-timeout", "-1"), ("login-timeout", "inf"), ("login-timeout", "soon"),
+            ("keepalive-idle", "-1"), ("keepalive-interval", "0"), ("keepalive-count", "0"),
+            ("tcp-user-timeout", "-1"), ("tcp-user-timeout", "nan"),
+        ]:
+            error = self.assertRaises(usage.UsageError, parse, f"--{name}", value)
+            self.assertIn(f"--{name}", str(error))
+
+
+class FakeResource:
+    """A double of the L{resource} module's file limits."""
+
+    RLIMIT_NOFILE = 7
+    RLIM_INFINITY = -1
+
+    def __init__(self, soft: int, hard: int, refuse: bool = False) -> None:
+        self.limits = (soft, hard)
+        self.refuse = refuse
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        """The limits."""
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        """Set the limits, or refuse as a system may."""
+        assert which == self.RLIMIT_NOFILE
+        if self.refuse:
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+class FileLimitTests(SynchronousTestCase):
+    """The soft open-file limit is raised at start and the total kept under it."""
+
+    def test_raised(self):
+        """The soft limit goes up to the hard one; both are reported."""
+        resource = FakeResource(1024, 524288)
+        self.assertEqual(raise_file_limit(resource), (1024, 524288, 524288))
+        self.assertEqual(resource.limits, (524288, 524288))
+
+    def test_refused(self):
+        """A system that will not raise it leaves the soft limit as it was."""
+        self.assertEqual(raise_file_limit(FakeResource(1024, 4096, refuse=True)), (1024, 1024, 4096))
+
+    def test_total(self):
+        """
+        The total is the soft limit minus the reserve, or the option's
+        value when lower; never above the ceiling, never under 1.
+        """
+        self.assertEqual(connection_total(None, 1024), 1024 - FILE_RESERVE)
+        self.assertEqual(connection_total(100, 1024), 100)
+        self.assertEqual(connection_total(5000, 1024), 1024 - FILE_RESERVE)
+        self.assertEqual(connection_total(None, 10), 1)
+        self.assertIsNone(connection_total(None, -1))
+        self.assertEqual(connection_total(77, None), 77)
+
+    def test_real(self):
+        """On this system the soft limit ends up at the hard one (or as high as allowed)."""
+        before, soft, hard = raise_file_limit()
+        if before is None:
+            raise SkipTest("no RLIMIT_NOFILE here")
+        self.assertGreaterEqual(soft, before)
