@@ -20,6 +20,9 @@ from lairchat.metrics import Metrics
 from lairchat.domain.messages import Receipts, RoomNames
 from lairchat.models import User
 from lairchat.presence import Presence
+from lairchat.ratelimit import (
+    ACCOUNT_RATES, ADDRESS_RATES, CONNECTION_RATES, FLOOD_BACKLOG, REGISTRATIONS_PER_HOUR, FloodControl,
+)
 from lairchat.store.events import Outbox
 
 
@@ -28,7 +31,8 @@ class Config:
     """
     The server's settings, from the command line (see L{lairchat.tap}).
 
-    Durations are in seconds; sizes in bytes.
+    Durations are in seconds; sizes in bytes.  The rate tables map a rate
+    class to its L{lairchat.ratelimit.Rate} (see L{FloodControl}).
     """
 
     server_name: str = "lair"
@@ -44,6 +48,12 @@ class Config:
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
     exempt_networks: Networks = Networks()
+    # Flood control (issue 8, item 1): see lairchat.ratelimit.
+    flood_backlog: float = FLOOD_BACKLOG
+    registrations_per_hour: int = REGISTRATIONS_PER_HOUR
+    connection_rates: dict = field(default=CONNECTION_RATES, hash=False)
+    address_rates: dict = field(default=ADDRESS_RATES, hash=False)
+    account_rates: dict = field(default=ACCOUNT_RATES, hash=False)
 
 
 @define
@@ -55,6 +65,8 @@ class ServerContext:
     @ivar extensions: every L{lairchat.interfaces.IExtension} plugin.
     @ivar hub: this node's connections and their rooms.
     @ivar bus: hands every event, from any node, to the hub in order.
+    @ivar flood: every connection's, address's and account's request
+        budget (L{FloodControl}).
     """
 
     config: Config
@@ -71,9 +83,10 @@ class ServerContext:
     presence: Presence = field(default=None)
     room_names: RoomNames = field(factory=RoomNames)
     receipts: Receipts = field(default=None)
+    flood: FloodControl = field(default=None)
 
     def __attrs_post_init__(self) -> None:
-        """Let the metrics read the hub; make the bus and presence."""
+        """Let the metrics read the hub; make the bus, presence and flood control."""
         self.metrics.watch_hub(self.hub)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)
@@ -82,6 +95,8 @@ class ServerContext:
             self.presence = Presence(self)
         if self.receipts is None:
             self.receipts = Receipts(self.store)
+        if self.flood is None:
+            self.flood = FloodControl.from_config(self.clock, self.config, self.metrics)
 
     @property
     def node(self) -> str:
