@@ -34,8 +34,9 @@ _POSITIVE_INTEGERS = {
     "invite-retention": 1,
     "session-ttl": 60,
     "max-output-buffer": 4096,
+    "registrations-per-hour": 0,
 }
-_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0}
+_POSITIVE_NUMBERS = {"sweep-interval": 0.05, "node-timeout": 1.0, "flood-backlog": 1.0}
 
 
 class Options(usage.Options):
@@ -62,9 +63,13 @@ class Options(usage.Options):
          "A Twisted endpoint serving Prometheus metrics at /metrics, e.g. tcp:9100:interface=127.0.0.1."],
         ["max-output-buffer", None, "1048576",
          "Bytes queued for a client that stopped reading before it is disconnected."],
+        ["flood-backlog", None, "30",
+         "Seconds of delay a client over its request budget may owe before it is disconnected."],
+        ["registrations-per-hour", None, "5",
+         "New accounts one address may create per hour (0: no limit; exempt networks have none)."],
     ]
     optFlags = [
-        ["no-rate-limit", None, "Turn request rate limits off (for benchmarks)."],
+        ["no-rate-limit", None, "Turn flood control and rate limits off (for benchmarks)."],
     ]
 
     def __init__(self) -> None:
@@ -140,6 +145,8 @@ class Options(usage.Options):
             admins=tuple(self["admin"]),
             rate_limits=not self["no-rate-limit"],
             exempt_networks=Networks(tuple(self["exempt-network"])),
+            flood_backlog=self["flood-backlog"],
+            registrations_per_hour=self["registrations-per-hour"],
         )
 
 
