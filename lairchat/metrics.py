@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_metrics -*-
 """
 Prometheus metrics: requests by command and outcome, request latency,
-connections, online users (of this node), event deliveries and how far
-this node got in the event log, served over HTTP at
+connections, online users (of this node), event deliveries, how far
+this node got in the event log and flood control (delayed and refused
+requests), served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
