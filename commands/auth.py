@@ -8,9 +8,12 @@ L{lairchat.domain.accounts} (where the behaviour is: lockout, the
 suspension checks around attaching, sessions, auditing) and renders the
 answer.  Attaching a session to the connection is this front end's part:
 the operations are handed the connection's C{log_in} and C{log_out}.
+REGISTER also counts new accounts per address
+(L{lairchat.ratelimit.FloodControl.reserve_registration}).
 """
 
 from lairchat import validation
+from lairchat.addresses import UNKNOWN_ADDRESS
 from lairchat.command import Command, Reply
 from lairchat.domain import accounts
 from lairchat.domain.accounts import WRONG_CREDENTIALS
@@ -52,6 +55,17 @@ async def events_at_login(context, user) -> list[str]:
     return lines
 
 
+def registering_address(connection) -> str | None:
+    """
+    The address a connection's registrations count against, or L{None}
+    when none does (an exempt address, or a connection with no IP address).
+    """
+    address = getattr(connection, "address", None)
+    if getattr(connection, "exempt", False) or address in (None, UNKNOWN_ADDRESS):
+        return None
+    return address
+
+
 class Register(Command):
     """Create an account and log in."""
 
@@ -67,9 +81,20 @@ class Register(Command):
         return validation.username(arguments[0]), validation.password(arguments[1])
 
     async def run(self, context, parsed):
-        """Register; the connection is logged in."""
+        """
+        Register; the connection is logged in.  An address gets only so
+        many new accounts an hour (exempt addresses any number): past that,
+        C{1110} with the time until the next one.
+        """
         username, password = parsed
-        signed_in = await accounts.register(context.actor, username, password, attachment(context))
+        address = registering_address(context.connection)
+        flood = context.server.flood
+        flood.reserve_registration(address)
+        try:
+            signed_in = await accounts.register(context.actor, username, password, attachment(context))
+        except BaseException:
+            flood.release_registration(address)
+            raise
         context.connection.caught_up()
         return Reply.ok(signed_in.user.username, signed_in.token)
 

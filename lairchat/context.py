@@ -21,6 +21,9 @@ from lairchat.metrics import Metrics
 from lairchat.domain.messages import Receipts, RoomNames
 from lairchat.models import User
 from lairchat.presence import Presence
+from lairchat.ratelimit import (
+    ACCOUNT_RATES, ADDRESS_RATES, CONNECTION_RATES, FLOOD_BACKLOG, REGISTRATIONS_PER_HOUR, FloodControl,
+)
 from lairchat.store.events import Outbox
 from lairchat.suspicion import SuspicionRules
 
@@ -42,6 +45,9 @@ class Config:
     keepalive (C{keepalive_idle}, C{keepalive_interval},
     C{keepalive_count}; idle 0 turns it off) and C{tcp_user_timeout}
     (seconds output may stay unacknowledged; 0 leaves the system's).
+
+    Flood control: the rate tables map a rate class to its
+    L{lairchat.ratelimit.Rate} (see L{FloodControl}).
     """
 
     server_name: str = "lair"
@@ -67,6 +73,12 @@ class Config:
     keepalive_interval: int = 10
     keepalive_count: int = 6
     tcp_user_timeout: float = 120.0
+    # Flood control (issue 8, item 1): see lairchat.ratelimit.
+    flood_backlog: float = FLOOD_BACKLOG
+    registrations_per_hour: int = REGISTRATIONS_PER_HOUR
+    connection_rates: dict = field(default=CONNECTION_RATES, hash=False)
+    address_rates: dict = field(default=ADDRESS_RATES, hash=False)
+    account_rates: dict = field(default=ACCOUNT_RATES, hash=False)
 
 
 @define
@@ -78,6 +90,8 @@ class ServerContext:
     @ivar extensions: every L{lairchat.interfaces.IExtension} plugin.
     @ivar hub: this node's connections and their rooms.
     @ivar bus: hands every event, from any node, to the hub in order.
+    @ivar flood: every connection's, address's and account's request
+        budget (L{FloodControl}).
     """
 
     config: Config
@@ -95,9 +109,10 @@ class ServerContext:
     room_names: RoomNames = field(factory=RoomNames)
     receipts: Receipts = field(default=None)
     intrusion: IntrusionDetector = field(default=None)
+    flood: FloodControl = field(default=None)
 
     def __attrs_post_init__(self) -> None:
-        """Let the metrics read the hub; make the bus, presence and intrusion detection."""
+        """Let the metrics read the hub; make the bus, presence, flood control and intrusion detection."""
         self.metrics.watch_hub(self.hub)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)
@@ -109,6 +124,8 @@ class ServerContext:
         if self.intrusion is None:
             self.intrusion = IntrusionDetector(self.store, self.clock, self.config.exempt_networks,
                                                self.config.suspicion, self.metrics)
+        if self.flood is None:
+            self.flood = FloodControl.from_config(self.clock, self.config, self.metrics, self.intrusion)
 
     @property
     def node(self) -> str:

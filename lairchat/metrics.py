@@ -2,8 +2,8 @@
 """
 Prometheus metrics: requests by command and outcome, request latency,
 connections, online users (of this node), event deliveries, how far
-this node got in the event log, and connections by state, refused or timed
-out, served over HTTP at
+this node got in the event log, connections by state, refused or timed
+out, and flood control (delayed and refused requests), served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
@@ -62,6 +62,36 @@ class Metrics:
             "lairchat_blocked_addresses", "Addresses blocked now, as this node knows them.", registry=self.registry,
         )
         self._add_connection_metrics()
+        self._flood_metrics()
+
+    # Flood control (issue 8, item 1) -------------------------------------
+
+    def _flood_metrics(self) -> None:
+        """The figures of L{lairchat.ratelimit.FloodControl}."""
+        self.requests_delayed = Counter(
+            "lairchat_requests_delayed", "Requests made to wait for their rate budget, by rate class.",
+            ["class"], registry=self.registry,
+        )
+        self.request_delay = Histogram(
+            "lairchat_request_delay_seconds", "How long a delayed request waited for its rate budget.",
+            registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.requests_refused = Counter(
+            "lairchat_requests_refused",
+            "Requests refused for their rate, by rate class and reason (flood: cut off; registrations).",
+            ["class", "reason"], registry=self.registry,
+        )
+
+    def request_delayed(self, rate_class: str, seconds: float) -> None:
+        """Count one request that waits C{seconds} for its budget."""
+        self.requests_delayed.labels(rate_class).inc()
+        self.request_delay.observe(seconds)
+
+    def request_refused(self, rate_class: str, reason: str) -> None:
+        """Count one request refused for its rate."""
+        self.requests_refused.labels(rate_class, reason).inc()
+
+    # ----------------------------------------------------------------------
 
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""

@@ -10,13 +10,17 @@ and is closed, never reaching the router or the database); a connection not
 logged in within C{--login-timeout} (its TLS handshake included) is closed;
 every client socket gets TCP keepalive and a user timeout
 (L{lairchat.liveness}).
+Flood control delays: each line is charged to its budgets
+(L{lairchat.ratelimit.FloodControl}) as it is read, and waits in the queue
+until they allow it; a line that would wait longer than the backlog bound
+is answered C{1110} and the connection closed.
 """
 
 import itertools
 from collections import deque
 from typing import Any
 
-from attrs import evolve
+from attrs import evolve, frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHandshakeListener, INegotiated, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -31,8 +35,8 @@ from lairchat.context import ServerContext
 from lairchat.domain.messages import direct_message_received
 from lairchat.errors import ChatError, LineTooLong, Timeout
 from lairchat.liveness import keep_alive
-from lairchat.ratelimit import RateLimiter
-from lairchat.router import Outcome, Router
+from lairchat.ratelimit import Flooding
+from lairchat.router import Outcome, Router, rate_class
 from lairchat.wire import event_variant, parse_line, raw_label, render, render_error, render_event, with_label
 
 _UNRENDERED = object()
@@ -63,6 +67,23 @@ timeout) may take to send its last line before it is cut: a peer that does
 not read, or a TLS handshake that never finishes, would hold it forever.
 Never more than the login timeout.
 """
+
+REFUSAL_RATE_CLASS = "default"
+"""The rate class a line refused for its bytes (bad encoding) is charged to."""
+
+
+@frozen
+class Queued:
+    """
+    A line waiting for its turn.
+
+    @ivar item: a L{lairchat.wire.Request}, or a refusal as C{(label, error)}.
+    @ivar ready_at: the clock time before which its budgets do not allow
+        it (0: no wait).
+    """
+
+    item: Any
+    ready_at: float = 0.0
 
 
 class EventReceiver:
@@ -195,7 +216,6 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self.server = server
         self.router = router
         self.MAX_LENGTH = server.config.max_line
-        self.limiter = RateLimiter(server.clock, None if server.config.rate_limits else {})
         self.user = None
         self.session_id: int | None = None
         self.current_room: str | None = None
@@ -207,6 +227,8 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._output_paused = False
         self._producing = False
         self._backlog = 0
+        self._delay_call: Any = None
+        self._delay_over: Deferred | None = None
         self.lost: Deferred = Deferred()
         self.connection_id = next(_connection_ids)
         self.address = UNKNOWN_ADDRESS
@@ -255,6 +277,8 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._closed = True
         self._queue.clear()
         self._cancel_timers()
+        self._end_delay()
+        self.server.flood.forget_connection(self.connection_id)
         self.factory.connections.discard(self)
         if self.admitted_as is not None:
             self.factory.gate.release(self.admitted_as)
@@ -354,18 +378,35 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             request = parse_line(line)
         except ChatError as error:
             self.server.intrusion.note(self.address, "malformed_line")
-            self._enqueue((raw_label(line), error))
+            self._enqueue((raw_label(line), error), REFUSAL_RATE_CLASS)
             return
         if request is None:
             return
-        self._enqueue(request)
+        self._enqueue(request, rate_class(self.server, request))
 
-    def _enqueue(self, item: Any) -> None:
+    def _enqueue(self, item: Any, charged_to: str | None = None) -> None:
         """
         Queue a request, or a refusal as C{(label, error)}, and make sure
-        the queue drains.
+        the queue drains.  With C{charged_to} (a rate class) the line is
+        charged to this connection's budgets first and waits as long as
+        they say; past the backlog bound the connection is cut off instead.
         """
-        self._queue.append(item)
+        ready_at = 0.0
+        if charged_to is not None:
+            try:
+                wait = self.server.flood.charge(
+                    charged_to,
+                    self.connection_id,
+                    None if self.exempt or self.address == UNKNOWN_ADDRESS else self.address,
+                    None if self.user is None else self.user.id,
+                    refused_address=self.address,
+                )
+            except Flooding as error:
+                self._cut_off(item[0] if isinstance(item, tuple) else item.label, error)
+                return
+            if wait > 0:
+                ready_at = self.server.clock.seconds() + wait
+        self._queue.append(Queued(item, ready_at))
         if len(self._queue) >= QUEUE_LIMIT and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
@@ -387,12 +428,50 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             self.transport.pauseProducing()
         self._enqueue((raw_label(line), LineTooLong(f"a line holds at most {self.MAX_LENGTH} bytes")))
 
+    def _cut_off(self, label: str | None, error: Flooding) -> None:
+        """
+        The client floods past the backlog bound: read nothing more, drop
+        what waits, and answer C{error} (under the label of the line that
+        went over) right after the request in progress, then close.
+        """
+        self._refusing = True
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        self._queue.clear()
+        self._queue.append(Queued((label, error)))
+        self._end_delay()
+        if not self._busy:
+            Deferred.fromCoroutine(self._drain())
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait C{seconds} on the server clock, or until L{_end_delay}."""
+        self._delay_over = Deferred()
+        self._delay_call = self.server.clock.callLater(seconds, self._end_delay)
+        await self._delay_over
+
+    def _end_delay(self) -> None:
+        """End the wait in progress, if any (its time came, or there is nothing left to wait for)."""
+        call, self._delay_call = self._delay_call, None
+        if call is not None and call.active():
+            call.cancel()
+        over, self._delay_over = self._delay_over, None
+        if over is not None:
+            over.callback(None)
+
     async def _drain(self) -> None:
-        """Answer queued requests one after another."""
+        """
+        Answer queued requests one after another, each once its budgets
+        allow it.
+        """
         self._busy = True
         try:
             while self._queue and not self._closed:
-                item = self._queue.popleft()
+                wait = self._queue[0].ready_at - self.server.clock.seconds()
+                if wait > 0:
+                    await self._wait(wait)
+                    continue  # the queue may have changed meanwhile (a cut-off)
+                item = self._queue.popleft().item
                 if isinstance(item, tuple):
                     label, error = item
                     outcome = Outcome((with_label(label, render_error(error)),), close=error.closes)
@@ -423,6 +502,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         closing, and would never close.
         """
         self._queue.clear()
+        self._end_delay()
         self._refusing = True
         if self._producing:
             self._producing = False

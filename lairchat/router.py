@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_protocol -*-
 """
 From a parsed request to the lines of its reply: find the command, apply
-the login gate and the rate limit, validate, run, and turn every failure
-into one C{ERROR} line.  Nothing a command raises escapes this module.
+the login gate, validate, run, and turn every failure into one C{ERROR}
+line.  Nothing a command raises escapes this module.  (Flood control
+happens before: the connection waits until a request's budget allows it,
+see L{rate_class}.)
 """
 
 import secrets
@@ -56,6 +58,15 @@ def find_command(server: ServerContext, request: Request, connection: Any) -> tu
     return command, split_arguments(request.rest, low, high, command.syntax)
 
 
+def rate_class(server: ServerContext, request: Request) -> str:
+    """
+    The rate class a request draws from: its command's, or for a line that
+    names no command that of the command plain lines are answered like.
+    """
+    command = server.registry.get(request.command) or server.registry.get(PLAIN_LINE_COMMAND)
+    return getattr(command, "rate_class", "default")
+
+
 class Router:
     """Dispatches requests to the commands of a L{ServerContext}."""
 
@@ -83,7 +94,6 @@ class Router:
         command = None
         try:
             command, arguments = find_command(self.server, request, connection)
-            connection.limiter.take(command.rate_class)
             parsed = command.parse(arguments)
             reply = await command.run(RequestContext(self.server, connection, label), parsed)
             if not isinstance(reply, Reply):
@@ -105,4 +115,4 @@ class Router:
         return Outcome(tuple(lines), reply.after, reply.close), command.name, "ok"
 
 
-__all__ = ["Outcome", "Router", "find_command", "render"]
+__all__ = ["Outcome", "Router", "find_command", "rate_class", "render"]

@@ -42,6 +42,7 @@ _POSITIVE_INTEGERS = {
     "keepalive-idle": 0,
     "keepalive-interval": 1,
     "keepalive-count": 1,
+    "registrations-per-hour": 0,
 }
 _POSITIVE_NUMBERS = {
     "sweep-interval": 0.05,
@@ -51,6 +52,7 @@ _POSITIVE_NUMBERS = {
     "tcp-user-timeout": 0.0,
     "block-threshold": 1.0,
     "block-seconds": 1.0,
+    "flood-backlog": 1.0,
 }
 
 FILE_RESERVE = 64
@@ -141,9 +143,13 @@ class Options(usage.Options):
         ["tcp-user-timeout", None, "120",
          "Seconds output may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; "
          "0: the system's)."],
+        ["flood-backlog", None, "30",
+         "Seconds of delay a client over its request budget may owe before it is disconnected."],
+        ["registrations-per-hour", None, "5",
+         "New accounts one address may create per hour (0: no limit; exempt networks have none)."],
     ]
     optFlags = [
-        ["no-rate-limit", None, "Turn request rate limits off (for benchmarks)."],
+        ["no-rate-limit", None, "Turn flood control and rate limits off (for benchmarks)."],
     ]
 
     def __init__(self) -> None:
@@ -239,6 +245,8 @@ class Options(usage.Options):
             keepalive_interval=self["keepalive-interval"],
             keepalive_count=self["keepalive-count"],
             tcp_user_timeout=self["tcp-user-timeout"],
+            flood_backlog=self["flood-backlog"],
+            registrations_per_hour=self["registrations-per-hour"],
         )
 
 

@@ -418,16 +418,15 @@ class ErrorCodeTests(ConformanceTestCase):
 
     async def test_rate_limited(self):
         """
-        C{1110 RATE_LIMITED}, saying when to retry, once a class of
-        requests is used faster than its limit (here the sixth RESUME in a
-        burst; the auth class allows five).
+        C{1110 RATE_LIMITED}, saying in whole seconds when to retry, once an
+        address has made its registrations for the hour (requests that are
+        merely too fast are delayed, not refused: see test_flood_e2e).
         """
-        server = await start_server(self, rate_limits=True)
+        server = await start_server(self, rate_limits=True, registrations_per_hour=1)
         client = await server.connect()
-        for _ in range(5):
-            self.assertOne(await client.request("RESUME:" + "0" * 64), "ERROR:1003:SESSION_EXPIRED:")
-        limited = self.assertOne(await client.request("RESUME:" + "0" * 64), "ERROR:1110:RATE_LIMITED:")
-        self.assertRegex(limited, r"retry in \d")
+        await client.ok("REGISTER:alice:correct horse 9")
+        limited = self.assertOne(await client.request("REGISTER:bob:correct horse 9"), "ERROR:1110:RATE_LIMITED:")
+        self.assertRegex(limited, r"retry in [1-9]\d* s$")
         self.assertEqual(await client.request("PING"), ["OK:PING"])
 
     async def test_credentials_and_sessions(self):

@@ -8,6 +8,7 @@ database; the end-to-end tests do that.
 from typing import Any
 
 from attrs import evolve
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -16,12 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from commands import auth, session
 from lairchat import __version__
+from lairchat.addresses import Networks
 from lairchat.command import Command, Extension, Reply
 from lairchat.context import Config, ServerContext
 from lairchat.errors import Conflict
 from lairchat.events import InvitationReceived
 from lairchat.models import Credentials, User
 from lairchat.protocol import QUEUE_LIMIT, ChatFactory
+from lairchat.ratelimit import Rate
 
 TOKEN = "ab" * 32
 """The session token the store double hands out."""
@@ -906,27 +909,201 @@ class QuitTests(SynchronousTestCase):
         self.assertEqual(connection.lines(), [])
 
 
-class RateLimitTests(SynchronousTestCase):
+class Peer:
     """
-    The router applies the connection's rate limits on the server clock.
+    Another connection to the server of a L{Connection}, from C{host}.
     """
 
-    def test_limited(self):
+    def __init__(self, connection: Connection, host: str) -> None:
+        self.protocol = connection.factory.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+        self.protocol.makeConnection(self.transport)
+        self.lines()
+
+    send = Connection.send
+    lines = Connection.lines
+    request = Connection.request
+
+
+def tiny(**rates: Rate) -> dict:
+    """A rate table with only C{rates}, by class."""
+    return dict(rates)
+
+
+UNLIMITED = tiny()
+"""A rate table that limits nothing."""
+
+
+class FloodControlTests(SynchronousTestCase):
+    """
+    A connection over its budget is answered later, in order and under its
+    labels, never refused; past the backlog bound it is cut off.
+    """
+
+    def test_delayed_not_refused(self):
         """
-        The sixth C{auth}-class request at once is C{1110}; after the
-        refill time it passes.
+        The sixth C{auth}-class request at once (the burst is five) is
+        answered once the bucket has a token again, 5 s later, and so on
+        for the next: each under its own label, none refused.
         """
         connection = connect(Limited())
-        for _ in range(5):
-            self.assertEqual(connection.request("LIMITED"), ["OK:LIMITED"])
-        self.assertEqual(connection.request("LIMITED"),
-                         ["ERROR:1110:RATE_LIMITED:too many requests; retry in 5.0 s"])
-        connection.clock.advance(5)
-        self.assertEqual(connection.request("LIMITED"), ["OK:LIMITED"])
+        connection.send("".join(f"@label=n{i} LIMITED\n" for i in range(1, 9)).encode())
+        self.assertEqual(connection.lines(), [f"@label=n{i} OK:LIMITED" for i in range(1, 6)])
+        connection.clock.advance(4.9)
+        self.assertEqual(connection.lines(), [])
+        connection.clock.advance(0.1)
+        self.assertEqual(connection.lines(), ["@label=n6 OK:LIMITED"])
+        connection.clock.advance(10)
+        self.assertEqual(connection.lines(), ["@label=n7 OK:LIMITED", "@label=n8 OK:LIMITED"])
+        # only the login timeout is left
+        self.assertEqual(connection.clock.getDelayedCalls(), [connection.protocol._login_timer])
+
+    def test_later_lines_keep_their_turn(self):
+        """
+        A line that costs nothing (C{PING}) sent behind a delayed one is
+        answered after it, not before.
+        """
+        connection = connect(Limited(), connection_rates=tiny(auth=Rate(1, 1)))
+        connection.send(b"@label=a LIMITED\n@label=b LIMITED\n@label=c PING\n")
+        self.assertEqual(connection.lines(), ["@label=a OK:LIMITED"])
+        connection.clock.advance(1)
+        self.assertEqual(connection.lines(), ["@label=b OK:LIMITED", "@label=c OK:PING"])
+
+    def test_delay_holds_back_only_its_connection(self):
+        """
+        While one connection waits, another (from elsewhere) is answered at
+        once.
+        """
+        connection = connect(Limited(), connection_rates=tiny(auth=Rate(1, 1)))
+        connection.send(b"LIMITED\nLIMITED\n")
+        self.assertEqual(connection.lines(), ["OK:LIMITED"])
+        other = Peer(connection, "10.9.9.9")
+        self.assertEqual(other.request("LIMITED"), ["OK:LIMITED"])
+        self.assertEqual(connection.lines(), [])
+
+    def test_address_budget_survives_reconnecting(self):
+        """
+        A new connection from the same address draws on the same address
+        budget, so it waits too; one from another address does not.
+        """
+        connection = connect(Limited(), connection_rates=tiny(auth=Rate(2, 1)), address_rates=tiny(auth=Rate(2, 1)))
+        connection.send(b"LIMITED\nLIMITED\n")
+        self.assertEqual(connection.lines(), ["OK:LIMITED", "OK:LIMITED"])
+        connection.protocol.connectionLost(None)
+        again = Peer(connection, "192.168.1.1")
+        self.assertEqual(again.request("@label=r LIMITED"), [])
+        elsewhere = Peer(connection, "10.0.0.2")
+        self.assertEqual(elsewhere.request("LIMITED"), ["OK:LIMITED"])
+        connection.clock.advance(1)
+        self.assertEqual(again.lines(), ["@label=r OK:LIMITED"])
+
+    def test_exempt_address_has_no_address_budget(self):
+        """
+        An address in an exempt network has no address budget: a new
+        connection from it starts with a full connection budget.
+        """
+        connection = connect(
+            Limited(),
+            connection_rates=tiny(auth=Rate(2, 1)),
+            address_rates=tiny(auth=Rate(2, 1)),
+            exempt_networks=Networks(("192.168.1.0/24",)),
+        )
+        connection.send(b"LIMITED\nLIMITED\n")
+        self.assertEqual(connection.lines(), ["OK:LIMITED", "OK:LIMITED"])
+        again = Peer(connection, "192.168.1.1")
+        self.assertEqual(again.request("LIMITED"), ["OK:LIMITED"])
+
+    def test_account_budget_shared_by_its_connections(self):
+        """
+        Once logged in, a connection also draws on its account's budget,
+        which the account's other connections (from elsewhere) share.
+        """
+        connection = connect(
+            Limited(), connection_rates=UNLIMITED, address_rates=UNLIMITED,
+            account_rates=tiny(default=Rate(2, 1)),
+        )
+        connection.register("alice")
+        self.assertEqual(connection.request("WHOAMI"), ["OK:WHOAMI:alice:user"])
+        self.assertEqual(connection.request("WHOAMI"), ["OK:WHOAMI:alice:user"])
+        laptop = Peer(connection, "10.0.0.3")
+        self.assertEqual(laptop.request(f"LOGIN:alice:{PASSWORD}")[0], f"OK:LOGIN:alice:{TOKEN}")
+        self.assertEqual(laptop.request("@label=w WHOAMI"), [])
+        connection.clock.advance(1)
+        self.assertEqual(laptop.lines(), ["@label=w OK:WHOAMI:alice:user"])
+
+    def test_cut_off_past_the_backlog(self):
+        """
+        A line that would wait longer than the backlog bound is answered
+        C{1110} under its label (after the replies already due), the lines
+        waiting before it are dropped, and the connection is closed.
+        """
+        connection = connect(Limited(), flood_backlog=10)
+        connection.send("".join(f"@label=n{i} LIMITED\n" for i in range(1, 11)).encode())
+        lines = connection.lines()
+        self.assertEqual(lines[:-1], [f"@label=n{i} OK:LIMITED" for i in range(1, 6)])
+        self.assertTrue(lines[-1].startswith("@label=n8 ERROR:1110:RATE_LIMITED:flooding"), lines[-1])
+        self.assertIn("disconnected", lines[-1])
+        self.assertTrue(connection.transport.disconnecting)
+        connection.clock.advance(60)
+        self.assertEqual(connection.lines(), [])
+        self.assertEqual(connection.server.metrics.registry.get_sample_value(
+            "lairchat_requests_refused_total", {"class": "auth", "reason": "flood"}), 1.0)
+
+    def test_cut_off_after_the_request_in_progress(self):
+        """
+        A cut-off while a request runs comes right after that request's
+        reply; the lines queued between them are dropped.
+        """
+        slow = Slow()
+        connection = connect(slow, Limited(), flood_backlog=0, connection_rates=tiny(auth=Rate(1, 1)))
+        connection.send(b"SLOW\nLIMITED\n@label=x LIMITED\nPING\n")
+        self.assertEqual(connection.lines(), [])
+        slow.finish()
+        lines = connection.lines()
+        self.assertEqual(lines[0], "OK:SLOW")
+        self.assertTrue(lines[1].startswith("@label=x ERROR:1110:RATE_LIMITED:"), lines)
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(connection.transport.disconnecting)
+
+    def test_stops_reading_while_behind(self):
+        """
+        Delayed lines queue up to L{QUEUE_LIMIT}; then the socket is not
+        read until the queue drains.
+        """
+        connection = connect(Limited(), connection_rates=tiny(auth=Rate(1, 100)), address_rates=UNLIMITED)
+        connection.send(b"LIMITED\n" * (QUEUE_LIMIT + 1))
+        self.assertEqual(connection.transport.producerState, "paused")
+        connection.clock.pump([0.01] * (QUEUE_LIMIT + 1))
+        self.assertEqual(len(connection.lines()), QUEUE_LIMIT + 1)
+        self.assertEqual(connection.transport.producerState, "producing")
+
+    def test_lost_while_waiting(self):
+        """
+        A connection lost while it waits leaves no timer behind, writes
+        nothing more, and its own buckets are forgotten.
+        """
+        connection = connect(Limited())
+        connection.send(b"LIMITED\n" * 7)
+        connection.lines()
+        connection.protocol.connectionLost(None)
+        self.assertEqual(connection.clock.getDelayedCalls(), [])
+        connection.clock.advance(60)
+        self.assertEqual(connection.lines(), [])
+        self.assertEqual([key for key in connection.server.flood.buckets if key[0] == "connection"], [])
+
+    def test_metrics(self):
+        """
+        Each delayed request is counted by class, and its delay observed.
+        """
+        connection = connect(Limited())
+        connection.send(b"LIMITED\n" * 7)
+        value = connection.server.metrics.registry.get_sample_value
+        self.assertEqual(value("lairchat_requests_delayed_total", {"class": "auth"}), 2.0)
+        self.assertEqual(value("lairchat_request_delay_seconds_sum"), 15.0)
 
     def test_free(self):
         """
-        C{PING} is never limited.
+        C{PING} is never delayed.
         """
         connection = connect()
         for _ in range(200):
@@ -934,8 +1111,73 @@ class RateLimitTests(SynchronousTestCase):
 
     def test_off(self):
         """
-        With rate limits off, nothing is limited.
+        With rate limits off, nothing is delayed.
         """
         connection = connect(Limited(), rate_limits=False)
         for _ in range(20):
             self.assertEqual(connection.request("LIMITED"), ["OK:LIMITED"])
+
+
+class RegistrationLimitTests(SynchronousTestCase):
+    """
+    New accounts per address per hour: refused past the limit with a
+    truthful retry time.
+    """
+
+    def test_refused_with_retry_time(self):
+        """
+        Past the limit, C{REGISTER} is C{1110}, saying the true wait in
+        whole seconds rounded up: never 0.
+        """
+        connection = connect(registrations_per_hour=2)
+        connection.register("alice")
+        connection.register("bob")
+        self.assertEqual(connection.request(f"REGISTER:carol:{PASSWORD}"), [
+            "ERROR:1110:RATE_LIMITED:too many registrations from your address; retry in 1800 s"])
+        connection.clock.advance(1799.5)
+        self.assertEqual(connection.request(f"REGISTER:carol:{PASSWORD}"), [
+            "ERROR:1110:RATE_LIMITED:too many registrations from your address; retry in 1 s"])
+        connection.clock.advance(0.5)
+        connection.register("carol")
+        self.assertEqual(connection.server.metrics.registry.get_sample_value(
+            "lairchat_requests_refused_total", {"class": "auth", "reason": "registrations"}), 2.0)
+
+    def test_mistakes_cost_nothing(self):
+        """
+        A refused registration (name taken, bad password) does not count.
+        """
+        connection = connect(registrations_per_hour=1, connection_rates=UNLIMITED, address_rates=UNLIMITED)
+        connection.register("alice")
+        connection.clock.advance(3600)
+        for _ in range(3):
+            self.assertEqual(connection.request(f"REGISTER:alice:{PASSWORD}")[0][:15], "ERROR:1211:CONF")
+            self.assertEqual(connection.request("REGISTER:bob:short")[0][:11], "ERROR:1113:")
+        connection.register("bob")
+
+    def test_per_address(self):
+        """
+        Another address has its own count; an exempt one has none.
+        """
+        connection = connect(registrations_per_hour=1, exempt_networks=Networks(("10.0.0.9",)))
+        connection.register("alice")
+        self.assertEqual(Peer(connection, "10.0.0.8").request(f"REGISTER:bob:{PASSWORD}")[0],
+                         f"OK:REGISTER:bob:{TOKEN}")
+        exempt = Peer(connection, "10.0.0.9")
+        for name in ("carol", "dave", "erin"):
+            self.assertEqual(exempt.request(f"REGISTER:{name}:{PASSWORD}")[0], f"OK:REGISTER:{name}:{TOKEN}")
+
+    def test_newcomer_mistakes_are_not_refused(self):
+        """
+        Three mistyped C{REGISTER}s and two failed C{LOGIN}s, then a sixth
+        try: with the default limits nothing is refused for its rate; the
+        sixth is only answered later.
+        """
+        connection = connect()
+        connection.send(b"REGISTER:al\nREGISTER:al:x\nREGISTER:alice:short\n"
+                        b"LOGIN:alice:wrong 12345\nLOGIN:alice:wrong 12345\n"
+                        + f"REGISTER:alice:{PASSWORD}\n".encode())
+        lines = connection.lines()
+        self.assertEqual(len(lines), 5)
+        self.assertFalse([line for line in lines if "1110" in line], lines)
+        connection.clock.advance(5)
+        self.assertEqual(connection.lines(), [f"OK:REGISTER:alice:{TOKEN}"])

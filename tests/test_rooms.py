@@ -31,7 +31,6 @@ from lairchat.events import (
 )
 from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
-from lairchat.ratelimit import RateLimiter
 from lairchat.router import Router
 from lairchat.store.events import Outbox
 from lairchat.wire import parse_text
@@ -67,7 +66,6 @@ class StandInConnection(EventReceiver):
         self.user = None
         self.session_id = None
         self.current_room = None
-        self.limiter = RateLimiter(clock, {})
         self.events: list[str] = []
         self.connection_id = next(self._ids)
 

@@ -40,6 +40,8 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(options["invite-retention"], 7776000)
         self.assertEqual(options["max-output-buffer"], 1048576)
         self.assertFalse(options["no-rate-limit"])
+        self.assertEqual(options["flood-backlog"], 30.0)
+        self.assertEqual(options["registrations-per-hour"], 5)
 
     def test_default_config(self):
         """
@@ -103,6 +105,8 @@ class ValuesTests(SynchronousTestCase):
             "--max-output-buffer", "65536",
             "--admin", "root_user",
             "--no-rate-limit",
+            "--flood-backlog", "12.5",
+            "--registrations-per-hour", "2",
         )
         self.assertEqual(
             options.config(),
@@ -116,6 +120,8 @@ class ValuesTests(SynchronousTestCase):
                 max_output_buffer=65536,
                 admins=("root_user",),
                 rate_limits=False,
+                flood_backlog=12.5,
+                registrations_per_hour=2,
             ),
         )
 
@@ -158,7 +164,7 @@ class BadValuesTests(SynchronousTestCase):
         naming the option.
         """
         for name in ["max-line", "pool-size", "session-ttl", "invite-ttl", "invite-retention",
-                     "max-output-buffer"]:
+                     "max-output-buffer", "registrations-per-hour"]:
             for value in ["nope", "1.5", "", "0x10"]:
                 error = self.assertRefused(f"--{name}", value)
                 self.assertIn(f"--{name}", str(error))
@@ -169,7 +175,8 @@ class BadValuesTests(SynchronousTestCase):
         """
         for name, value in [("max-line", "63"), ("pool-size", "0"), ("session-ttl", "59"),
                             ("invite-ttl", "0"), ("invite-retention", "-1"), ("max-output-buffer", "4095"),
-                            ("sweep-interval", "0.01"), ("sweep-interval", "-5")]:
+                            ("sweep-interval", "0.01"), ("sweep-interval", "-5"), ("flood-backlog", "0.5"),
+                            ("registrations-per-hour", "-1")]:
             error = self.assertRefused(f"--{name}", value)
             self.assertIn("at least", str(error))
 
