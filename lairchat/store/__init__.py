@@ -15,6 +15,7 @@ from lairchat.store.conversations import ConversationStore
 from lairchat.store.database import Database
 from lairchat.store.events import EventLog
 from lairchat.store.invitations import InvitationStore
+from lairchat.store.logins import LoginThrottleStore
 from lairchat.store.messages import MessageStore
 from lairchat.store.rooms import RoomStore
 from lairchat.store.sessions import SessionStore
@@ -35,6 +36,7 @@ class IStore(Interface):
     invitations = Attribute("the L{InvitationStore}")
     stats = Attribute("the L{StatsStore}")
     events = Attribute("the L{EventLog}: events, nodes and who is online where")
+    logins = Attribute("the L{LoginThrottleStore}: failed logins by account and address")
 
 
 @implementer(IStore)
@@ -52,6 +54,7 @@ class Store:
         self.invitations = InvitationStore(db)
         self.stats = StatsStore(db)
         self.events = EventLog(db)
+        self.logins = LoginThrottleStore(db)
 
 
 def schema_path() -> Path:
