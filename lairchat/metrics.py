@@ -2,7 +2,8 @@
 """
 Prometheus metrics: requests by command and outcome, request latency,
 connections, online users (of this node), event deliveries and how far
-this node got in the event log, served over HTTP at
+this node got in the event log, failed and throttled logins, the password
+hashing queue and its waits, served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
@@ -49,6 +50,28 @@ class Metrics:
             registry=self.registry,
         )
 
+        # --- password guessing and the password hasher (issue 8) ----------
+        self.suspicious_logins = Counter(
+            "lairchat_suspicious_logins",
+            "Failed logins (failed) and logins refused by the guessing throttle "
+            "(throttled:account for one account from one address, throttled:address for one address).",
+            ["reason"], registry=self.registry,
+        )
+        self.hash_queue = Gauge(
+            "lairchat_hash_queue", "Password hashes waiting for a hashing slot.", registry=self.registry
+        )
+        self.hash_busy = Gauge(
+            "lairchat_hash_slots_busy", "Hashing slots in use.", registry=self.registry
+        )
+        self.hash_wait = Histogram(
+            "lairchat_hash_wait_seconds", "Time a password hash waited for its slot.", registry=self.registry,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.hash_refused = Counter(
+            "lairchat_hash_refused", "Password hashes refused because the hashing queue was full.",
+            registry=self.registry,
+        )
+
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""
         self.connections.set_function(hub.connection_count)
@@ -60,6 +83,20 @@ class Metrics:
         self.bus_sequence.set_function(lambda: bus.last)
         self.bus_events.set_function(lambda: bus.handed)
         self.bus_reads.set_function(lambda: bus.reads)
+
+    def watch_passwords(self, passwords: Any) -> None:
+        """Read the hashing queue when scraped, and time each hash's wait for its slot."""
+        queue = getattr(passwords, "queue", None)
+        if queue is None:
+            return
+        self.hash_queue.set_function(lambda: len(queue))
+        self.hash_busy.set_function(queue.busy)
+        passwords.waited = self.hash_wait.observe
+        passwords.refused = self.hash_refused.inc
+
+    def suspicious_login(self, reason: str) -> None:
+        """Count one failed or throttled login (see L{lairchat.domain.accounts.suspicious_login})."""
+        self.suspicious_logins.labels(reason).inc()
 
     def observe(self, command: str, outcome: str, seconds: float) -> None:
         """Count one answered request."""
