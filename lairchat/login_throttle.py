@@ -165,15 +165,16 @@ class Reservation:
     @ivar until_ms: for a refusal, when the refusing key opens again; for an
         allowed attempt, when the delay its failure would start ends (0: a
         failure starts none).  Epoch ms, on whole seconds.
-    @ivar refused_by: L{ACCOUNT_AND_ADDRESS} or L{ADDRESS} for a refusal,
-        else L{None}.
+    @ivar scope: which key refused (L{ACCOUNT_AND_ADDRESS} or L{ADDRESS});
+        for an allowed attempt, which key's delay its failure would start
+        (L{None}: none).
     @ivar summaries: C{(scope, count)} pairs: refused attempts under a key
         to report in the audit log now.
     """
 
     allowed: bool
     until_ms: int = 0
-    refused_by: str | None = None
+    scope: str | None = None
     summaries: tuple = ()
 
 
@@ -212,8 +213,8 @@ def decide(
             for scope, verdict in ((ACCOUNT_AND_ADDRESS, pair_verdict), (ADDRESS, address_verdict))
             if verdict.summary
         )
-        until = max(pair_verdict.until_ms, address_verdict.until_ms)
-        return new_pair, new_address, Reservation(True, until, None, summaries)
+        until, scope = max((pair_verdict.until_ms, ACCOUNT_AND_ADDRESS), (address_verdict.until_ms, ADDRESS))
+        return new_pair, new_address, Reservation(True, until, scope if until else None, summaries)
     refusals = [
         (scope, verdict)
         for scope, verdict in ((ACCOUNT_AND_ADDRESS, pair_verdict), (ADDRESS, address_verdict))

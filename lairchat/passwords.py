@@ -51,10 +51,11 @@ class FairQueue:
 
     A caller L{ask}s for a slot under a key (its address), gets a Deferred
     that fires once it holds one, and gives it back with L{done}.  A key
-    holds at most C{per_address} slots; the addresses waiting form a ring,
-    and each free slot goes to the next address in the ring that may take
-    one, which then moves to the back.  No clock, no threads: the order is
-    all there is to it.
+    holds at most C{per_address} slots; each free slot goes to the waiting
+    address that may take one and was given a slot least recently (one
+    that had none yet first, in the order they came): round-robin over the
+    addresses, whatever their number of requests.  No clock, no threads:
+    the order is all there is to it.
 
     @ivar slots: how many slots there are.
     @ivar per_address: how many one key may hold.
@@ -71,6 +72,8 @@ class FairQueue:
         self._running: dict[Any, int] = {}
         self._waiting: dict[Any, deque] = {}
         self._waiting_count = 0
+        self._last_turn: dict[Any, int] = {}
+        self._turns = 0
 
     def __len__(self) -> int:
         """How many callers wait for a slot."""
@@ -93,7 +96,7 @@ class FairQueue:
             C{key}'s share of it is full.
         """
         if self.busy() < self.slots and self.held_by(key) < self.per_address:
-            self._running[key] = self.held_by(key) + 1
+            self._take(key)
             d = Deferred()
             d.callback(None)
             return d
@@ -113,6 +116,14 @@ class FairQueue:
             self._waiting_count -= 1
             if not queued:
                 del self._waiting[key]
+                if not self.held_by(key):
+                    self._last_turn.pop(key, None)
+
+    def _take(self, key: Any) -> None:
+        """C{key} takes a slot now."""
+        self._running[key] = self.held_by(key) + 1
+        self._turns += 1
+        self._last_turn[key] = self._turns
 
     def done(self, key: Any) -> None:
         """C{key} gives a slot back; the next in turn gets it."""
@@ -121,21 +132,24 @@ class FairQueue:
             self._running[key] = held
         else:
             self._running.pop(key, None)
+            if key not in self._waiting:
+                self._last_turn.pop(key, None)
         self._serve()
 
     def _serve(self) -> None:
-        """Hand the free slots round the ring, then fire the Deferreds of those served."""
+        """Hand out the free slots in turn, then fire the Deferreds of those served."""
         served = []
         while self.busy() < self.slots:
-            key = next((k for k in self._waiting if self.held_by(k) < self.per_address), None)
-            if key is None:
+            eligible = [k for k in self._waiting if self.held_by(k) < self.per_address]
+            if not eligible:
                 break
-            queued = self._waiting.pop(key)
+            key = min(eligible, key=lambda k: self._last_turn.get(k, 0))
+            queued = self._waiting[key]
             served.append(queued.popleft())
             self._waiting_count -= 1
-            self._running[key] = self.held_by(key) + 1
-            if queued:
-                self._waiting[key] = queued  # to the back of the ring
+            if not queued:
+                del self._waiting[key]
+            self._take(key)
         for d in served:
             d.callback(None)
 

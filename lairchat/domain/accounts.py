@@ -192,7 +192,7 @@ async def _audit_summaries(actor: Any, username: str, address: str, reservation:
 def _locked(reservation: Reservation, now_ms: int) -> AccountLocked:
     """The refusal of a throttled login, saying truthfully until when."""
     seconds = max(1, -(-(reservation.until_ms - now_ms) // 1000))
-    whose = "from your address" if reservation.refused_by == ADDRESS else "of this account from your address"
+    whose = "from your address" if reservation.scope == ADDRESS else "of this account from your address"
     return AccountLocked(
         f"too many failed logins {whose}; try again after {iso_moment(reservation.until_ms)} (in {seconds} s)"
     )
@@ -218,7 +218,7 @@ async def login(actor: Any, username: str, password: str, attachment: Attachment
     reservation = await store.logins.reserve(username, address, actor.now_ms(), pair_rule, whole_rule)
     await _audit_summaries(actor, username, address, reservation)
     if not reservation.allowed:
-        suspicious_login(actor, address, username, f"throttled:{reservation.refused_by}")
+        suspicious_login(actor, address, username, f"throttled:{reservation.scope}")
         raise _locked(reservation, actor.now_ms())
     credentials = await store.users.credentials(username)
     try:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_login_throttle_store -*-
+# -*- test-case-name: tests.test_guessing_e2e -*-
 """
 The state of the rules against password guessing (the C{login_throttle}
 table), kept in Postgres so that it holds across nodes and restarts.
