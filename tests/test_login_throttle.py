@@ -55,7 +55,8 @@ class DelayTests(SynchronousTestCase):
         if failures < rule.threshold:
             self.assertEqual(delay, 0)
             return
-        self.assertEqual(delay, min(rule.first_delay, rule.cap) if failures == rule.threshold else delay)
+        if failures == rule.threshold:
+            self.assertEqual(delay, min(rule.first_delay, rule.cap))
         self.assertGreaterEqual(delay, min(rule.first_delay, rule.cap))
         self.assertLessEqual(delay, rule.cap)
         before = rule.delay(failures - 1)
