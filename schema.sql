@@ -57,6 +57,21 @@ CREATE TABLE IF NOT EXISTS address_blocks (
     strikes       integer NOT NULL DEFAULT 0
 );
 
+-- Password guessing (lairchat/login_throttle.py): one row per account (lower
+-- case) and address, and one per address across accounts (account '').
+-- Instants are epoch milliseconds of the server's clock; 0 is "never".
+CREATE TABLE IF NOT EXISTS login_throttle (
+    account        text NOT NULL,
+    address        text NOT NULL,
+    failures       integer NOT NULL DEFAULT 0,
+    blocked_until  bigint NOT NULL DEFAULT 0,
+    last_attempt   bigint NOT NULL DEFAULT 0,
+    refused        integer NOT NULL DEFAULT 0,
+    reported_at    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, address)
+);
+CREATE INDEX IF NOT EXISTS login_throttle_last_attempt ON login_throttle (last_attempt);
+
 -- Rooms and membership -----------------------------------------------------
 
 -- kind 'room' rooms have a unique name; kind 'direct' rooms are the

@@ -48,6 +48,14 @@ class Config:
 
     Flood control: the rate tables map a rate class to its
     L{lairchat.ratelimit.Rate} (see L{FloodControl}).
+
+    Password guessing (see L{lairchat.login_throttle} and
+    C{docs/protocol.md}): C{lockout_threshold} failures in a row of one
+    account from one address start a delay of C{login_delay_seconds},
+    doubling with each further failure up to C{lockout_seconds}, forgotten
+    after C{login_failure_memory} seconds without a failure; the C{address_*}
+    settings are the same rule for one address across accounts (its delay
+    starts at C{login_delay_seconds} too).
     """
 
     server_name: str = "lair"
@@ -60,8 +68,15 @@ class Config:
     max_output_buffer: int = 1024 * 1024
     admins: tuple[str, ...] = ()
     rate_limits: bool = True
+    # password guessing (lairchat.login_throttle): per account and address ...
     lockout_threshold: int = 5
     lockout_seconds: int = 15 * 60
+    login_delay_seconds: float = 1.0
+    login_failure_memory: int = 24 * 3600
+    # ... and per address across accounts (exempt networks skip this one)
+    address_lockout_threshold: int = 20
+    address_lockout_seconds: int = 3600
+    address_failure_memory: int = 3600
     exempt_networks: Networks = Networks()
     suspicion: SuspicionRules = SuspicionRules()
     max_connections_per_ip: int = 32
@@ -114,6 +129,7 @@ class ServerContext:
     def __attrs_post_init__(self) -> None:
         """Let the metrics read the hub; make the bus, presence, flood control and intrusion detection."""
         self.metrics.watch_hub(self.hub)
+        self.metrics.watch_passwords(self.passwords)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)
         self.metrics.watch_bus(self.bus)

@@ -3,7 +3,8 @@
 Prometheus metrics: requests by command and outcome, request latency,
 connections, online users (of this node), event deliveries, how far
 this node got in the event log, connections by state, refused or timed
-out, and flood control (delayed and refused requests), served over HTTP at
+out, flood control (delayed and refused requests), failed and throttled
+logins, the password hashing queue and its waits, served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
@@ -63,6 +64,7 @@ class Metrics:
         )
         self._add_connection_metrics()
         self._flood_metrics()
+        self._password_metrics()
 
     # Flood control (issue 8, item 1) -------------------------------------
 
@@ -82,6 +84,31 @@ class Metrics:
             ["class", "reason"], registry=self.registry,
         )
 
+    # Password guessing and the password hasher --------------------------
+
+    def _password_metrics(self) -> None:
+        """The figures of the guessing throttle and the password hasher."""
+        self.suspicious_logins = Counter(
+            "lairchat_suspicious_logins",
+            "Failed logins (failed) and logins refused by the guessing throttle "
+            "(throttled:account for one account from one address, throttled:address for one address).",
+            ["reason"], registry=self.registry,
+        )
+        self.hash_queue = Gauge(
+            "lairchat_hash_queue", "Password hashes waiting for a hashing slot.", registry=self.registry
+        )
+        self.hash_busy = Gauge(
+            "lairchat_hash_slots_busy", "Hashing slots in use.", registry=self.registry
+        )
+        self.hash_wait = Histogram(
+            "lairchat_hash_wait_seconds", "Time a password hash waited for its slot.", registry=self.registry,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.hash_refused = Counter(
+            "lairchat_hash_refused", "Password hashes refused because the hashing queue was full.",
+            registry=self.registry,
+        )
+
     def request_delayed(self, rate_class: str, seconds: float) -> None:
         """Count one request that waits C{seconds} for its budget."""
         self.requests_delayed.labels(rate_class).inc()
@@ -90,8 +117,6 @@ class Metrics:
     def request_refused(self, rate_class: str, reason: str) -> None:
         """Count one request refused for its rate."""
         self.requests_refused.labels(rate_class, reason).inc()
-
-    # ----------------------------------------------------------------------
 
     def watch_hub(self, hub: Any) -> None:
         """Read the connection, user and delivery figures from the hub when scraped."""
@@ -104,6 +129,20 @@ class Metrics:
         self.bus_sequence.set_function(lambda: bus.last)
         self.bus_events.set_function(lambda: bus.handed)
         self.bus_reads.set_function(lambda: bus.reads)
+
+    def watch_passwords(self, passwords: Any) -> None:
+        """Read the hashing queue when scraped, and time each hash's wait for its slot."""
+        queue = getattr(passwords, "queue", None)
+        if queue is None:
+            return
+        self.hash_queue.set_function(lambda: len(queue))
+        self.hash_busy.set_function(queue.busy)
+        passwords.waited = self.hash_wait.observe
+        passwords.refused = self.hash_refused.inc
+
+    def suspicious_login(self, reason: str) -> None:
+        """Count one failed or throttled login (see L{lairchat.domain.accounts.suspicious_login})."""
+        self.suspicious_logins.labels(reason).inc()
 
     def observe(self, command: str, outcome: str, seconds: float) -> None:
         """Count one answered request."""

@@ -83,7 +83,7 @@ class SuspicionScores:
         weight = WEIGHTS[kind] * count
         now = self.clock.seconds()
         score = self.score(address) + weight
-        if score >= self.rules.threshold:
+        if score >= self.rules.threshold - 1e-6:  # fading by a hair does not save an address
             self._scores.pop(address, None)
             return True
         self._scores[address] = (score, now)

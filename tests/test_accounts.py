@@ -29,11 +29,11 @@ PASSWORD = "correct horse 9"
 class ReadablePasswords:
     """Instant, obviously insecure password hashing."""
 
-    def hash(self, password: str):
+    def hash(self, password: str, address=None):
         """A readable hash."""
         return succeed("hash:" + password)
 
-    def verify(self, password_hash, password: str):
+    def verify(self, password_hash, password: str, address=None):
         """Whether the readable hash matches (an unknown user's never does)."""
         return succeed(password_hash == "hash:" + password)
 

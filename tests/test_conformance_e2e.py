@@ -432,9 +432,10 @@ class ErrorCodeTests(ConformanceTestCase):
     async def test_credentials_and_sessions(self):
         """
         C{1004} for a wrong user or password alike, C{1005} after repeated
-        failures (saying until when), C{1003} for a dead token.
+        failures (saying until when), C{1003} for a dead token.  (The first
+        delay is set long so that the test does not depend on its speed.)
         """
-        server = await start_server(self)
+        server = await start_server(self, login_delay_seconds=600)
         client = await server.connect()
         token = (await client.ok(f"REGISTER:alice:{PASSWORD}"))[-1].split(":")[3]
         await client.ok("LOGOUT")

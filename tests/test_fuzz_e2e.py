@@ -194,10 +194,9 @@ class World:
             if client is None or client.is_closed:
                 client = self.clients[stream] = await self.connect()
             await self.running.server.store.db.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL, suspended = false "
-                "WHERE lower(username) = lower(%s)",
-                (name,),
+                "UPDATE users SET suspended = false WHERE lower(username) = lower(%s)", (name,)
             )
+            await self.running.server.store.db.execute("DELETE FROM login_throttle")
             received, closed = await self.collect(stream, f"@label=login LOGIN:{name}:{PASSWORD}\n".encode())
             if not closed and any(line.startswith(f"@label=login OK:LOGIN:{name}:") for line in received):
                 return client

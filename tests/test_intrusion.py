@@ -85,6 +85,27 @@ class IntrusionEndToEndTests(TestCase):
         bystander = await server.connect("127.0.0.6")
         self.assertEqual(await bystander.request("PING"), ["OK:PING"])
 
+    async def test_guessing_across_accounts_blocks(self):
+        """
+        Wrong passwords for many accounts from one address (3 points each;
+        no fading here) get it blocked at the tenth; the owners, elsewhere,
+        still log in.
+        """
+        server = await start_server(self, **dict(DETECTING, suspicion=SuspicionRules(half_life=1e12)))
+        for i in range(10):
+            await server.user(f"owner{i}", source="127.0.0.2")
+        guesser = await server.connect("127.0.0.9")
+        for i in range(10):
+            reply = await guesser.request(f"LOGIN:owner{i}:not the password 1")
+            self.assertTrue(reply[0].startswith("ERROR:1004:"), reply)
+        line = await guesser.line()
+        self.assertTrue(line.startswith("ERROR:1401:SECURITY_VIOLATION:"), line)
+        self.assertIn("failed login", line)
+        await guesser.closed
+        self.assertTrue((await server.connect_refused("127.0.0.9")).startswith("ERROR:1401:"))
+        owner = await server.connect("127.0.0.3")
+        self.assertTrue((await owner.request("LOGIN:owner0:correct horse 9"))[-1].startswith("OK:LOGIN:"))
+
     async def test_admin_lists_and_lifts(self):
         """
         LIST_BLOCKS shows the block; UNBLOCK_ADDRESS lifts it (audited);

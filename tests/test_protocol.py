@@ -22,6 +22,7 @@ from lairchat.command import Command, Extension, Reply
 from lairchat.context import Config, ServerContext
 from lairchat.errors import Conflict
 from lairchat.events import InvitationReceived
+from lairchat.login_throttle import Reservation
 from lairchat.models import Credentials, User
 from lairchat.protocol import QUEUE_LIMIT, ChatFactory
 from lairchat.ratelimit import Rate
@@ -65,10 +66,6 @@ class FakeUsers:
         self.users[username.lower()] = (user, password_hash)
         return succeed(user)
 
-    def login_failed(self, user_id: int, threshold: int, lock_seconds: int) -> Deferred:
-        """Never locks."""
-        return succeed(0)
-
     def login_succeeded(self, user_id: int) -> Deferred:
         """Nothing to reset."""
         return succeed(None)
@@ -104,6 +101,18 @@ class FakeAudit:
         return succeed(None)
 
 
+class FakeLogins:
+    """The guessing throttle's part of the store double: it never throttles."""
+
+    def reserve(self, username: str, address: str, now_ms: int, pair_rule: Any, address_rule: Any) -> Deferred:
+        """Always allowed, starting no delay."""
+        return succeed(Reservation(True))
+
+    def release(self, username: str, address: str, pair_rule: Any, address_rule: Any, correct: bool) -> Deferred:
+        """Nothing to give back."""
+        return succeed(None)
+
+
 class FakeStore:
     """What the session and account commands need of the store."""
 
@@ -111,16 +120,17 @@ class FakeStore:
         self.users = FakeUsers()
         self.sessions = FakeSessions()
         self.audit = FakeAudit()
+        self.logins = FakeLogins()
 
 
 class FakePasswords:
     """Instant, obviously insecure password hashing."""
 
-    def hash(self, password: str) -> Deferred:
+    def hash(self, password: str, address: str | None = None) -> Deferred:
         """A readable hash."""
         return succeed("hash:" + password)
 
-    def verify(self, password_hash: str | None, password: str) -> Deferred:
+    def verify(self, password_hash: str | None, password: str, address: str | None = None) -> Deferred:
         """Whether the readable hash matches."""
         return succeed(password_hash == "hash:" + password)
 

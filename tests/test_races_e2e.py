@@ -169,15 +169,15 @@ class GatedPasswords:
         self.waiting: Deferred = Deferred()
         self.gate: Deferred = Deferred()
 
-    async def hash(self, password: str) -> str:
+    async def hash(self, password: str, address: str | None = None) -> str:
         """Hash as usual."""
-        return await self.passwords.hash(password)
+        return await self.passwords.hash(password, address)
 
-    async def verify(self, password_hash: str | None, password: str) -> bool:
+    async def verify(self, password_hash: str | None, password: str, address: str | None = None) -> bool:
         """Say that a verification waits, wait for the gate, then verify."""
         self.waiting.callback(None)
         await self.gate
-        return await self.passwords.verify(password_hash, password)
+        return await self.passwords.verify(password_hash, password, address)
 
 
 class SuspendWhileLoggingInTests(TestCase):

@@ -133,58 +133,14 @@ class UserStoreTests(TestCase):
         self.assertEqual([(e.actor, e.action, e.target, e.outcome) for e in entries],
                          [("alice", "change_password", "alice", "ok")])
 
-    async def test_login_failed_locks_at_threshold(self):
+    async def test_login_succeeded_notes_seen(self):
         """
-        Failures below the threshold count up without a lock; the one that
-        reaches it locks the account for the given time and starts the
-        count again.
-        """
-        store = await fresh_store(self)
-        user = await store.users.create("alice", HASH)
-        for expected in [1, 2]:
-            self.assertEqual(await store.users.login_failed(user.id, 3, 3600), 0)
-            self.assertEqual((await store.users.credentials("alice")).failed_logins, expected)
-        locked_until = await store.users.login_failed(user.id, 3, 3600)
-        credentials = await store.users.credentials("alice")
-        self.assertEqual(credentials.failed_logins, 0)
-        self.assertEqual(credentials.user.locked_until_ms, locked_until)
-        [(still_locked,)] = await store.db.fetchall(
-            "SELECT locked_until > now() + interval '3000 seconds' FROM users WHERE id = %s", (user.id,))
-        self.assertTrue(still_locked)
-
-    async def test_failure_while_locked_keeps_lock(self):
-        """
-        A failure during a lock neither lifts nor extends it.
+        A success notes when the user was seen.  (Failed logins are counted
+        by account and address: see C{tests.test_login_throttle_store}.)
         """
         store = await fresh_store(self)
         user = await store.users.create("alice", HASH)
-        locked_until = await store.users.login_failed(user.id, 1, 3600)
-        self.assertGreater(locked_until, 0)
-        self.assertEqual(await store.users.login_failed(user.id, 2, 60), locked_until)
-
-    async def test_login_failed_unknown_user(self):
-        """
-        Counting a failure for an id with no account is no lock.
-        """
-        store = await fresh_store(self)
-        self.assertEqual(await store.users.login_failed(4242, 1, 3600), 0)
-
-    async def test_login_succeeded_resets(self):
-        """
-        A success clears the failure count and any lock, and notes when the
-        user was seen.
-        """
-        store = await fresh_store(self)
-        user = await store.users.create("alice", HASH)
-        await store.users.login_failed(user.id, 5, 3600)
-        await store.users.login_failed(user.id, 5, 3600)
         await store.users.login_succeeded(user.id)
-        credentials = await store.users.credentials("alice")
-        self.assertEqual((credentials.failed_logins, credentials.user.locked_until_ms), (0, 0))
-        await store.users.login_failed(user.id, 1, 3600)
-        self.assertGreater((await store.users.by_id(user.id)).locked_until_ms, 0)
-        await store.users.login_succeeded(user.id)
-        self.assertEqual((await store.users.by_id(user.id)).locked_until_ms, 0)
         [(seen,)] = await store.db.fetchall("SELECT last_seen IS NOT NULL FROM users WHERE id = %s", (user.id,))
         self.assertTrue(seen)
 

@@ -5,8 +5,14 @@ log out, change one's password; who one is and who is online.
 
 A login failure never says whether the user or the password was wrong, and
 takes as long either way (an unknown user's password is checked against a
-decoy hash: see L{lairchat.passwords}); repeated failures lock the account
-for a while.
+decoy hash: see L{lairchat.passwords}).  Password guessing is throttled per
+account I{and address} and per address across accounts, never per account
+alone, so someone guessing never locks the owner out from elsewhere (see
+L{lairchat.login_throttle}); an attempt is counted before its password is
+checked, so parallel guesses gain nothing.  Every failed or refused login
+is audited with the address it came from; refusals of a throttled key in
+counted summaries.  L{suspicious_login} is where every failed or refused
+login passes, with its address.
 
 A session is attached to whatever the front end serves (a connection)
 through an L{Attachment} the front end gives: the operations here decide
@@ -20,7 +26,9 @@ from typing import Any
 
 from attrs import frozen
 
-from lairchat.errors import AccessDenied, AccountLocked, InvalidCredentials, SessionExpired
+from lairchat.addresses import UNKNOWN_ADDRESS
+from lairchat.errors import AccessDenied, AccountLocked, ChatError, InvalidCredentials, SessionExpired
+from lairchat.login_throttle import ADDRESS, Reservation, ThrottleRule
 from lairchat.models import User, iso_moment
 
 WRONG_CREDENTIALS = "wrong username or password"
@@ -102,50 +110,146 @@ async def register(actor: Any, username: str, password: str, attachment: Attachm
     @raise AccessDenied: the account was suspended before it was attached.
     """
     store = actor.store
-    password_hash = await actor.server.passwords.hash(password)
+    password_hash = await actor.server.passwords.hash(password, address=hashing_address(actor))
     user = await store.users.create(username, password_hash)
     if username.lower() in (a.lower() for a in actor.config.admins):
         user = await store.users.set_server_role(username, "admin")
     token = await start_session(actor, user, attachment)
-    await store.audit.record(user.username, "register", user.username)
+    await store.audit.record(user.username, "register", user.username, "ok", f"from {client_address(actor)}")
     return SignedIn(user, token)
+
+
+def account_rule(config: Any) -> ThrottleRule:
+    """The throttle of one account from one address, from the settings."""
+    return ThrottleRule(
+        threshold=config.lockout_threshold,
+        first_delay=config.login_delay_seconds,
+        cap=config.lockout_seconds,
+        forget=config.login_failure_memory,
+    )
+
+
+def address_rule(config: Any, address: str) -> ThrottleRule | None:
+    """
+    The throttle of one address across accounts, from the settings, or
+    L{None} for an address of an exempt network (C{--exempt-network}).
+    """
+    if address in config.exempt_networks:
+        return None
+    return ThrottleRule(
+        threshold=config.address_lockout_threshold,
+        first_delay=config.login_delay_seconds,
+        cap=config.address_lockout_seconds,
+        forget=config.address_failure_memory,
+    )
+
+
+def client_address(actor: Any) -> str:
+    """The address the actor's request came from, as the throttle and the audit log name it."""
+    return actor.address or UNKNOWN_ADDRESS
+
+
+def hashing_address(actor: Any) -> str | None:
+    """
+    The address the password hasher queues the actor's work under, or
+    L{None} (no per-address cap) for an exempt network or a request from no
+    client.
+    """
+    if actor.address is None or actor.address in actor.config.exempt_networks:
+        return None
+    return actor.address
+
+
+def suspicious_login(actor: Any, address: str, username: str, reason: str) -> None:
+    """
+    A login from C{address} failed (C{reason} C{"failed"}) or was refused
+    by the throttle (C{"throttled:account"}, C{"throttled:address"}).
+
+    The one place every such login passes with its address: counted
+    (C{lairchat_suspicious_logins_total}) and scored against the address
+    by intrusion detection (L{lairchat.intrusion}).
+    """
+    metrics = getattr(actor.server, "metrics", None)
+    if metrics is not None:
+        metrics.suspicious_login(reason)
+    intrusion = getattr(actor.server, "intrusion", None)
+    if intrusion is not None:
+        intrusion.note(address, "failed_login" if reason == "failed" else "throttled_login")
+
+
+def _plural(count: int, word: str) -> str:
+    """C{"1 attempt"}, C{"2 attempts"}."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+async def _audit_summaries(actor: Any, username: str, address: str, reservation: Reservation) -> None:
+    """Write the counted summaries of refused logins the throttle reported."""
+    for scope, count in reservation.summaries:
+        where = "on any account from" if scope == ADDRESS else "from"
+        await actor.store.audit.record(
+            username, "login", username, "refused",
+            f"refused {_plural(count, 'attempt')} {where} {address}: too many failed logins",
+        )
+
+
+def _locked(reservation: Reservation, now_ms: int) -> AccountLocked:
+    """The refusal of a throttled login, saying truthfully until when."""
+    seconds = max(1, -(-(reservation.until_ms - now_ms) // 1000))
+    whose = "from your address" if reservation.scope == ADDRESS else "of this account from your address"
+    return AccountLocked(
+        f"too many failed logins {whose}; try again after {iso_moment(reservation.until_ms)} (in {seconds} s)"
+    )
 
 
 async def login(actor: Any, username: str, password: str, attachment: Attachment) -> SignedIn:
     """
-    Log in with a password.  Every failure is audited; C{lockout_threshold}
-    failures in a row lock the account for C{lockout_seconds}.
+    Log in with a password.
 
-    @raise AccountLocked: the account is locked (or this failure locked it).
+    The attempt is first reserved with the throttle (L{account_rule},
+    L{address_rule}), which counts it as a failure until the password turns
+    out right; a throttled attempt is refused before its password is
+    checked.  Every failure and refusal is audited with the address.
+
+    @raise AccountLocked: this account from this address, or this address,
+        is throttled (or this failure started a delay).
     @raise InvalidCredentials: no such user, or the wrong password.
     @raise AccessDenied: the account is suspended.
     """
     store, config = actor.store, actor.config
+    address = client_address(actor)
+    pair_rule, whole_rule = account_rule(config), address_rule(config, address)
+    reservation = await store.logins.reserve(username, address, actor.now_ms(), pair_rule, whole_rule)
+    await _audit_summaries(actor, username, address, reservation)
+    if not reservation.allowed:
+        suspicious_login(actor, address, username, f"throttled:{reservation.scope}")
+        raise _locked(reservation, actor.now_ms())
     credentials = await store.users.credentials(username)
-    if credentials is not None and credentials.user.locked_until_ms > actor.now_ms():
-        await store.audit.record(username, "login", username, "refused", "locked")
-        raise AccountLocked(f"too many failed logins; try again after {iso_moment(credentials.user.locked_until_ms)}")
-    matches = await actor.server.passwords.verify(credentials.password_hash if credentials else None, password)
+    try:
+        matches = await actor.server.passwords.verify(
+            credentials.password_hash if credentials else None, password, address=hashing_address(actor)
+        )
+    except ChatError:
+        # never checked (the hasher is too busy): not a failure
+        await store.logins.release(username, address, pair_rule, whole_rule, correct=False)
+        raise
     if not matches:
-        await store.audit.record(username, "login", username, "failed", "bad credentials")
-        if credentials is not None:
-            locked_until = await store.users.login_failed(
-                credentials.user.id, config.lockout_threshold, config.lockout_seconds
-            )
-            if locked_until > actor.now_ms():
-                raise AccountLocked(f"too many failed logins; try again after {iso_moment(locked_until)}")
+        await store.audit.record(username, "login", username, "failed", f"bad credentials from {address}")
+        suspicious_login(actor, address, username, "failed")
+        if reservation.until_ms > actor.now_ms():
+            raise _locked(reservation, actor.now_ms())
         raise InvalidCredentials(WRONG_CREDENTIALS)
+    await store.logins.release(username, address, pair_rule, whole_rule, correct=True)
     user = credentials.user
     if user.suspended:
-        await store.audit.record(user.username, "login", user.username, "refused", "suspended")
+        await store.audit.record(user.username, "login", user.username, "refused", f"suspended; from {address}")
         raise AccessDenied("this account is suspended")
     await store.users.login_succeeded(user.id)
     try:
         token = await start_session(actor, user, attachment)
     except AccessDenied:
-        await store.audit.record(user.username, "login", user.username, "refused", "suspended")
+        await store.audit.record(user.username, "login", user.username, "refused", f"suspended; from {address}")
         raise
-    await store.audit.record(user.username, "login", user.username)
+    await store.audit.record(user.username, "login", user.username, "ok", f"from {address}")
     return SignedIn(user, token)
 
 
@@ -184,10 +288,11 @@ async def change_password(actor: Any, old: str, new: str, keep_session: int | No
     """
     user, store, passwords = actor.user, actor.store, actor.server.passwords
     credentials = await store.users.credentials(user.username)
-    if credentials is None or not await passwords.verify(credentials.password_hash, old):
+    key = hashing_address(actor)
+    if credentials is None or not await passwords.verify(credentials.password_hash, old, address=key):
         await store.audit.record(user.username, "change_password", user.username, "failed", "bad credentials")
         raise InvalidCredentials("the current password is wrong")
-    password_hash = await passwords.hash(new)
+    password_hash = await passwords.hash(new, address=key)
     outbox = actor.outbox()
     await store.users.change_password(user, password_hash, keep_session, outbox)
     await actor.deliver(outbox)

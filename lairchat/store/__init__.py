@@ -16,6 +16,7 @@ from lairchat.store.conversations import ConversationStore
 from lairchat.store.database import Database
 from lairchat.store.events import EventLog
 from lairchat.store.invitations import InvitationStore
+from lairchat.store.logins import LoginThrottleStore
 from lairchat.store.messages import MessageStore
 from lairchat.store.rooms import RoomStore
 from lairchat.store.sessions import SessionStore
@@ -37,6 +38,7 @@ class IStore(Interface):
     stats = Attribute("the L{StatsStore}")
     events = Attribute("the L{EventLog}: events, nodes and who is online where")
     blocks = Attribute("the L{BlockStore}: addresses refused by intrusion detection or an admin")
+    logins = Attribute("the L{LoginThrottleStore}: failed logins by account and address")
 
 
 @implementer(IStore)
@@ -55,6 +57,7 @@ class Store:
         self.stats = StatsStore(db)
         self.events = EventLog(db)
         self.blocks = BlockStore(db)
+        self.logins = LoginThrottleStore(db)
 
 
 def schema_path() -> Path:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_store -*-
 """
-Accounts: create, look up, lock after failed logins, change passwords,
-server roles and suspension.
+Accounts: create, look up, change passwords, server roles and
+suspension.
 
 A change that other connections must hear of records its event in its own
 transaction, through the L{Outbox} it is given, as that transaction's last
@@ -83,32 +83,16 @@ class UserStore:
         return Credentials(user=user_from_row(row), password_hash=row[6], failed_logins=row[7])
 
     async def login_succeeded(self, user_id: int) -> None:
-        """Clear the failure count and the lock; note when the user was seen."""
+        """
+        Note when the user was seen.  (Failed logins are counted by account
+        and address, in L{lairchat.store.logins}; the old account-wide
+        C{failed_logins} and C{locked_until} columns are no longer used and
+        are cleared here.)
+        """
         await self._db.execute(
             "UPDATE users SET failed_logins = 0, locked_until = NULL, last_seen = now() WHERE id = %s",
             (user_id,),
         )
-
-    async def login_failed(self, user_id: int, threshold: int, lock_seconds: int) -> int:
-        """
-        Count a failed login; at C{threshold} failures in a row, lock the
-        account for C{lock_seconds} and start counting again.
-
-        @return: when the lock ends, in epoch ms, or 0 when not locked.
-        """
-
-        async def count(tx: Transaction) -> tuple:
-            return await tx.fetchone(
-                "UPDATE users SET "
-                "  failed_logins = CASE WHEN failed_logins + 1 >= %(t)s THEN 0 ELSE failed_logins + 1 END,"
-                "  locked_until = CASE WHEN failed_logins + 1 >= %(t)s"
-                "    THEN now() + make_interval(secs => %(s)s) ELSE locked_until END "
-                "WHERE id = %(id)s RETURNING locked_until",
-                {"t": threshold, "s": lock_seconds, "id": user_id},
-            )
-
-        row = await self._db.transaction(count)
-        return to_ms(row[0]) if row else 0
 
     async def change_password(self, user: User, password_hash: str, keep_session: int | None,
                               outbox: Outbox) -> None:
