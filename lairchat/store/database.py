@@ -90,6 +90,17 @@ class CommitUnknown(Exception):
         self.reason = reason
 
 
+def describe(error: BaseException) -> str:
+    """
+    A database error in one line, for the log: a failed rollback is told
+    by the error that caused it.
+    """
+    while isinstance(error, txpostgres.RollbackFailed) and error.originalFailure is not None:
+        error = error.originalFailure.value
+    text = str(error).strip() or repr(error)
+    return " ".join(text.split())
+
+
 def _conflict_reason(error: BaseException) -> str:
     """The C{reason} label of a retried conflict: C{deadlock} or C{serialization}."""
     return "deadlock" if isinstance(error, psycopg2.errors.DeadlockDetected) else "serialization"
@@ -156,7 +167,7 @@ class _WatchedConnection(txpostgres.Connection):
         try:
             return super().doRead()
         except _UNAVAILABLE as error:
-            self.log.warn("database connection lost while idle: {error}", error=str(error).strip())
+            self.log.warn("database connection lost while idle: {error}", error=describe(error))
             return error
 
     def _runInteraction(self, interaction: Any, *args: Any, **kwargs: Any) -> Deferred:
@@ -183,8 +194,7 @@ class _WatchedConnection(txpostgres.Connection):
             ending = maybeDeferred(cursor.execute, "ROLLBACK")
 
             def rollback_failed(why: Failure) -> Failure:
-                self.log.warn("rollback failed, the connection is gone: {error}",
-                              error=str(why.value).strip() or repr(why.value))
+                self.log.warn("rollback failed, the connection is gone: {error}", error=describe(why.value))
                 return Failure(txpostgres.RollbackFailed(self, reason))
 
             ending.addCallbacks(lambda _: reason, rollback_failed)
@@ -237,8 +247,7 @@ class Reconnector(DeadConnectionDetector):
         """The connection is dead: reconnect, with backoff, until it works or L{stop}."""
         if self._stopped:
             return
-        self.log.warn("database connection lost ({error}); reconnecting",
-                      error=str(f.value).strip() or repr(f.value))
+        self.log.warn("database connection lost ({error}); reconnecting", error=describe(f.value))
         attempts = retrying.RetryingCall(self.reconnect)
         attempts.reactor = self.reactor
         self._reconnecting = attempts.start(self.reconnectionIterator(),
@@ -258,7 +267,7 @@ class Reconnector(DeadConnectionDetector):
     def _gave_up(self, failure: Failure) -> None:
         """Reconnection stopped: on purpose (L{stop}), or for a reason worth one line."""
         if not (self._stopped or failure.check(CancelledError)):
-            self.log.warn("database connection not restored: {error}", error=failure.value)
+            self.log.warn("database connection not restored: {error}", error=describe(failure.value))
 
     def connectionRecovered(self) -> Deferred | None:
         """Reconnected: say so, and run the recovery handlers (unless stopped meanwhile)."""
@@ -388,7 +397,7 @@ class Database:
             raise
         except Exception as error:
             if is_unavailable(error):
-                self.log.warn("database unavailable: {error}", error=str(error).strip() or repr(error))
+                self.log.warn("database unavailable: {error}", error=describe(error))
                 unavailable = DatabaseUnavailable()
                 # a connection known to be dead, or closed, was never sent the statement
                 unavailable.sent = not isinstance(error, (ConnectionDead, psycopg2.InterfaceError))
@@ -514,7 +523,7 @@ class Database:
             message says the change may have been saved.
         """
         self.log.warn("the database went away during a commit ({error}); asking whether it committed",
-                      error=str(unknown.reason).strip() or repr(unknown.reason))
+                      error=describe(unknown.reason))
         for pause in (0.0,) + OUTCOME_CHECKS:
             if pause:
                 await deferLater(self._reactor, pause, lambda: None)
