@@ -4,16 +4,61 @@ Prometheus metrics: requests by command and outcome, request latency,
 connections, online users (of this node), event deliveries, how far
 this node got in the event log, connections by state, refused or timed
 out, flood control (delayed and refused requests), failed and throttled
-logins, the password hashing queue and its waits, served over HTTP at
+logins, the password hashing queue and its waits, the database pool (in
+use, waits), conflict retries, lost commits, embedded-database restarts
+and invitation sweeps (runs, durations), served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
 
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+
+
+class _CountersOf:
+    """
+    A collector of the counters an object keeps itself (a L{Database}'s
+    waits and conflict retries, a watchdog's restarts), read when scraped.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Any:
+        """The counters the source has."""
+        source = self.source
+        if hasattr(source, "waits"):
+            waits = CounterMetricFamily("lairchat_database_pool_waits",
+                                        "Queries that found no free pooled connection and waited.")
+            waits.add_metric([], source.waits)
+            yield waits
+        if hasattr(source, "retries"):
+            retries = CounterMetricFamily("lairchat_database_retries",
+                                          "Transactions run again after losing a conflict, by reason.",
+                                          labels=["reason"])
+            for reason in ("deadlock", "serialization"):
+                retries.add_metric([reason], source.retries[reason])
+            yield retries
+        if hasattr(source, "unknown_outcomes"):
+            outcomes = CounterMetricFamily("lairchat_database_lost_commits",
+                                           "Commits that lost their connection, by what they turned out to be.",
+                                           labels=["outcome"])
+            for outcome in ("committed", "aborted", "unknown"):
+                outcomes.add_metric([outcome], source.unknown_outcomes[outcome])
+            yield outcomes
+        if hasattr(source, "restarts"):
+            restarts = CounterMetricFamily("lairchat_embedded_database_restarts",
+                                           "Times the embedded Postgres died and was started again.")
+            restarts.add_metric([], source.restarts)
+            yield restarts
+            failed = CounterMetricFamily("lairchat_embedded_database_start_failures",
+                                         "Attempts to start the dead embedded Postgres again that failed.")
+            failed.add_metric([], source.failures)
+            yield failed
 
 
 class Metrics:
@@ -45,6 +90,14 @@ class Metrics:
         self.bus_events = Gauge(
             "lairchat_bus_events", "Events (of any node) this node handed to its connections since start.",
             registry=self.registry,
+        )
+        self.sweeps = Counter(
+            "lairchat_sweep_runs", "Invitation sweeps run, by outcome (ok or failed).", ["outcome"],
+            registry=self.registry,
+        )
+        self.sweep_seconds = Histogram(
+            "lairchat_sweep_seconds", "How long an invitation sweep took.", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.bus_reads = Gauge(
             "lairchat_bus_reads", "Reads of the event log since start (notifications, gaps, polls).",
@@ -143,6 +196,22 @@ class Metrics:
     def suspicious_login(self, reason: str) -> None:
         """Count one failed or throttled login (see L{lairchat.domain.accounts.suspicious_login})."""
         self.suspicious_logins.labels(reason).inc()
+
+    # Faults: the database pool, conflicts, the embedded database, the sweep
+
+    def watch_database(self, db: Any) -> None:
+        """Read the pool's figures and the conflict retries from the L{Database} when scraped."""
+        Gauge("lairchat_database_pool_in_use", "Pooled database connections running a query now.",
+              registry=self.registry).set_function(lambda: db.in_use)
+        Gauge("lairchat_database_up", "1 while at least one pooled database connection is up, else 0.",
+              registry=self.registry).set_function(lambda: 1 if db.connected else 0)
+        Gauge("lairchat_database_pool_waiting", "Queries waiting for a free pooled connection now.",
+              registry=self.registry).set_function(lambda: db.waiting)
+        self.registry.register(_CountersOf(db))
+
+    def watch_embedded(self, watchdog: Any) -> None:
+        """Read the embedded database's restarts from its watchdog when scraped."""
+        self.registry.register(_CountersOf(watchdog))
 
     def observe(self, command: str, outcome: str, seconds: float) -> None:
         """Count one answered request."""

@@ -64,9 +64,11 @@ class Presence:
             else:
                 result.callback(None)
 
+        # kept before the callbacks are added: with the database known to be
+        # down, work() fails at once and done() runs (and forgets it) right away
+        self._chains[user.id] = chain
         chain.addCallback(run)
         chain.addBoth(done)
-        self._chains[user.id] = chain
         return result
 
     def came_online(self, user: User) -> Deferred:

@@ -17,6 +17,7 @@ on: a L{LoopingCall} whose function raises would stop for good, so
 L{InvitationSweeper.run_once} never raises.
 """
 
+import time
 from typing import Any
 
 from attrs import frozen
@@ -119,22 +120,33 @@ class InvitationSweeper(Service):
         """
         self.runs += 1
         now_ms = int(self.server.clock.seconds() * 1000)
+        began = time.perf_counter()
         try:
             report = await sweep(self.server, now_ms)
         except ChatError as error:
+            self._measure("failed", began)
             self.failures += 1
             self.log.warn("invitation sweep failed ({error}); trying again in {interval} s",
                           error=error.message, interval=self.server.config.sweep_interval)
             return None
         except Exception:
+            self._measure("failed", began)
             self.failures += 1
             self.log.failure("invitation sweep failed; trying again in {interval} s",
                              interval=self.server.config.sweep_interval)
             return None
+        self._measure("ok", began)
         if report.expired or report.reminded or report.purged:
             self.log.info("invitation sweep: {expired} expired, {reminded} reminded, {purged} purged",
                           expired=report.expired, reminded=report.reminded, purged=report.purged)
         return report
+
+    def _measure(self, outcome: str, began: float) -> None:
+        """Count a run and how long it took (real time) in the server's metrics."""
+        metrics = getattr(self.server, "metrics", None)
+        if metrics is not None:
+            metrics.sweeps.labels(outcome).inc()
+            metrics.sweep_seconds.observe(time.perf_counter() - began)
 
     def stopService(self) -> Deferred:
         """Stop the schedule; the Deferred fires once a run in progress ends."""

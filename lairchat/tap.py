@@ -20,7 +20,7 @@ from twisted.python import usage
 
 from lairchat.addresses import Networks, parse_network
 from lairchat.context import Config, ServerContext
-from lairchat.embedded import EmbeddedPostgres
+from lairchat.embedded import EmbeddedPostgres, EmbeddedWatchdog
 from lairchat.hub import Hub
 from lairchat.node import NODE_TIMEOUT, NodeService, new_node_id
 from lairchat.passwords import Passwords
@@ -325,6 +325,11 @@ class LairchatService(MultiService):
             started=started,
             hub=Hub(new_node_id()),
         )
+        self.server.metrics.watch_database(self._db)
+        if self._embedded is not None:
+            watchdog = EmbeddedWatchdog(self._embedded, self.reactor)
+            watchdog.setServiceParent(self)
+            self.server.metrics.watch_embedded(watchdog)
         self._node = NodeService(self.server, dsn, self.node_timeout)
         await self._node.begin()
         self._node.setServiceParent(self)

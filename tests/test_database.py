@@ -67,15 +67,16 @@ class DeathCheckerTests(TestCase):
 
 
 class DeadlockTests(TestCase):
-    """Two transactions that deadlock: the loser gets 1212, the pool stays whole."""
+    """Two transactions that deadlock: the loser is run again, and both complete."""
 
-    async def test_deadlock_loser(self):
-        """The losing transaction is DatabaseUnavailable and its connection still serves."""
+    async def test_deadlock_loser_retried(self):
+        """
+        The transaction Postgres picks as the deadlock's victim is run
+        again and commits; the retry is counted, and the pool stays whole.
+        """
         from twisted.internet import reactor
         from twisted.internet.defer import DeferredList
         from twisted.internet.task import deferLater
-
-        from lairchat.errors import DatabaseUnavailable
 
         db = Database(test_dsn(), size=2)
         await db.start()
@@ -83,19 +84,215 @@ class DeadlockTests(TestCase):
         await db.execute("CREATE TABLE IF NOT EXISTS deadlock_probe (id int PRIMARY KEY, n int)")
         await db.execute("TRUNCATE deadlock_probe")
         await db.execute("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)")
+        runs = []
 
         def locker(first, second):
             async def work(tx):
+                runs.append(first)
                 await tx.execute("UPDATE deadlock_probe SET n = n + 1 WHERE id = %s", (first,))
-                await deferLater(reactor, 0.3, lambda: None)
+                if runs.count(first) == 1:
+                    # both hold their first row before either asks for its second
+                    await deferLater(reactor, 0.3, lambda: None)
                 await tx.execute("UPDATE deadlock_probe SET n = n + 1 WHERE id = %s", (second,))
             return Deferred.fromCoroutine(db.transaction(work))
 
         results = await DeferredList([locker(1, 2), locker(2, 1)], consumeErrors=True)
-        failures = [r for ok, r in results if not ok]
-        self.assertEqual(len(failures), 1, results)
-        self.assertIsInstance(failures[0].value, DatabaseUnavailable)
-        self.assertEqual(await db.fetchall("SELECT sum(n) FROM deadlock_probe"), [(2,)])
+        self.assertEqual([ok for ok, _ in results], [True, True], results)
+        self.assertEqual(len(runs), 3, runs)
+        self.assertEqual(db.retries, {"deadlock": 1})
+        self.assertEqual(await db.fetchall("SELECT sum(n) FROM deadlock_probe"), [(4,)])
         self.assertEqual(await db.fetchall("SELECT 1"), [(1,)])
         self.assertEqual(await db.fetchall("SELECT 2"), [(2,)])
         await db.execute("DROP TABLE deadlock_probe")
+
+
+_SERIALIZATION_FAILURE = (
+    "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure'; END $$"
+)
+
+
+class SerializationConflictTests(TestCase):
+    """A serialization failure (SQLSTATE 40001), raised by the real database."""
+
+    async def _start_pool(self):
+        """A pool of two on the test database, with the schema, every table empty."""
+        from tests.support import fresh_database
+
+        self.db = await fresh_database(self, size=2)
+
+    async def test_serializable_conflict_retried(self):
+        """
+        Two SERIALIZABLE transactions that each read what the other writes:
+        one fails to serialize, is run again, and both commit.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.defer import DeferredList
+        from twisted.internet.task import deferLater
+
+        await self._start_pool()
+        db = self.db
+        await db.execute("CREATE TABLE IF NOT EXISTS serial_probe (id int PRIMARY KEY, n int)")
+        await db.execute("TRUNCATE serial_probe")
+        await db.execute("INSERT INTO serial_probe VALUES (1, 0), (2, 0)")
+        runs = []
+
+        def writer(mine, theirs):
+            async def work(tx):
+                runs.append(mine)
+                await tx.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                (n,) = await tx.fetchone("SELECT n FROM serial_probe WHERE id = %s", (theirs,))
+                if runs.count(mine) == 1:
+                    await deferLater(reactor, 0.3, lambda: None)
+                await tx.execute("UPDATE serial_probe SET n = %s WHERE id = %s", (n + 1, mine))
+            return Deferred.fromCoroutine(db.transaction(work))
+
+        results = await DeferredList([writer(1, 2), writer(2, 1)], consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, True], results)
+        self.assertEqual(db.retries, {"serialization": 1})
+        self.assertEqual(len(runs), 3)
+        # run one after the other: the second saw the first's write
+        self.assertEqual(await db.fetchall("SELECT n FROM serial_probe ORDER BY n"), [(1,), (2,)])
+        await db.execute("DROP TABLE serial_probe")
+
+    async def test_bounded(self):
+        """A transaction that always loses is run three times, then answered 1212."""
+        from lairchat.errors import DatabaseUnavailable
+        from lairchat.store.database import CONFLICT_ATTEMPTS
+
+        await self._start_pool()
+        runs = []
+
+        async def work(tx):
+            runs.append(1)
+            await tx.execute(_SERIALIZATION_FAILURE)
+
+        with self.assertRaises(DatabaseUnavailable) as caught:
+            await self.db.transaction(work)
+        self.assertIn("nothing was changed", caught.exception.message)
+        self.assertEqual(len(runs), CONFLICT_ATTEMPTS)
+        self.assertEqual(self.db.retries, {"serialization": CONFLICT_ATTEMPTS - 1})
+
+    async def test_events_kept_once(self):
+        """
+        Events a transaction gathered for delivery are taken back when it
+        loses a conflict, so the run that commits delivers them once.
+        """
+        from lairchat.events import Origin, UserJoined
+        from lairchat.events import RoomRef
+        from lairchat.store.events import Outbox
+
+        await self._start_pool()
+        outbox = Outbox(Origin("test-node"))
+        runs = []
+
+        async def work(tx):
+            runs.append(1)
+            await outbox.add_in(tx, [UserJoined(RoomRef(1, "probe"), 1, "probe")])
+            if len(runs) == 1:
+                await tx.execute(_SERIALIZATION_FAILURE)
+
+        await self.db.transaction(work)
+        self.assertEqual(len(runs), 2)
+        self.assertEqual(len(outbox.events), 1)
+        self.assertEqual(len(outbox.seqs), 1)
+
+
+def _lose_connection_at_commit(tx, commit_first):
+    """
+    Make C{tx}'s C{COMMIT} lose its connection: after the database
+    committed (C{commit_first}), as when the server goes away before its
+    answer arrives, or before it was sent.  The injected failure is the
+    one psycopg2 raises for a lost server.
+    """
+    import psycopg2
+    from twisted.internet.defer import succeed
+
+    cursor = tx._cursor
+    original = cursor.execute
+
+    def execute(sql, *args, **kwargs):
+        if sql != "COMMIT":
+            return original(sql, *args, **kwargs)
+        sent = original(sql) if commit_first else succeed(None)
+
+        def lose(_):
+            cursor._connection.close()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+        return sent.addCallback(lose)
+
+    cursor.execute = execute
+
+
+class CommitOutcomeTests(TestCase):
+    """A COMMIT that loses its connection: the outcome is asked for, never guessed."""
+
+    async def _start_pool(self):
+        """A pool of two on the test database, with the schema, every table empty."""
+        from tests.support import fresh_database
+
+        self.db = await fresh_database(self, size=2)
+        await self.db.execute("CREATE TABLE IF NOT EXISTS commit_probe (n int)")
+        await self.db.execute("TRUNCATE commit_probe")
+
+    async def test_committed_gets_its_result(self):
+        """The change committed: the caller gets the work's result, as if nothing happened."""
+        await self._start_pool()
+
+        async def work(tx):
+            await tx.execute("INSERT INTO commit_probe VALUES (7)")
+            _lose_connection_at_commit(tx, commit_first=True)
+            return "stored"
+
+        self.assertEqual(await self.db.transaction(work), "stored")
+        self.assertEqual(await self.db.fetchall("SELECT n FROM commit_probe"), [(7,)])
+        self.assertEqual(self.db.unknown_outcomes, {"committed": 1})
+
+    async def test_rolled_back_is_nothing_changed(self):
+        """The change did not commit: 1212, nothing was changed (which is true)."""
+        from lairchat.errors import DatabaseUnavailable
+
+        await self._start_pool()
+
+        async def work(tx):
+            await tx.execute("INSERT INTO commit_probe VALUES (8)")
+            _lose_connection_at_commit(tx, commit_first=False)
+            return "stored"
+
+        with self.assertRaises(DatabaseUnavailable) as caught:
+            await self.db.transaction(work)
+        self.assertIn("nothing was changed", caught.exception.message)
+        self.assertEqual(await self.db.fetchall("SELECT n FROM commit_probe"), [])
+        self.assertEqual(self.db.unknown_outcomes, {"aborted": 1})
+
+    async def test_message_committed_is_posted(self):
+        """
+        A message whose COMMIT lost its connection after it was stored is
+        handed back as posted, with its event, so SEND_MESSAGE answers OK.
+        """
+        from lairchat.events import MessageSent, Origin, RoomRef
+        from lairchat.store import Store
+
+        await self._start_pool()
+        store = Store(self.db)
+        alice = await store.users.create("alice", "x")
+        from lairchat.store.events import Outbox
+
+        room = await store.rooms.create("lobby", "public", alice, Outbox(None))
+        original = self.db.transaction
+
+        async def losing(work):
+            async def lose_then_work(tx):
+                _lose_connection_at_commit(tx, commit_first=True)
+                return await work(tx)
+            return await original(lose_then_work)
+
+        self.db.transaction = losing
+        template = MessageSent(RoomRef(room.id, room.name), 0, alice.id, "alice", 0, "hello",
+                               origin=Origin("test-node", 1))
+        posted = await store.messages.post_with_event(template)
+        self.db.transaction = original
+        self.assertIsNotNone(posted)
+        self.assertEqual(posted.message.text, "hello")
+        rows = await self.db.fetchall("SELECT id, body FROM messages")
+        self.assertEqual(rows, [(posted.message.id, "hello")])

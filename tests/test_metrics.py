@@ -61,3 +61,76 @@ async def _listen_metrics(running):
     from twisted.internet.endpoints import serverFromString
 
     return await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(running.server.metrics.site())
+
+
+class FaultMetricsTests(TestCase):
+    """The database, embedded-database and sweep figures, as scraped."""
+
+    def test_database_and_watchdog(self):
+        """Pool use, waits, conflict retries, lost commits and restarts are read when scraped."""
+        from collections import Counter
+
+        from prometheus_client import generate_latest
+
+        from lairchat.metrics import Metrics
+
+        class Pool:
+            in_use, waiting, waits, connected = 2, 1, 5, 3
+            retries = Counter({"deadlock": 3})
+            unknown_outcomes = Counter({"committed": 1})
+
+        class Watchdog:
+            restarts, failures = 1, 2
+
+        metrics = Metrics()
+        metrics.watch_database(Pool())
+        metrics.watch_embedded(Watchdog())
+        scraped = generate_latest(metrics.registry).decode()
+        for line in ("lairchat_database_pool_in_use 2.0", "lairchat_database_pool_waiting 1.0",
+                     "lairchat_database_up 1.0",
+                     "lairchat_database_pool_waits_total 5.0",
+                     'lairchat_database_retries_total{reason="deadlock"} 3.0',
+                     'lairchat_database_retries_total{reason="serialization"} 0.0',
+                     'lairchat_database_lost_commits_total{outcome="committed"} 1.0',
+                     "lairchat_embedded_database_restarts_total 1.0",
+                     "lairchat_embedded_database_start_failures_total 2.0"):
+            self.assertIn(line, scraped)
+
+    def test_sweeps(self):
+        """Sweep runs are counted by outcome, with their durations."""
+        from prometheus_client import generate_latest
+
+        from lairchat.metrics import Metrics
+
+        metrics = Metrics()
+        metrics.sweeps.labels("ok").inc()
+        metrics.sweep_seconds.observe(0.01)
+        scraped = generate_latest(metrics.registry).decode()
+        self.assertIn('lairchat_sweep_runs_total{outcome="ok"} 1.0', scraped)
+        self.assertIn("lairchat_sweep_seconds_count 1.0", scraped)
+
+
+class AlertRulesTests(TestCase):
+    """C{monitoring/alerts.yml} names only metrics the server has."""
+
+    async def test_rules_name_real_metrics(self):
+        """
+        Every C{lairchat_*} series an alert rule reads is one a running
+        server exposes (so renaming a metric cannot silently disarm a rule).
+        """
+        import re
+        from pathlib import Path
+
+        rules = (Path(__file__).resolve().parents[1] / "monitoring" / "alerts.yml").read_text()
+        named = set(re.findall(r"\b(lairchat_[a-z_]+)", rules))
+        self.assertGreater(len(named), 5)
+        await fresh_database(self)
+        running = await RunningServer(self, TEST_CONFIG).start()
+        registry = running.server.metrics.registry
+        # the embedded database's watchdog runs only without --dsn
+        running.server.metrics.watch_embedded(type("Watchdog", (), {"restarts": 0, "failures": 0})())
+        families = {family.name for family in registry.collect()}
+        series = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
+        self.assertEqual(series - families, set())
+        for expression in re.findall(r"expr: (.*)", rules):
+            self.assertEqual(expression.count("("), expression.count(")"), expression)

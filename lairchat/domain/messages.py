@@ -469,9 +469,11 @@ class Receipts:
                 del self._waiting[user_id]
                 del self._chains[user_id]
 
+        # kept before the callbacks are added: with the database known to be
+        # down, write() ends at once and done() runs (and forgets it) right away
+        self._chains[user_id] = chain
         chain.addCallback(lambda _: Deferred.fromCoroutine(write()))
         chain.addBoth(done)
-        self._chains[user_id] = chain
 
     def settled(self, user_id: int) -> Deferred:
         """Fires once the notes for C{user_id} made so far are written."""

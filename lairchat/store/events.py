@@ -29,10 +29,9 @@ from typing import Any, Callable
 from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from txpostgres.reconnection import DeadConnectionDetector
 
 from lairchat.events import EVENT_TYPES, Event, Origin, decode, kind, payload
-from lairchat.store.database import Database, Transaction, _is_dead, _WatchedConnection
+from lairchat.store.database import Database, Reconnector, Transaction, _WatchedConnection
 
 CHANNEL = "lairchat_events"
 """The NOTIFY channel every node listens on."""
@@ -305,7 +304,7 @@ class EventListener:
         self._dsn = dsn
         self._wake = wake
         self._reactor = reactor
-        self._detector = DeadConnectionDetector(deathChecker=_is_dead, reactor=reactor)
+        self._detector = Reconnector(reactor)
         self._connection = _WatchedConnection(reactor, None, detector=self._detector)
         self._detector.addRecoveryHandler(self._recovered)
         self._connection.addNotifyObserver(self._notified)
@@ -348,9 +347,7 @@ class EventListener:
     def stop(self) -> None:
         """Close the connection for good."""
         self._stopped = True
-        from lairchat.store.database import _Closed
-
-        self._detector.setReconnectable(_Closed())
+        self._detector.stop()
         try:
             self._connection.close()
         except Exception:
@@ -376,8 +373,17 @@ class Outbox:
         """Record C{events} as the last statement of C{tx}."""
         stamped = [evolve(e, origin=self.origin) for e in events]
         seqs = await record_in(tx, stamped, self.origin)
+        kept = len(self.events)
         self.events.extend(stamped)
         self.seqs.extend(seqs)
+
+        def take_back() -> None:
+            # the transaction did not commit (it may run again after a conflict)
+            del self.events[kept:]
+            del self.seqs[kept:]
+
+        if hasattr(tx, "on_rollback"):
+            tx.on_rollback(take_back)
 
 
 __all__ = ["CHANNEL", "EventListener", "EventLog", "Logged", "Outbox", "record_in"]

@@ -153,8 +153,15 @@ class MessageStore:
             "node": items[0].origin.node if items[0].origin else "",
             "connections": [t.origin.connection if t.origin else 0 for t in items],
         }
+
+        async def write(tx: Transaction) -> list[tuple]:
+            return await tx.fetchall(_POST_SQL, params)
+
         try:
-            rows = await self._db.fetchall(_POST_SQL, params, retry=False)
+            # a transaction rather than one autocommitted statement: should the
+            # connection be lost during its COMMIT, the store can still learn
+            # whether the messages were stored, and answer them OK if so
+            rows = await self._db.transaction(write)
         except psycopg2.errors.ForeignKeyViolation:
             # a room was deleted (its last member left) as this was stored:
             # nothing of the batch was written; each is tried on its own
