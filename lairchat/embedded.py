@@ -158,7 +158,12 @@ class EmbeddedPostgres:
         """Stop the server (its data stays). Blocking."""
         if self._server is not None:
             server, self._server = self._server, None
-            server.cleanup()
+            try:
+                server.cleanup()
+            except Exception as error:
+                # psutil.NoSuchProcess: it died on its own (killed) meanwhile
+                if type(error).__name__ != "NoSuchProcess":
+                    raise
 
 
 RESTART_ATTEMPTS = 8

@@ -279,19 +279,24 @@ class CommitOutcomeTests(TestCase):
         from lairchat.store.events import Outbox
 
         room = await store.rooms.create("lobby", "public", alice, Outbox(None))
-        original = self.db.transaction
+        # every pooled connection's next cursor loses its connection at COMMIT,
+        # after the database committed
+        originals = {}
+        for connection in self.db._connections:
+            originals[connection] = connection.cursor
 
-        async def losing(work):
-            async def lose_then_work(tx):
-                _lose_connection_at_commit(tx, commit_first=True)
-                return await work(tx)
-            return await original(lose_then_work)
+            def cursor(original=connection.cursor):
+                made = original()
+                _lose_connection_at_commit(type("Tx", (), {"_cursor": made})(), commit_first=True)
+                return made
 
-        self.db.transaction = losing
+            connection.cursor = cursor
         template = MessageSent(RoomRef(room.id, room.name), 0, alice.id, "alice", 0, "hello",
                                origin=Origin("test-node", 1))
         posted = await store.messages.post_with_event(template)
-        self.db.transaction = original
+        for connection, cursor in originals.items():
+            connection.cursor = cursor
+        self.assertEqual(self.db.unknown_outcomes, {"committed": 1})
         self.assertIsNotNone(posted)
         self.assertEqual(posted.message.text, "hello")
         rows = await self.db.fetchall("SELECT id, body FROM messages")

@@ -217,6 +217,49 @@ class _WatchedConnection(txpostgres.Connection):
         return begun
 
 
+    def runStatement(self, sql: str, params: Any = None) -> Deferred:
+        """
+        Run one statement in a transaction of its own, in two round trips:
+        C{BEGIN} sent with the statement, then C{COMMIT}.  The statement's
+        rows end in a column holding C{txid_current()}, so a C{COMMIT} that
+        loses its connection is a L{CommitUnknown} like
+        L{_runInteraction}'s; the rows are returned without that column.
+        """
+        return self._doit(self._runStatement, sql, params)
+
+    def _runStatement(self, sql: str, params: Any) -> Deferred:
+        """L{runStatement} under the connection's lock."""
+        cursor = self.cursor()
+        ran = maybeDeferred(cursor.execute, "BEGIN; " + sql, params)
+
+        def commit(_: Any) -> Deferred:
+            rows = cursor.fetchall()
+            xid = rows[0][-1] if rows else None
+            result = [row[:-1] for row in rows]
+            committing = maybeDeferred(cursor.execute, "COMMIT")
+
+            def commit_failed(why: Failure) -> Failure:
+                if xid is not None and is_unavailable(why.value):
+                    return Failure(CommitUnknown(xid, result, why.value))
+                return why
+
+            committing.addCallbacks(lambda _: result, commit_failed)
+            return committing
+
+        def rollback(reason: Failure) -> Deferred:
+            ending = maybeDeferred(cursor.execute, "ROLLBACK")
+
+            def rollback_failed(why: Failure) -> Failure:
+                self.log.warn("rollback failed, the connection is gone: {error}", error=describe(why.value))
+                return Failure(txpostgres.RollbackFailed(self, reason))
+
+            ending.addCallbacks(lambda _: reason, rollback_failed)
+            return ending
+
+        ran.addCallbacks(commit, rollback)
+        return ran
+
+
 def _is_dead(failure: Any) -> bool:
     """
     Whether a failure means the connection is dead: a lost server (also
@@ -306,6 +349,16 @@ class _Pool(txpostgres.ConnectionPool):
     """A txpostgres pool whose connections reconnect."""
 
     connectionFactory = staticmethod(_connection_factory)
+
+    def runStatement(self, sql: str, params: Any = None) -> Deferred:
+        """L{_WatchedConnection.runStatement} on a pooled connection."""
+        return self._semaphore.run(self._runStatement, sql, params)
+
+    def _runStatement(self, sql: str, params: Any) -> Deferred:
+        """L{runStatement} once a connection is free."""
+        c = self.connections.pop()
+        d = c.runStatement(sql, params)
+        return d.addBoth(self._putBackAndPassthrough, c)
 
 
 class Database:
@@ -522,6 +575,25 @@ class Database:
                 for tx in transactions:
                     tx.rolled_back()
                 raise
+
+        return await self._conflicts_retried(attempt)
+
+    async def statement(self, sql: str, params: Any = None) -> list[tuple]:
+        """
+        Run one statement that writes in a transaction of its own, in two
+        round trips (L{transaction} takes four), and return its rows.  The
+        statement must end in a query whose last column is
+        C{txid_current()} (left out of the rows returned).  Conflicts and a
+        lost C{COMMIT} are handled as L{transaction} handles them.
+        """
+
+        async def attempt() -> list[tuple]:
+            try:
+                return await self._guard(self._counted(lambda: self._pool.runStatement(sql, params)))
+            except CommitUnknown as unknown:
+                if await self._committed(unknown):
+                    return unknown.result
+                raise DatabaseUnavailable() from None
 
         return await self._conflicts_retried(attempt)
 

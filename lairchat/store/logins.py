@@ -46,15 +46,22 @@ class LoginThrottleStore:
         keys = [account] if exempt else [EVERY_ACCOUNT, account]
         values = ", ".join(["(%s, %s)"] * len(keys))
         params = [p for key in keys for p in (key, address)]
-        await tx.execute(
-            f"INSERT INTO login_throttle (account, address) VALUES {values} ON CONFLICT DO NOTHING", params
-        )
-        rows = await tx.fetchall(
-            f"SELECT {COLUMNS} FROM login_throttle WHERE address = %s AND account = ANY(%s) "
-            "ORDER BY account FOR UPDATE",
-            (address, keys),
-        )
-        return {row[0]: _state(row) for row in rows}
+        states: dict[str, ThrottleState] = {}
+        # a row deleted by another transaction between the INSERT (which saw
+        # it) and the SELECT is simply made again
+        for _ in range(3):
+            await tx.execute(
+                f"INSERT INTO login_throttle (account, address) VALUES {values} ON CONFLICT DO NOTHING", params
+            )
+            rows = await tx.fetchall(
+                f"SELECT {COLUMNS} FROM login_throttle WHERE address = %s AND account = ANY(%s) "
+                "ORDER BY account FOR UPDATE",
+                (address, keys),
+            )
+            states = {row[0]: _state(row) for row in rows}
+            if len(states) == len(keys):
+                break
+        return states
 
     @staticmethod
     async def _write(tx: Transaction, account: str, address: str, state: ThrottleState) -> None:

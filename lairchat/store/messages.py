@@ -91,7 +91,8 @@ _POST_SQL = (
     "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
     "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
     ") "
-    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s) "
+    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s),"
+    "  txid_current() "
     "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
 )
 """
@@ -153,15 +154,12 @@ class MessageStore:
             "node": items[0].origin.node if items[0].origin else "",
             "connections": [t.origin.connection if t.origin else 0 for t in items],
         }
-
-        async def write(tx: Transaction) -> list[tuple]:
-            return await tx.fetchall(_POST_SQL, params)
-
         try:
-            # a transaction rather than one autocommitted statement: should the
-            # connection be lost during its COMMIT, the store can still learn
-            # whether the messages were stored, and answer them OK if so
-            rows = await self._db.transaction(write)
+            # a transaction of its own rather than an autocommitted statement:
+            # should the connection be lost during its COMMIT, the store can
+            # still learn whether the messages were stored, and answer them
+            # OK if so
+            rows = await self._db.statement(_POST_SQL, params)
         except psycopg2.errors.ForeignKeyViolation:
             # a room was deleted (its last member left) as this was stored:
             # nothing of the batch was written; each is tried on its own
