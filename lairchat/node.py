@@ -38,6 +38,10 @@ NODE_TIMEOUT = 10.0
 """Seconds without a heartbeat after which a node is taken for dead."""
 
 
+HOUSEKEEPING_INTERVAL = 600.0
+"""Seconds between two runs of L{NodeService.housekeeping} on a node."""
+
+
 def new_node_id() -> str:
     """A node id, new at every start: the host name and a random part."""
     return f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
@@ -66,6 +70,7 @@ class NodeService(Service):
         self._events: EventLog | None = None
         self._heartbeat: LoopingCall | None = None
         self._reaper: LoopingCall | None = None
+        self._next_housekeeping = 0.0
         self._reaping: Deferred | None = None
         self._reannouncing: Deferred | None = None
         self._poll: LoopingCall | None = None
@@ -151,6 +156,24 @@ class NodeService(Service):
             await events.remove_node(dead, outbox, offline)
             await server.deliver(outbox)
         await events.trim()
+        now = server.clock.seconds()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            await self.housekeeping(int(now * 1000))
+
+    async def housekeeping(self, now_ms: int) -> None:
+        """
+        Forget what the hardening rules no longer need: login-throttle keys
+        idle longer than their memory, address blocks that ended more than
+        a day ago (their strikes no longer count).
+        """
+        store, config = self.server.store, self.server.config
+        memory = max(config.login_failure_memory, config.address_failure_memory)
+        forgotten = await store.logins.forget_before(now_ms - int(memory * 1000), now_ms)
+        ended = await store.blocks.forget_old()
+        if forgotten or ended:
+            self.log.info("forgot {keys} idle login-throttle keys and {blocks} old address blocks",
+                          keys=forgotten, blocks=ended)
 
     async def end(self) -> None:
         """Leave the cluster: stop listening, forget this node (its users go offline)."""

@@ -65,6 +65,20 @@ class BlockStoreTests(TestCase):
         self.assertEqual(again.until_ms, long.until_ms)
 
 
+    async def test_forget_old(self):
+        """Blocks that ended and began over a day ago are forgotten; others are kept."""
+        store = await fresh_store(self)
+        await store.blocks.block("10.0.0.4", 60, "x", "root")
+        await store.blocks.block("10.0.0.5", 60, "x", "root")
+        await store.db.execute(
+            "UPDATE address_blocks SET blocked_at = now() - interval '3 days',"
+            " blocked_until = now() - interval '2 days' WHERE address = '10.0.0.4'"
+        )
+        self.assertEqual(await store.blocks.forget_old(), 1)
+        rows = await store.db.fetchall("SELECT address FROM address_blocks")
+        self.assertEqual(rows, [("10.0.0.5",)])
+
+
 class IntrusionEndToEndTests(TestCase):
     """Scoring, blocking and lifting over real TCP."""
 
