@@ -554,9 +554,10 @@ async def hashing_flood(args: argparse.Namespace, env: Environment, metrics: Met
           f"({sources[0]}-{sources[-1]}, {per} each): {len(clients)} admitted"
           + (f", refused: {counts(refused)}" if refused else ""))
     print(f"  their REGISTERs, all sent at once: {counts(answers)}; the last stored after {flood_took:.2f} s")
-    print(f"  (an address's REGISTERs past its auth budget, 10 at once then one per 2.5 s, are delayed, not "
-          f"refused; those delayed past the shortened --login-timeout {LOGIN_TIMEOUT:g} s read 1303 and are closed; "
-          f"of the others, at most 5 per address per hour may create an account, the rest read 1110)")
+    print(f"  (at most 5 REGISTERs per address per hour may create an account, the others read 1110; an "
+          f"address's REGISTERs past its auth budget, 10 at once then one per 2.5 s, are delayed, not refused, and "
+          f"the hashes wait for a slot: those not answered within the shortened --login-timeout "
+          f"{LOGIN_TIMEOUT:g} s read 1303 and are closed, as a silent client would)")
     print(f"  password hashes run meanwhile (lairchat_hash_wait_seconds_count): {hashes:.0f} "
           f"(the bystander's included), mean wait for a slot {waited / hashes if hashes else 0:.2f} s; "
           f"refused for a full queue: {queue_refused:.0f}")
