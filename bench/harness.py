@@ -119,6 +119,15 @@ class Environment:
     all on the one database).  Use as a context manager: everything is
     stopped and removed on exit.
 
+    By default the servers run with C{--no-rate-limit --exempt-network
+    127.0.0.1}, as throughput benchmarks need; C{defended=True} leaves
+    every defence on (flood control, per-address limits, intrusion
+    detection), for the attack soak script.  With C{embedded=True} the
+    server starts and supervises the embedded Postgres itself (C{--data-dir}
+    instead of C{--dsn}, so that killing that Postgres exercises the
+    server's watchdog); the script then has no C{dsn} of its own, and
+    L{sql} and the seeding helpers are not available.
+
     @ivar servers: the twistd processes, one per node.
     @ivar ports: their ports, in the same order.
     @ivar server: the first node's process (what a one-node benchmark uses).
@@ -126,10 +135,12 @@ class Environment:
     """
 
     def __init__(self, pool_size: int = 4, nodes: int = 1, extra_args: tuple[str, ...] = (),
-                 keep_logs: str | None = None) -> None:
+                 keep_logs: str | None = None, defended: bool = False, embedded: bool = False) -> None:
         self.pool_size = pool_size
         self.nodes = nodes
         self.extra_args = tuple(extra_args)
+        self.defended = defended
+        self.embedded = embedded
         self.keep_logs = Path(keep_logs) if keep_logs else None
         self.directory = Path(tempfile.mkdtemp(prefix="lairchat-bench-"))
         self.postgres = EmbeddedPostgres(self.directory / "db")
@@ -156,12 +167,24 @@ class Environment:
         """Where node C{node} logs (the first one in C{server.log})."""
         return self.directory / ("server.log" if node == 0 else f"server{node}.log")
 
+    @property
+    def pgdata(self) -> Path:
+        """Postgres's own data directory (its C{postmaster.pid} names the postmaster)."""
+        return self.directory / "db" / "pg"
+
     def __enter__(self) -> "Environment":
-        self.dsn = self.postgres.start()
+        if not self.embedded:
+            self.dsn = self.postgres.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop_server()
+        if self.embedded and (self.pgdata / "postmaster.pid").exists():
+            # the server was killed before it could stop its Postgres: adopt that one and stop it
+            try:
+                self.postgres.start()
+            except Exception as error:  # noqa: BLE001 - cleaning up; say so and go on
+                print(f"could not stop the embedded Postgres left in {self.pgdata}: {error}", file=sys.stderr)
         self.postgres.stop()
         if self.keep_logs is not None:
             self.keep_logs.mkdir(parents=True, exist_ok=True)
@@ -173,17 +196,20 @@ class Environment:
         """
         Start C{twistd -n lairchat} once per node, each on a free loopback
         port, running the code of this tree, with the open-files limit
-        raised to its hard limit (so that thousands of clients fit).
+        raised to its hard limit (so that thousands of clients fit); with
+        C{--no-rate-limit --exempt-network 127.0.0.1} unless C{defended}.
         """
         twistd = Path(sys.executable).parent / "twistd"
         environment = dict(os.environ, PYTHONPATH=str(REPO))
+        database = ("--data-dir", str(self.directory / "db")) if self.embedded else ("--dsn", self.dsn)
+        undefended = () if self.defended else ("--no-rate-limit", "--exempt-network", "127.0.0.1")
         for node in range(self.nodes):
             port = free_port()
             self.ports.append(port)
             self.servers.append(subprocess.Popen(
                 [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
-                 f"--logfile={self.log_path(node)}", "lairchat", "--dsn", self.dsn,
-                 "--port", f"tcp:{port}:interface=127.0.0.1", "--no-rate-limit", "--exempt-network", "127.0.0.1",
+                 f"--logfile={self.log_path(node)}", "lairchat", *database,
+                 "--port", f"tcp:{port}:interface=127.0.0.1", *undefended,
                  "--pool-size", str(self.pool_size), *self.extra_args],
                 cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
                 preexec_fn=raise_fd_limit,
