@@ -239,7 +239,8 @@ async def run(reactor: Any, options: argparse.Namespace, out: IO[str], err: IO[s
         await perform(operator, options, out)
         return OK
     except DatabaseUnavailable as error:
-        reason = getattr(error, "reason", None)
+        lines = str(getattr(error, "reason", "")).splitlines()
+        reason = "; ".join(line.strip() for line in lines if line.strip())
         err.write(f"{PROGRAM}: {error.message}{': ' + reason if reason else ''}\n")
         return UNAVAILABLE
     except ChatError as error:

@@ -402,8 +402,8 @@ class Database:
         """
         Open every connection of the pool.
 
-        @raise DatabaseUnavailable: the database cannot be reached (why, in
-            one line for an operator, is its C{reason}).
+        @raise DatabaseUnavailable: the database cannot be reached (libpq's
+            words for why are its C{reason}, for an operator).
         """
         try:
             await self._pool.start()
@@ -412,7 +412,7 @@ class Database:
             reason = underlying.value if underlying is not None else error
             self.log.error("cannot connect to the database: {reason}", reason=reason)
             unavailable = DatabaseUnavailable("the database cannot be reached")
-            unavailable.reason = describe(reason)
+            unavailable.reason = str(reason).strip() or repr(reason)
             raise unavailable from None
 
     def close(self) -> None:
