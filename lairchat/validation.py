@@ -12,6 +12,8 @@ import re
 from lairchat.errors import InvalidCharacters, InvalidFormat, InvalidInput, InvalidLength
 
 USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,19}\Z")
+ANY_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,49}\Z")
+"""The looser account names an operator may create (IRC nicks such as C{bar-1a2b})."""
 ROOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,49}\Z")
 RESERVED_ROOM_NAMES = frozenset({"lobby", "latest"})
 ROLES = ("owner", "admin", "moderator", "member", "guest")
@@ -21,6 +23,8 @@ INVITATION_STATUSES = ("pending", "accepted", "declined", "expired", "revoked")
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
+ANY_PASSWORD_MAX = 1024
+"""The longest password an operator may set outside the policy (in characters)."""
 MESSAGE_MAX = 4000
 TOPIC_MAX = 500
 REASON_MAX = 500
@@ -57,6 +61,21 @@ def username(value: str) -> str:
     return value
 
 
+def any_username(value: str) -> str:
+    """
+    An account name an operator may create outside the protocol's rule
+    (C{lairchat-admin set-password --any-name}): 1-50 characters, a letter
+    then letters, digits, C{_} or C{-}.  Never a colon, a space or a
+    control character, which would break the line protocol or IRC.
+    """
+    _no_controls(value, "username")
+    if not 1 <= len(value) <= 50:
+        raise InvalidLength("a username has 1 to 50 characters")
+    if not ANY_USERNAME.match(value):
+        raise InvalidInput("a username starts with a letter and holds only letters, digits, _ and -")
+    return value
+
+
 def room_name(value: str) -> str:
     """
     A room name: 3-50 characters, a letter then letters, digits, C{_} or
@@ -81,6 +100,19 @@ def password(value: str) -> str:
         raise InvalidLength(f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     if not any(c.isalpha() for c in value) or not any(c.isdigit() for c in value):
         raise InvalidInput("a password holds at least one letter and one digit")
+    return value
+
+
+def any_password(value: str) -> str:
+    """
+    A password an operator sets outside the policy (C{lairchat-admin
+    set-password --any-password}, for test suites whose passwords follow
+    no rule): 1-L{ANY_PASSWORD_MAX} characters, no control characters;
+    anything else goes (short, letters only, non-ASCII).
+    """
+    _no_controls(value, "password")
+    if not 1 <= len(value) <= ANY_PASSWORD_MAX:
+        raise InvalidLength(f"a password has 1 to {ANY_PASSWORD_MAX} characters")
     return value
 
 

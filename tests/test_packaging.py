@@ -1,6 +1,7 @@
 """
 Tests of lairchat as installed (C{pip install .}): the twistd plugin, the
-command plugins, the schema, and C{twistd lairchat} itself.
+command plugins, the schema, C{twistd lairchat} itself and the
+C{lairchat-admin} script.
 
 Trial run from the source tree imports the source tree, which hides
 packaging mistakes (a plugin left out of the wheel, a command module that
@@ -85,6 +86,17 @@ class InstalledFilesTests(SynchronousTestCase):
             relative = directory.relative_to(REPOSITORY)
             missing = modules(directory) - modules(PURELIB / relative)
             self.assertEqual(missing, set(), f"{relative} not installed (run pip install .)")
+
+    def test_admin_script_installed(self):
+        """
+        C{pip install .} installs the C{lairchat-admin} console script,
+        declared as an entry point that names L{lairchat.admin_cli.main}.
+        """
+        from importlib.metadata import entry_points
+
+        [script] = entry_points(group="console_scripts", name="lairchat-admin")
+        self.assertEqual(script.value, "lairchat.admin_cli:main")
+        self.assertTrue((BIN / "lairchat-admin").is_file(), "lairchat-admin is not installed (run pip install .)")
 
     def test_schema_installed(self):
         """
@@ -194,6 +206,20 @@ class TwistdTests(TestCase):
             str(BIN / "twistd"), ["--help"], env=self.environment(), path=directory)
         self.assertEqual(code, 0, err)
         self.assertIn(b"lairchat", out)
+
+    async def test_admin_help(self):
+        """
+        The installed C{lairchat-admin --help} runs and lists its
+        subcommands.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        out, err, code = await getProcessOutputAndValue(
+            str(BIN / "lairchat-admin"), ["--help"], env=self.environment(), path=directory)
+        self.assertEqual(code, 0, err)
+        for command in [b"set-password", b"set-role", b"suspend", b"unsuspend", b"list-blocks", b"unblock"]:
+            self.assertIn(command, out)
+        self.assertEqual(os.listdir(directory), [])
 
     async def test_bad_option(self):
         """

@@ -402,7 +402,8 @@ class Database:
         """
         Open every connection of the pool.
 
-        @raise DatabaseUnavailable: the database cannot be reached.
+        @raise DatabaseUnavailable: the database cannot be reached (libpq's
+            words for why are its C{reason}, for an operator).
         """
         try:
             await self._pool.start()
@@ -410,7 +411,9 @@ class Database:
             underlying = getattr(error, "subFailure", None)
             reason = underlying.value if underlying is not None else error
             self.log.error("cannot connect to the database: {reason}", reason=reason)
-            raise DatabaseUnavailable("the database cannot be reached") from None
+            unavailable = DatabaseUnavailable("the database cannot be reached")
+            unavailable.reason = str(reason).strip() or repr(reason)
+            raise unavailable from None
 
     def close(self) -> None:
         """Close every connection of the pool, idle or busy."""

@@ -95,17 +95,18 @@ class UserStore:
         )
 
     async def change_password(self, user: User, password_hash: str, keep_session: int | None,
-                              outbox: Outbox) -> None:
+                              outbox: Outbox, by: str | None = None) -> None:
         """
         Replace an account's password hash and revoke every session of it
-        but C{keep_session}, in one transaction with its audit entry and
-        L{SessionsRevoked} (which logs the other connections out).
+        but C{keep_session}, in one transaction with its audit entry (C{by}
+        changed it: the user themself when L{None}) and L{SessionsRevoked}
+        (which logs the other connections out).
         """
 
         async def change_in(tx: Transaction) -> None:
             await tx.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user.id))
             await _revoke_sessions_in(tx, user.id, keep=keep_session)
-            await AuditStore.record_in(tx, user.username, "change_password", user.username)
+            await AuditStore.record_in(tx, by or user.username, "change_password", user.username)
             await outbox.add_in(tx, [SessionsRevoked(user.id, keep_session)])
 
         await self._db.transaction(change_in)
@@ -158,6 +159,11 @@ class UserStore:
             await AuditStore.record_in(tx, by, "unsuspend_user", user.username)
 
         await self._db.transaction(reinstate_in)
+
+    async def everyone(self) -> list[User]:
+        """Every account, by name (case-insensitively)."""
+        rows = await self._db.fetchall(f"SELECT {USER_COLUMNS} FROM users u ORDER BY lower(u.username)")
+        return [user_from_row(r) for r in rows]
 
     async def online_names(self) -> list[str]:
         """The names of the users online on any node, by name."""
