@@ -181,11 +181,18 @@ def check_length(line: bytes) -> None:
         raise InputTooLong(f"line over {MAX_BODY} bytes")
 
 
+TEXT_PARAMS = {"PRIVMSG": 1, "NOTICE": 1, "TOPIC": 1, "KICK": 2}
+"""
+Commands whose parameter at this index is free text: written after a
+colon even when it need not be, as IRC servers do (some clients count on it).
+"""
+
+
 def serialize(message: Message) -> str:
     """
     The line of a message, without CR LF.  The last parameter is written
     after a colon when it must be (empty, holding a space, or starting
-    with a colon), and only then.
+    with a colon), or when it is the text of a command of L{TEXT_PARAMS}.
 
     @raise ValueError: a parameter that cannot be written (a space or a
         leading colon in one that is not last, an empty one that is not
@@ -198,11 +205,12 @@ def serialize(message: Message) -> str:
         parts.append(":" + message.source)
     parts.append(message.command)
     params = list(message.params)
+    text_index = TEXT_PARAMS.get(message.command.upper())
     for index, param in enumerate(params):
         if any(c in param for c in "\r\n\0"):
             raise ValueError(f"a parameter may not hold CR, LF or NUL: {param!r}")
         if index == len(params) - 1:
-            if not param or " " in param or param.startswith(":"):
+            if not param or " " in param or param.startswith(":") or index == text_index:
                 param = ":" + param
         elif not param or " " in param or param.startswith(":"):
             raise ValueError(f"only the last parameter may be empty, hold a space or start with a colon: {param!r}")
