@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from lairchat.addresses import Networks
+from lairchat.admission import ConnectionGate
 from lairchat.bus import Bus
 from lairchat.domain import Actor
 from lairchat.errors import AuthRequired
@@ -107,6 +108,10 @@ class ServerContext:
     @ivar bus: hands every event, from any node, to the hub in order.
     @ivar flood: every connection's, address's and account's request
         budget (L{FloodControl}).
+    @ivar gate: the L{ConnectionGate} every front end admits connections
+        through, so the connection limits count them all together.
+    @ivar front_ends: the factories serving this server's connections
+        (the line protocol's, the IRC one's).
     """
 
     config: Config
@@ -125,9 +130,14 @@ class ServerContext:
     receipts: Receipts = field(default=None)
     intrusion: IntrusionDetector = field(default=None)
     flood: FloodControl = field(default=None)
+    gate: ConnectionGate = field(default=None)
+    front_ends: list = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
-        """Let the metrics read the hub; make the bus, presence, flood control and intrusion detection."""
+        """
+        Let the metrics read the hub; make the bus, presence, flood
+        control, intrusion detection and the connection gate.
+        """
         self.metrics.watch_hub(self.hub)
         self.metrics.watch_passwords(self.passwords)
         if self.bus is None:
@@ -142,6 +152,34 @@ class ServerContext:
                                                self.config.suspicion, self.metrics)
         if self.flood is None:
             self.flood = FloodControl.from_config(self.clock, self.config, self.metrics, self.intrusion)
+        if self.gate is None:
+            config = self.config
+            self.gate = ConnectionGate(
+                self.clock,
+                per_address=config.max_connections_per_ip,
+                total=config.max_connections,
+                per_window=config.new_connections_per_ip,
+                window=config.new_connection_window,
+            )
+
+    def add_front_end(self, front_end: Any) -> None:
+        """
+        A front end's factory serves connections of this server: intrusion
+        detection can close them (C{front_end.close_address}) and the
+        metrics count them (C{front_end.connection_states()}), summed over
+        every front end, as the L{gate} counts them against one set of limits.
+        """
+        self.front_ends.append(front_end)
+        self.intrusion.add_front_end(front_end.close_address)
+        self.metrics.watch_connections(self.connection_states)
+
+    def connection_states(self) -> dict[str, int]:
+        """How many open connections of every front end are in each state."""
+        states = {"tls_handshake": 0, "anonymous": 0, "logged_in": 0}
+        for front_end in self.front_ends:
+            for state, count in front_end.connection_states().items():
+                states[state] = states.get(state, 0) + count
+        return states
 
     @property
     def node(self) -> str:

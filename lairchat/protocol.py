@@ -30,7 +30,6 @@ from zope.interface import implementer
 
 from lairchat import __version__, events
 from lairchat.addresses import UNKNOWN_ADDRESS, address_of, peer_address
-from lairchat.admission import ConnectionGate
 from lairchat.context import ServerContext
 from lairchat.domain.messages import direct_message_received
 from lairchat.errors import ChatError, LineTooLong, Timeout
@@ -261,16 +260,26 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 set_no_delay(True)
             except OSError:
                 pass
-        self.write_lines(
-            [
-                render("WELCOME", "lairchat", __version__, config.server_name),
-                render(
-                    "SYSTEM_MESSAGE",
-                    f"Welcome to {config.server_name}! LOGIN:<user>:<password> or "
-                    "REGISTER:<user>:<password>; HELP lists every command",
-                ),
-            ]
-        )
+        self.write_lines(self.greeting())
+
+    def greeting(self) -> list[str]:
+        """The lines a new connection reads first (this front end's C{WELCOME})."""
+        server_name = self.server.config.server_name
+        return [
+            render("WELCOME", "lairchat", __version__, server_name),
+            render(
+                "SYSTEM_MESSAGE",
+                f"Welcome to {server_name}! LOGIN:<user>:<password> or "
+                "REGISTER:<user>:<password>; HELP lists every command",
+            ),
+        ]
+
+    def error_lines(self, label: str | None, error: ChatError) -> list[str]:
+        """
+        How this front end tells its client of C{error} outside a command's
+        reply (a refused line, a timeout, a block): one labelled C{ERROR} line.
+        """
+        return [with_label(label, render_error(error))]
 
     def connectionLost(self, reason: Any = None) -> None:
         """Forget the connection: it is no longer online."""
@@ -320,7 +329,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             return
         self.factory.connection_timed_out(self.address, "login")
         timeout = self.server.config.login_timeout
-        self.write_lines([render_error(Timeout(f"no login within {timeout:g} s; closing the connection"))])
+        self.write_lines(self.error_lines(None, Timeout(f"no login within {timeout:g} s; closing the connection")))
         self.close()
         self._abort_timer = self.server.clock.callLater(min(CLOSE_GRACE, timeout), self._abort)
 
@@ -474,7 +483,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 item = self._queue.popleft().item
                 if isinstance(item, tuple):
                     label, error = item
-                    outcome = Outcome((with_label(label, render_error(error)),), close=error.closes)
+                    outcome = Outcome(tuple(self.error_lines(label, error)), close=error.closes)
                 else:
                     outcome = await self.router.dispatch(self, item)
                 if self._closed:
@@ -559,15 +568,16 @@ class RefusedConnection(Protocol):
     handshake that does not finish) is cut after a grace period.
     """
 
-    def __init__(self, error: ChatError, clock: Any, grace: float) -> None:
+    def __init__(self, error: ChatError, clock: Any, grace: float, render_refusal: Any = render_error) -> None:
         self.error = error
         self.clock = clock
         self.grace = grace
+        self.render_refusal = render_refusal
         self._abort_timer: Any = None
 
     def connectionMade(self) -> None:
-        """Write the line, close, and cut the connection if it lingers."""
-        self.transport.write((render_error(self.error) + "\r\n").encode("utf-8"))
+        """Write the line (as the front end renders it), close, and cut the connection if it lingers."""
+        self.transport.write((self.render_refusal(self.error) + "\r\n").encode("utf-8"))
         self.transport.loseConnection()
         self._abort_timer = self.clock.callLater(self.grace, self._abort)
 
@@ -586,43 +596,50 @@ class RefusedConnection(Protocol):
         self._abort_timer = None
 
 
-class ChatFactory(Factory):
+class FrontEndFactory(Factory):
     """
-    Builds a L{ChatProtocol} per connection over one shared server, once
-    its L{gate} admits it.
+    What the factories of every front end share: each new connection is
+    admitted through the server's one L{lairchat.admission.ConnectionGate} (so the limits
+    count the connections of all front ends together) after intrusion
+    detection's refusal check; a refused one gets a L{RefusedConnection}
+    that speaks this front end's language.  The server's metrics and
+    intrusion detection see this factory's connections
+    (L{ServerContext.add_front_end}).
 
-    @ivar gate: the L{ConnectionGate} counting connections per address and
-        in total.
-    @ivar connections: the open L{ChatProtocol}s.
+    Subclasses say how to build their protocol (L{make_protocol}) and how
+    a refusal reads (L{render_refusal}); the protocol is a L{ChatProtocol}
+    or one built on it, which releases its gate slot when it closes.
+
+    @ivar gate: the server's L{lairchat.admission.ConnectionGate}.
+    @ivar connections: the open connections of this front end.
     """
 
     log = Logger()
 
     def __init__(self, server: ServerContext) -> None:
         self.server = server
-        self.router = Router(server)
-        self.connections: set[ChatProtocol] = set()
-        config = server.config
-        self.gate = ConnectionGate(
-            server.clock,
-            per_address=config.max_connections_per_ip,
-            total=config.max_connections,
-            per_window=config.new_connections_per_ip,
-            window=config.new_connection_window,
-        )
-        server.metrics.watch_connections(self.connection_states)
-        server.intrusion.add_front_end(self.close_address)
+        self.connections: set = set()
+        self.gate = server.gate
+        server.add_front_end(self)
+
+    def make_protocol(self) -> Protocol:
+        """A new connection's protocol (admitted already)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def render_refusal(self, error: ChatError) -> str:
+        """The line a refused connection reads before it is closed."""
+        return render_error(error)
 
     def close_address(self, address: str, error: ChatError) -> None:
         """Close every connection from C{address}, each after the line of C{error}."""
         for connection in [c for c in self.connections if c.address == address]:
-            connection.write_lines([render_error(error)])
+            connection.write_lines(connection.error_lines(None, error))
             connection.close()
 
     def buildProtocol(self, addr: Any) -> Protocol:
         """
-        A new connection from C{addr}: a L{ChatProtocol} when the gate
-        admits it, else a L{RefusedConnection}.
+        A new connection from C{addr}: this front end's protocol when the
+        gate admits it, else a L{RefusedConnection}.
         """
         config = self.server.config
         address = address_of(addr)
@@ -630,12 +647,12 @@ class ChatFactory(Factory):
         blocked = self.server.intrusion.refusal(address)
         if blocked is not None:
             self.server.metrics.connection_refused("blocked")
-            return RefusedConnection(blocked, self.server.clock, grace)
+            return RefusedConnection(blocked, self.server.clock, grace, self.render_refusal)
         refusal = self.gate.admit(address, address in config.exempt_networks)
         if refusal is not None:
             self.connection_refused(address, refusal.reason)
-            return RefusedConnection(refusal.error, self.server.clock, grace)
-        protocol = ChatProtocol(self.server, self.router)
+            return RefusedConnection(refusal.error, self.server.clock, grace, self.render_refusal)
+        protocol = self.make_protocol()
         protocol.factory = self
         protocol.admitted_as = address
         return protocol
@@ -668,3 +685,18 @@ class ChatFactory(Factory):
             else:
                 states["anonymous"] += 1
         return states
+
+
+class ChatFactory(FrontEndFactory):
+    """
+    The line protocol's factory: a L{ChatProtocol} per admitted
+    connection, over one shared server and router.
+    """
+
+    def __init__(self, server: ServerContext) -> None:
+        self.router = Router(server)
+        super().__init__(server)
+
+    def make_protocol(self) -> Protocol:
+        """A L{ChatProtocol} on this factory's router."""
+        return ChatProtocol(self.server, self.router)

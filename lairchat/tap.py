@@ -2,7 +2,8 @@
 """
 C{twistd lairchat}: the command-line options and the service that runs the
 server: the database (embedded when there is no C{--dsn}), the schema, one
-listening port per C{--port} endpoint, and every extension's services (the
+listening port per C{--port} endpoint (the line protocol) and per
+C{--irc-port} endpoint (the IRC front end), and every extension's services (the
 invitation sweeper among them).
 """
 
@@ -22,6 +23,7 @@ from lairchat.addresses import Networks, parse_network
 from lairchat.context import Config, ServerContext
 from lairchat.embedded import EmbeddedPostgres, EmbeddedWatchdog
 from lairchat.hub import Hub
+from lairchat.irc.protocol import IRCFactory
 from lairchat.node import NODE_TIMEOUT, NodeService, new_node_id
 from lairchat.passwords import Passwords
 from lairchat.plugins import load_commands, load_extensions
@@ -155,6 +157,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["irc-port"] = []
         self["admin"] = []
         self["exempt-network"] = []
 
@@ -162,6 +165,11 @@ class Options(usage.Options):
         """A Twisted server endpoint to listen on, e.g. tcp:8080 or ssl:6697:privateKey=key.pem
         (repeatable; default tcp:8080)."""
         self["port"].append(endpoint)
+
+    def opt_irc_port(self, endpoint: str) -> None:
+        """A Twisted server endpoint for IRC clients, e.g. tcp:6667 or ssl:6697:privateKey=key.pem
+        (repeatable; default none: no IRC front end)."""
+        self["irc-port"].append(endpoint)
 
     def opt_admin(self, user: str) -> None:
         """A username that holds the server role admin (repeatable)."""
@@ -211,15 +219,18 @@ class Options(usage.Options):
             self["port"] = ["tcp:8080"]
         from twisted.internet import reactor
 
-        for endpoint in self["port"] + ([self["metrics"]] if self["metrics"] else []):
+        endpoints = [("port", e) for e in self["port"]] + [("irc-port", e) for e in self["irc-port"]]
+        if self["metrics"]:
+            endpoints.append(("port", self["metrics"]))
+        for option, endpoint in endpoints:
             try:
                 parsed = serverFromString(reactor, endpoint)
             except Exception as error:
-                raise usage.UsageError(f"--port {endpoint!r} is not a valid endpoint: {error}") from None
+                raise usage.UsageError(f"--{option} {endpoint!r} is not a valid endpoint: {error}") from None
             # TCP, TCP6 and SSL endpoints keep their port number here, unchecked until listen().
             number = getattr(parsed, "_port", None)
             if isinstance(number, int) and not 0 <= number <= 65535:
-                raise usage.UsageError(f"--port {endpoint!r} is not a valid endpoint: ports are 0 to 65535")
+                raise usage.UsageError(f"--{option} {endpoint!r} is not a valid endpoint: ports are 0 to 65535")
 
     def config(self) -> Config:
         """The server's settings from these options."""
@@ -272,6 +283,7 @@ class LairchatService(MultiService):
         reactor: Any = None,
         stop_reactor_on_failure: bool = True,
         node_timeout: float = NODE_TIMEOUT,
+        irc_endpoints: list[str] = (),
     ) -> None:
         super().__init__()
         if reactor is None:
@@ -280,6 +292,7 @@ class LairchatService(MultiService):
             reactor = _reactor
         self.config = config
         self.endpoints = endpoints
+        self.irc_endpoints = list(irc_endpoints)
         self.dsn = dsn
         self.data_dir = data_dir
         self.pool_size = pool_size
@@ -293,6 +306,8 @@ class LairchatService(MultiService):
         self._db: Database | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._factory: ChatFactory | None = None
+        self._irc_factory: IRCFactory | None = None
+        self.irc_ports: list = []
         self._node: NodeService | None = None
 
     def startService(self) -> None:
@@ -343,6 +358,13 @@ class LairchatService(MultiService):
             port = await serverFromString(self.reactor, endpoint).listen(factory)
             self.ports.append(port)
             self.log.info("lairchat listening on {address}", address=port.getHost())
+        if self.irc_endpoints:
+            self._irc_factory = IRCFactory(self.server)
+        for endpoint in self.irc_endpoints:
+            port = await serverFromString(self.reactor, endpoint).listen(self._irc_factory)
+            self.ports.append(port)
+            self.irc_ports.append(port)
+            self.log.info("lairchat IRC listening on {address}", address=port.getHost())
         if self.metrics_endpoint:
             port = await serverFromString(self.reactor, self.metrics_endpoint).listen(self.server.metrics.site())
             self.ports.append(port)
@@ -392,8 +414,9 @@ class LairchatService(MultiService):
         """Close the ports, the children, the pool, the embedded database."""
         await gatherResults([port.stopListening() for port in self.ports])
         self.ports = []
+        self.irc_ports = []
         if self._factory is not None:
-            connections = list(self._factory.connections)
+            connections = [c for f in (self._factory, self._irc_factory) if f is not None for c in f.connections]
             for connection in connections:
                 connection.close()
             await gatherResults([c.lost for c in connections])
@@ -425,4 +448,5 @@ def makeService(options: Options) -> LairchatService:
         pool_size=options["pool-size"],
         metrics_endpoint=options["metrics"],
         node_timeout=options["node-timeout"],
+        irc_endpoints=options["irc-port"],
     )

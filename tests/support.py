@@ -105,13 +105,15 @@ class RunningServer:
     """
 
     def __init__(self, testcase: Any, config: Config = TEST_CONFIG, node_timeout: float | None = None,
-                 dsn: str | None = None) -> None:
+                 dsn: str | None = None, irc: bool = False) -> None:
         self.testcase = testcase
         self.config = config
         self.node_timeout = node_timeout
         self.dsn = dsn
+        self.irc = irc
         self.service: LairchatService | None = None
         self.port = 0
+        self.irc_port = 0
 
     async def start(self) -> "RunningServer":
         """Start the service and wait until it listens."""
@@ -122,11 +124,14 @@ class RunningServer:
             dsn=self.dsn or test_dsn(),
             pool_size=3,
             stop_reactor_on_failure=False,
+            irc_endpoints=["tcp:0:interface=127.0.0.1"] if self.irc else [],
             **extra,
         )
         self.service.startService()
         await self.service.ready
         self.port = self.service.ports[0].getHost().port
+        if self.irc:
+            self.irc_port = self.service.irc_ports[0].getHost().port
         self.testcase.addCleanup(self.stop)
         return self
 
@@ -175,13 +180,13 @@ class RunningServer:
         return client
 
 
-async def start_server(testcase: Any, **settings: Any) -> RunningServer:
+async def start_server(testcase: Any, irc: bool = False, **settings: Any) -> RunningServer:
     """
-    Start a L{RunningServer} on a fresh database; C{settings} override
-    fields of L{TEST_CONFIG}.
+    Start a L{RunningServer} on a fresh database (with an IRC port too when
+    C{irc}); C{settings} override fields of L{TEST_CONFIG}.
     """
     await fresh_database(testcase)
-    return await RunningServer(testcase, evolve(TEST_CONFIG, **settings)).start()
+    return await RunningServer(testcase, evolve(TEST_CONFIG, **settings), irc=irc).start()
 
 
 NODE_TIMEOUT = 3.0
@@ -189,16 +194,17 @@ NODE_TIMEOUT = 3.0
 
 
 async def start_nodes(
-    testcase: Any, count: int, node_timeout: float = NODE_TIMEOUT, **settings: Any
+    testcase: Any, count: int, node_timeout: float = NODE_TIMEOUT, irc: bool = False, **settings: Any
 ) -> list[RunningServer]:
     """
     Start C{count} L{RunningServer} nodes, one after another, on one fresh
     database (emptied once, before the first starts), each with a short
-    C{node_timeout}; C{settings} override fields of L{TEST_CONFIG}.
+    C{node_timeout} (and an IRC port each when C{irc}); C{settings} override
+    fields of L{TEST_CONFIG}.
     """
     await fresh_database(testcase)
     config = evolve(TEST_CONFIG, **settings)
-    return [await RunningServer(testcase, config, node_timeout).start() for _ in range(count)]
+    return [await RunningServer(testcase, config, node_timeout, irc=irc).start() for _ in range(count)]
 
 
 class LineClient(LineOnlyReceiver):

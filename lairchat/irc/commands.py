@@ -1,0 +1,613 @@
+# -*- test-case-name: tests.test_irc_protocol -*-
+"""
+The IRC commands: registration (C{CAP}, C{NICK}, C{USER}, C{PASS}, SASL
+C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
+C{NAMES}, C{PING}, C{PONG} and C{QUIT}.
+
+Each parses its message, calls one operation of L{lairchat.domain} and
+renders the answer as IRC numerics; a refusal of the domain
+(L{lairchat.errors.ChatError}) becomes the numeric IRC has for it.  The
+connection's IRC state (nick, capabilities, registration) is the
+connection's own (L{lairchat.irc.protocol.IRCProtocol}); the core knows
+nothing of it.  Nothing a command raises escapes L{CommandTable.dispatch}.
+"""
+
+import base64
+import binascii
+import secrets
+from typing import Any
+
+from twisted.logger import Logger
+
+from lairchat import __version__, validation
+from lairchat.context import RequestContext, ServerContext
+from lairchat.domain import Actor, accounts, messages, rooms
+from lairchat.domain.accounts import Attachment
+from lairchat.errors import (
+    AccessDenied, AccountLocked, ChatError, Conflict, InternalError, InvalidCredentials, NotFound,
+    PermissionDenied, SecurityViolation,
+)
+from lairchat.events import Origin
+from lairchat.irc.message import Message, message, serialize
+from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
+from lairchat.router import Outcome
+
+CAPABILITIES = ("cap-notify", "echo-message", "message-tags", "sasl", "server-time")
+"""The capabilities this server offers (only those it implements)."""
+
+SASL_MECHANISMS = ("PLAIN",)
+"""The SASL mechanisms offered."""
+
+SASL_CHUNK = 400
+"""Bytes of base64 in one C{AUTHENTICATE} line; a full one means more follow."""
+
+SASL_MAX = 4 * SASL_CHUNK
+"""The most base64 bytes one SASL payload may have (a username, a password and some slack)."""
+
+BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
+"""Commands answered before the client registered; the others get C{451}."""
+
+LOGIN_HELP = ("You are not logged in: connect with SASL PLAIN, or PASS <account>:<password>, "
+              "with an account made on the line protocol (REGISTER:<user>:<password>). "
+              "Until then you cannot join channels or send messages.")
+"""The notice a client registered without credentials reads."""
+
+
+class Numeric(Exception):
+    """A reply that ends a command: a numeric (or C{FAIL}) and its parameters, without the target nick."""
+
+    def __init__(self, command: str, *params: Any) -> None:
+        super().__init__(command, *params)
+        self.command = command
+        self.params = params
+
+
+class SaslExchange:
+    """
+    A SASL PLAIN exchange in progress: the base64 chunks received so far.
+
+    @ivar mechanism: the mechanism asked for.
+    @ivar chunks: the chunks of the payload.
+    """
+
+    def __init__(self, mechanism: str) -> None:
+        self.mechanism = mechanism
+        self.chunks: list[str] = []
+
+    def size(self) -> int:
+        """Base64 bytes received."""
+        return sum(len(c) for c in self.chunks)
+
+
+def decode_plain(payload: str) -> tuple[str, str, str]:
+    """
+    The authorization identity, authentication identity and password of a
+    base64 SASL PLAIN payload.
+
+    @raise ValueError: not base64, not UTF-8, or not three NUL-separated parts.
+    """
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"not base64: {error}") from None
+    parts = raw.decode("utf-8").split("\0")
+    if len(parts) != 3:
+        raise ValueError("a PLAIN payload has three parts")
+    return parts[0], parts[1], parts[2]
+
+
+def room_of(target: str) -> str:
+    """
+    The room a channel name names.
+
+    @raise Numeric: C{403} for no channel name or an invalid one.
+    """
+    if not target.startswith("#"):
+        raise Numeric("403", target, "No such channel")
+    try:
+        return validation.room_name(target[1:])
+    except ChatError:
+        raise Numeric("403", target, "No such channel") from None
+
+
+class CommandTable:
+    """
+    Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
+    connections of one server, one at a time per connection (the
+    connection queues them): C{dispatch} has the interface of
+    L{lairchat.router.Router.dispatch}.
+    """
+
+    log = Logger()
+
+    def __init__(self, server: ServerContext) -> None:
+        self.server = server
+
+    # Dispatch
+
+    async def dispatch(self, connection: Any, request: Message) -> Outcome:
+        """Run one message for C{connection}; the lines to write.  Never raises."""
+        started = self.server.clock.seconds()
+        command = request.command.upper()
+        method = getattr(self, f"irc_{command}", None)
+        name = f"IRC_{command}" if method is not None else "IRC_UNKNOWN"
+        result = "ok"
+        close = False
+        try:
+            if method is None:
+                raise Numeric("421", request.command, "Unknown command")
+            if command not in BEFORE_REGISTRATION and not connection.registered:
+                raise Numeric("451", "You have not registered")
+            lines = await method(connection, request.params)
+            if lines is CLOSE:
+                lines, close = [], True
+            elif lines and lines[-1] is CLOSE:
+                lines, close = lines[:-1], True
+        except Numeric as reply:
+            result = reply.command
+            lines = [self.numeric(connection, reply.command, *reply.params)]
+            if command == "NOTICE":
+                lines = []
+        except ChatError as error:
+            result = error.name
+            if error.code == SecurityViolation.code:
+                self.server.intrusion.note(connection.address, "security_violation")
+            lines = [] if command == "NOTICE" and not error.closes else [self.fail(command, error)]
+            close = error.closes
+        except Exception:
+            reference = secrets.token_hex(6)
+            self.log.failure("IRC request failed, reference {reference}: {command!r}", reference=reference,
+                             command=command)
+            result = "INTERNAL_ERROR"
+            lines = [self.fail(command, InternalError(f"something went wrong on our side; reference {reference}"))]
+        self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
+        return Outcome(tuple(serialize(line) if isinstance(line, Message) else line for line in lines), close=close)
+
+    # Rendering
+
+    def numeric(self, connection: Any, command: str, *params: Any) -> Message:
+        """A reply from the server; a numeric's first parameter is the client's nick."""
+        server_name = self.server.config.server_name
+        if command == "FAIL":
+            return message(command, *params, source=server_name)
+        return message(command, connection.display_nick, *params, source=server_name)
+
+    def fail(self, command: str, error: ChatError) -> Message:
+        """A C{FAIL} standard reply for a refusal IRC has no numeric for."""
+        return message("FAIL", command, error.name, error.message, source=self.server.config.server_name)
+
+    def actor(self, connection: Any) -> Actor:
+        """Who the connection's requests act as, for the domain."""
+        return Actor(self.server, connection.user, Origin(self.server.node, connection.connection_id),
+                     connection.address)
+
+    def require_login(self, connection: Any, command: str) -> None:
+        """
+        Refuse a command of a client registered without an account.
+
+        @raise Numeric: C{FAIL <command> ACCOUNT_REQUIRED}.
+        """
+        if connection.user is None:
+            raise Numeric("FAIL", command, "ACCOUNT_REQUIRED", "log in first (SASL PLAIN or PASS <account>:<password>)")
+
+    # Registration
+
+    async def irc_CAP(self, connection: Any, params: tuple) -> list:
+        """C{CAP LS [302]}, C{LIST}, C{REQ}, C{END}: capability negotiation (IRCv3.2)."""
+        if not params:
+            raise Numeric("461", "CAP", "Not enough parameters")
+        sub = params[0].upper()
+        target = connection.display_nick
+        server_name = self.server.config.server_name
+        if sub == "LS":
+            if not connection.registered:
+                connection.negotiating = True
+            if len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302:
+                connection.cap_version = 302
+                connection.caps.add("cap-notify")
+            offered = [f"sasl={','.join(SASL_MECHANISMS)}" if c == "sasl" and connection.cap_version >= 302 else c
+                       for c in CAPABILITIES]
+            return [message("CAP", target, "LS", " ".join(offered), source=server_name)]
+        if sub == "LIST":
+            return [message("CAP", target, "LIST", " ".join(sorted(connection.caps)), source=server_name)]
+        if sub == "REQ":
+            if not connection.registered:
+                connection.negotiating = True
+            wanted = params[1] if len(params) > 1 else ""
+            names = wanted.split()
+            if not names or any(n.lstrip("-") not in CAPABILITIES for n in names):
+                return [message("CAP", target, "NAK", wanted, source=server_name)]
+            for name in names:
+                if name.startswith("-"):
+                    connection.caps.discard(name[1:])
+                else:
+                    connection.caps.add(name)
+            return [message("CAP", target, "ACK", wanted, source=server_name)]
+        if sub == "END":
+            connection.negotiating = False
+            return await self.registration(connection)
+        raise Numeric("410", params[0], "Invalid CAP command")
+
+    async def irc_NICK(self, connection: Any, params: tuple) -> list:
+        """
+        Choose a nick.  It must be a valid username; once logged in it is
+        the account's name and does not change.
+        """
+        if not params or not params[0]:
+            raise Numeric("431", "No nickname given")
+        nick = params[0]
+        try:
+            validation.username(nick)
+        except ChatError:
+            raise Numeric("432", nick, "Erroneous nickname: a nick is a lairchat username") from None
+        if connection.user is not None:
+            if nick.lower() == connection.user.username.lower():
+                return []
+            raise Numeric("FAIL", "NICK", "CANNOT_CHANGE_NICK", "your nick is your account name")
+        if connection.registered:
+            old, connection.nick = connection.source, nick
+            return [message("NICK", nick, source=old)]
+        connection.nick = nick
+        return await self.registration(connection)
+
+    async def irc_USER(self, connection: Any, params: tuple) -> list:
+        """C{USER <user> <mode> <unused> :<real name>}."""
+        if connection.registered:
+            raise Numeric("462", "You may not reregister")
+        if len(params) < 4 or not params[0]:
+            raise Numeric("461", "USER", "Not enough parameters")
+        connection.ident, connection.realname = params[0], params[3]
+        return await self.registration(connection)
+
+    async def irc_PASS(self, connection: Any, params: tuple) -> list:
+        """
+        C{PASS <account>:<password>} (or C{PASS <password>} for the account
+        of the nick): the login made when registration completes.
+        """
+        if connection.registered:
+            raise Numeric("462", "You may not reregister")
+        if not params or not params[0]:
+            raise Numeric("461", "PASS", "Not enough parameters")
+        account, colon, password = params[0].partition(":")
+        connection.credentials = (account, password) if colon else (None, params[0])
+        return []
+
+    async def irc_AUTHENTICATE(self, connection: Any, params: tuple) -> list:
+        """SASL PLAIN: C{AUTHENTICATE PLAIN}, C{+}, base64 chunks of 400 bytes, C{*} to abort."""
+        if not params or not params[0]:
+            raise Numeric("461", "AUTHENTICATE", "Not enough parameters")
+        argument = params[0]
+        exchange = connection.sasl
+        if argument == "*":
+            connection.sasl = None
+            raise Numeric("906", "SASL authentication aborted")
+        if exchange is None:
+            if connection.user is not None:
+                raise Numeric("907", "You have already authenticated using SASL")
+            if argument.upper() not in SASL_MECHANISMS:
+                return [self.numeric(connection, "908", ",".join(SASL_MECHANISMS), "are available SASL mechanisms"),
+                        self.numeric(connection, "904", "SASL authentication failed")]
+            connection.sasl = SaslExchange(argument.upper())
+            return [message("AUTHENTICATE", "+")]
+        if len(argument) > SASL_CHUNK:
+            connection.sasl = None
+            raise Numeric("905", "SASL message too long")
+        if argument != "+":
+            exchange.chunks.append(argument)
+        if exchange.size() > SASL_MAX:
+            connection.sasl = None
+            raise Numeric("905", "SASL message too long")
+        if len(argument) == SASL_CHUNK:
+            return []
+        connection.sasl = None
+        try:
+            authorization, account, password = decode_plain("".join(exchange.chunks))
+        except (ValueError, UnicodeDecodeError):
+            raise Numeric("904", "SASL authentication failed: malformed PLAIN payload") from None
+        if authorization and authorization.lower() != account.lower():
+            raise Numeric("904", "SASL authentication failed: you can only log in as yourself")
+        failure = await self.log_in(connection, account, password)
+        if failure is not None:
+            raise Numeric("904", f"SASL authentication failed: {failure}")
+        username = connection.user.username
+        lines = []
+        if connection.registered and connection.nick != username:
+            old, connection.nick = connection.source, username
+            lines.append(message("NICK", username, source=old))
+        lines += [self.numeric(connection, "900", connection.source, username, f"You are now logged in as {username}"),
+                  self.numeric(connection, "903", "SASL authentication successful")]
+        if connection.registered:
+            lines += await self.after_login(connection)
+        return lines
+
+    async def log_in(self, connection: Any, account: str, password: str) -> str | None:
+        """
+        Log C{connection} in to an existing account, through the domain
+        (throttling, auditing and suspension checks included); L{None}, or
+        why it failed.
+        """
+        try:
+            username = validation.username(account)
+            if validation.has_control_characters(password) or not 1 <= len(password) <= validation.PASSWORD_MAX:
+                raise InvalidCredentials(accounts.WRONG_CREDENTIALS)
+            await accounts.login(self.actor(connection), username, password,
+                                 Attachment(connection.log_in, connection.log_out))
+        except (InvalidCredentials, AccountLocked, AccessDenied) as refusal:
+            return refusal.message
+        except ChatError as refusal:
+            if refusal.closes:
+                raise
+            return refusal.message
+        return None
+
+    async def registration(self, connection: Any) -> list:
+        """
+        Complete registration once C{NICK} and C{USER} came and capability
+        negotiation ended: log in with C{PASS}'s credentials if any (a wrong
+        password closes the connection, as IRC does), then the welcome.
+        """
+        if connection.registered or connection.negotiating or connection.nick is None or connection.ident is None:
+            return []
+        if connection.user is None and connection.credentials is not None:
+            account, password = connection.credentials
+            connection.credentials = None
+            failure = await self.log_in(connection, account or connection.nick, password)
+            if failure is not None:
+                return [self.numeric(connection, "464", f"Password incorrect: {failure}"),
+                        message("ERROR", "Closing link: password incorrect"), CLOSE]
+        if connection.user is not None:
+            connection.nick = connection.user.username
+        connection.registered = True
+        lines = self.welcome(connection)
+        if connection.user is None:
+            lines.append(message("NOTICE", connection.display_nick, LOGIN_HELP, source=self.server.config.server_name))
+        else:
+            lines += await self.after_login(connection)
+        return lines
+
+    def isupport(self) -> list[str]:
+        """The tokens of C{005 RPL_ISUPPORT}."""
+        config = self.server.config
+        return [
+            "CASEMAPPING=ascii", "CHANTYPES=#", f"PREFIX={ISUPPORT_PREFIX}", "NICKLEN=20", "CHANNELLEN=51",
+            f"TOPICLEN={validation.TOPIC_MAX}", f"NETWORK={config.server_name}", "TARGMAX=PRIVMSG:1,NOTICE:1",
+            "UTF8ONLY",
+        ]
+
+    def welcome(self, connection: Any) -> list:
+        """C{001}-C{005} and the message of the day."""
+        config = self.server.config
+        nick = connection.display_nick
+        version = f"lairchat-{__version__}"
+        return [
+            self.numeric(connection, "001", f"Welcome to the {config.server_name} IRC network, {nick}"),
+            self.numeric(connection, "002", f"Your host is {config.server_name}, running version {version}"),
+            self.numeric(connection, "003", "This server is lairchat: IRC and the line protocol on the same rooms"),
+            self.numeric(connection, "004", config.server_name, version, "i", "qaov"),
+            self.numeric(connection, "005", *self.isupport(), "are supported by this server"),
+            self.numeric(connection, "375", f"- {config.server_name} Message of the day - "),
+            self.numeric(connection, "372", "- Rooms are channels; a private message is a direct message."),
+            self.numeric(connection, "376", "End of /MOTD command."),
+        ]
+
+    async def after_login(self, connection: Any) -> list:
+        """
+        What a registered client reads once logged in: a C{JOIN} (with
+        topic and names) for every room the account is a member of, since
+        membership outlives connections; then what waited for it (direct
+        messages that came while it was offline, pending invitations).
+        """
+        user = connection.user
+        actor = self.actor(connection)
+        member_of = self.server.hub.rooms_of(user.id)
+        lines: list = []
+        for summary in await rooms.visible_rooms(actor):
+            if summary.room.id in member_of and not summary.room.is_direct:
+                lines += await self.joined(connection, summary.room)
+        context = RequestContext(self.server, connection)
+        server_name = self.server.config.server_name
+        caps = frozenset(connection.caps)
+        for extension in self.server.extensions:
+            try:
+                found = await extension.login_events(context, user)
+            except Exception:
+                self.log.failure("login deliveries failed for {user}", user=user.username)
+                continue
+            for event in found:
+                lines += render_event(event, user.id, user.username, server_name, caps)
+        connection.caught_up()
+        return lines
+
+    # Channels
+
+    async def joined(self, connection: Any, room: Any) -> list:
+        """The lines of a channel the client is in: its C{JOIN}, topic and names."""
+        name = channel(room.name)
+        lines: list = [message("JOIN", name, source=connection.source)]
+        if room.topic:
+            lines.append(self.numeric(connection, "332", name, room.topic))
+        lines += await self.names(connection, room.name)
+        return lines
+
+    async def names(self, connection: Any, room_name: str) -> list:
+        """C{353} (members with their role prefixes) and C{366}."""
+        roster = await rooms.members(self.actor(connection), room_name)
+        name = channel(roster.room.name)
+        symbol = "@" if roster.room.privacy == "private" else "="
+        nicks = [PREFIX_OF.get(m.member.role, "") + m.member.username for m in roster.members]
+        lines = []
+        while nicks:
+            batch, size = [], 0
+            while nicks and size + len(nicks[0]) + 1 < 400:
+                size += len(nicks[0]) + 1
+                batch.append(nicks.pop(0))
+            lines.append(self.numeric(connection, "353", symbol, name, " ".join(batch)))
+        lines.append(self.numeric(connection, "366", name, "End of /NAMES list"))
+        return lines
+
+    async def irc_JOIN(self, connection: Any, params: tuple) -> list:
+        """
+        C{JOIN #room[,#room...]}: join each room, creating it (public, the
+        joiner its owner) when there is none.  A private room needs an
+        accepted invitation (C{473}); a ban refuses (C{474}).
+        """
+        if not params or not params[0]:
+            raise Numeric("461", "JOIN", "Not enough parameters")
+        self.require_login(connection, "JOIN")
+        if params[0] == "0":
+            return []
+        actor = self.actor(connection)
+        lines: list = []
+        for target in params[0].split(","):
+            try:
+                name = room_of(target)
+                try:
+                    room = await rooms.join(actor, name)
+                except NotFound:
+                    try:
+                        room = await rooms.create(actor, name, "public")
+                    except Conflict:
+                        room = await rooms.join(actor, name)
+                lines += await self.joined(connection, room)
+            except Numeric as reply:
+                lines.append(self.numeric(connection, reply.command, *reply.params))
+            except AccessDenied as refusal:
+                code = "474" if "banned" in refusal.message else "473"
+                text = "Cannot join channel (+b)" if code == "474" else "Cannot join channel (+i): invitation needed"
+                lines.append(self.numeric(connection, code, target, text))
+            except NotFound:
+                lines.append(self.numeric(connection, "403", target, "No such channel"))
+        return lines
+
+    async def irc_PART(self, connection: Any, params: tuple) -> list:
+        """C{PART #room[,#room...] [:reason]}: leave each room (membership ends, as LEAVE_ROOM)."""
+        if not params or not params[0]:
+            raise Numeric("461", "PART", "Not enough parameters")
+        self.require_login(connection, "PART")
+        actor = self.actor(connection)
+        reason = params[1:2]
+        lines: list = []
+        for target in params[0].split(","):
+            try:
+                room = await rooms.leave(actor, room_of(target))
+                lines.append(message("PART", channel(room.name), *reason, source=connection.source))
+            except Numeric as reply:
+                lines.append(self.numeric(connection, reply.command, *reply.params))
+            except NotFound:
+                lines.append(self.numeric(connection, "403", target, "No such channel"))
+            except AccessDenied:
+                lines.append(self.numeric(connection, "442", target, "You're not on that channel"))
+        return lines
+
+    async def irc_TOPIC(self, connection: Any, params: tuple) -> list:
+        """C{TOPIC #room} shows the topic (C{332}/C{331}); C{TOPIC #room :text} sets it (moderator and above)."""
+        if not params or not params[0]:
+            raise Numeric("461", "TOPIC", "Not enough parameters")
+        self.require_login(connection, "TOPIC")
+        target = params[0]
+        name = room_of(target)
+        actor = self.actor(connection)
+        try:
+            if len(params) < 2:
+                room = (await rooms.info(actor, name)).room
+                if room.topic:
+                    return [self.numeric(connection, "332", channel(room.name), room.topic)]
+                return [self.numeric(connection, "331", channel(room.name), "No topic is set")]
+            topic = params[1]
+            validation.text(topic, "topic", validation.TOPIC_MAX, minimum=0)
+            room = await rooms.set_topic(actor, name, topic)
+        except NotFound:
+            raise Numeric("403", target, "No such channel") from None
+        except AccessDenied:
+            raise Numeric("442", target, "You're not on that channel") from None
+        except PermissionDenied:
+            raise Numeric("482", target, "You're not channel operator") from None
+        return [message("TOPIC", channel(room.name), topic, source=connection.source)]
+
+    async def irc_NAMES(self, connection: Any, params: tuple) -> list:
+        """C{NAMES #room}: the members with their role prefixes; an unknown or hidden room ends the list at once."""
+        if not params or not params[0]:
+            return [self.numeric(connection, "366", "*", "End of /NAMES list")]
+        self.require_login(connection, "NAMES")
+        lines: list = []
+        for target in params[0].split(","):
+            try:
+                lines += await self.names(connection, room_of(target))
+            except (Numeric, NotFound):
+                lines.append(self.numeric(connection, "366", target, "End of /NAMES list"))
+        return lines
+
+    # Messages
+
+    async def irc_PRIVMSG(self, connection: Any, params: tuple, command: str = "PRIVMSG") -> list:
+        """
+        C{PRIVMSG #room :text} sends to a room; C{PRIVMSG nick :text} is a
+        direct message (stored and delivered at login when the user is
+        offline).  An action is stored as C{/me ...}; other CTCP is dropped.
+        """
+        if not params or not params[0]:
+            raise Numeric("411", f"No recipient given ({command})")
+        if len(params) < 2 or not params[1]:
+            raise Numeric("412", "No text to send")
+        self.require_login(connection, command)
+        target, text = params[0], plain_text(params[1])
+        if text is None:
+            return []
+        if not text.strip():
+            raise Numeric("412", "No text to send")
+        validation.text(text)
+        actor = self.actor(connection)
+        if target.startswith("#"):
+            name = room_of(target)
+            try:
+                await messages.send_to_room(actor, name, text)
+            except NotFound:
+                raise Numeric("403", target, "No such channel") from None
+            except (AccessDenied, PermissionDenied) as refusal:
+                raise Numeric("404", target, f"Cannot send to channel: {refusal.message}") from None
+            return []
+        try:
+            validation.username(target)
+        except ChatError:
+            raise Numeric("401", target, "No such nick/channel") from None
+        try:
+            await messages.send_direct(actor, target, text)
+        except NotFound:
+            raise Numeric("401", target, "No such nick/channel") from None
+        return []
+
+    async def irc_NOTICE(self, connection: Any, params: tuple) -> list:
+        """
+        C{NOTICE}: stored and shown as a message, like C{PRIVMSG} (the core
+        has no notices); never answered with an error, as IRC says.
+        """
+        return await self.irc_PRIVMSG(connection, params, "NOTICE")
+
+    # Connection
+
+    async def irc_PING(self, connection: Any, params: tuple) -> list:
+        """C{PING <token>}: C{PONG <server> :<token>}."""
+        if not params or not params[0]:
+            raise Numeric("409", "No origin specified")
+        server_name = self.server.config.server_name
+        return [message("PONG", server_name, params[0], source=server_name)]
+
+    async def irc_PONG(self, connection: Any, params: tuple) -> list:
+        """A client's answer to a C{PING}: nothing to do (TCP keepalive watches liveness)."""
+        return []
+
+    async def irc_QUIT(self, connection: Any, params: tuple) -> list:
+        """C{QUIT [:reason]}: C{ERROR}, then the connection closes."""
+        reason = params[0] if params else "Client quit"
+        return [message("ERROR", f"Closing link: {connection.display_nick} (Quit: {reason})"), CLOSE]
+
+
+class _Close:
+    """The marker ending a reply whose connection then closes."""
+
+    def __repr__(self) -> str:
+        return "CLOSE"
+
+
+CLOSE = _Close()
+"""Put last in a command's lines: the connection closes after they are written."""
