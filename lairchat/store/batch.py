@@ -51,21 +51,17 @@ class GroupCommit:
         Deferred.fromCoroutine(self._run(batch))
 
     async def _run(self, batch: list) -> None:
-        """
-        Write one batch, start the next (so its round trip to the database
-        overlaps the work this batch's results set off), then hand each
-        item its result.
-        """
+        """Write one batch and hand each item its result."""
         try:
             results = await self._write([item for item, _ in batch])
         except Exception:
-            failure, results = Failure(), None
-        self._running -= 1
-        if self._queue and self._running < self._in_flight:
-            self._next()
-        if results is None:
+            failure = Failure()
             for _, d in batch:
                 d.errback(failure)
         else:
             for (_, d), result in zip(batch, results):
                 d.callback(result)
+        finally:
+            self._running -= 1
+            if self._queue and self._running < self._in_flight:
+                self._next()
