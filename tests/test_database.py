@@ -224,6 +224,38 @@ def _lose_connection_at_commit(tx, commit_first):
     cursor.execute = execute
 
 
+def lose_after_query(testcase, db, run=True):
+    """
+    Make every pooled connection of C{db} lose its connection right after
+    its next C{runQuery}: with C{run}, the statement ran first (and, being
+    autocommitted, was stored); without, a harmless one was sent instead.
+    The injected failure is the one psycopg2 raises for a lost server.
+    """
+    import psycopg2
+
+    originals = {}
+    for connection in db._connections:
+        originals[connection] = connection.runQuery
+
+        def run_query(sql, *args, original=connection.runQuery, connection=connection, **kwargs):
+            connection.runQuery = originals[connection]
+            sent = original(sql, *args, **kwargs) if run else original("SELECT 1")
+
+            def lose(_):
+                connection.close()
+                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+            return sent.addCallback(lose)
+
+        connection.runQuery = run_query
+
+    def restore():
+        for connection, original in originals.items():
+            connection.runQuery = original
+
+    testcase.addCleanup(restore)
+
+
 class CommitOutcomeTests(TestCase):
     """A COMMIT that loses its connection: the outcome is asked for, never guessed."""
 
@@ -279,25 +311,39 @@ class CommitOutcomeTests(TestCase):
         from lairchat.store.events import Outbox
 
         room = await store.rooms.create("lobby", "public", alice, Outbox(None))
-        # every pooled connection's next cursor loses its connection at COMMIT,
-        # after the database committed
-        originals = {}
-        for connection in self.db._connections:
-            originals[connection] = connection.cursor
-
-            def cursor(original=connection.cursor):
-                made = original()
-                _lose_connection_at_commit(type("Tx", (), {"_cursor": made})(), commit_first=True)
-                return made
-
-            connection.cursor = cursor
+        # every pooled connection loses its connection once its next statement
+        # has run (autocommitted: stored), as when the server goes away before
+        # the answer arrives
+        lose_after_query(self, self.db)
         template = MessageSent(RoomRef(room.id, room.name), 0, alice.id, "alice", 0, "hello",
                                origin=Origin("test-node", 1))
         posted = await store.messages.post_with_event(template)
-        for connection, cursor in originals.items():
-            connection.cursor = cursor
         self.assertEqual(self.db.unknown_outcomes, {"committed": 1})
         self.assertIsNotNone(posted)
         self.assertEqual(posted.message.text, "hello")
         rows = await self.db.fetchall("SELECT id, body FROM messages")
         self.assertEqual(rows, [(posted.message.id, "hello")])
+
+    async def test_message_not_stored_is_nothing_changed(self):
+        """
+        A message whose statement never stored it (here: the connection was
+        lost with another statement sent instead) is answered 1212 "nothing
+        was changed", which is true, once its backend is gone.
+        """
+        from lairchat.errors import DatabaseUnavailable
+        from lairchat.events import MessageSent, Origin, RoomRef
+        from lairchat.store import Store
+        from lairchat.store.events import Outbox
+
+        await self._start_pool()
+        store = Store(self.db)
+        alice = await store.users.create("alice", "x")
+        room = await store.rooms.create("lobby", "public", alice, Outbox(None))
+        lose_after_query(self, self.db, run=False)
+        template = MessageSent(RoomRef(room.id, room.name), 0, alice.id, "alice", 0, "hello",
+                               origin=Origin("test-node", 1))
+        with self.assertRaises(DatabaseUnavailable) as caught:
+            await store.messages.post_with_event(template)
+        self.assertIn("nothing was changed", caught.exception.message)
+        self.assertEqual(await self.db.fetchall("SELECT id FROM messages"), [])
+        self.assertEqual(self.db.unknown_outcomes, {"aborted": 1})

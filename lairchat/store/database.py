@@ -217,49 +217,6 @@ class _WatchedConnection(txpostgres.Connection):
         return begun
 
 
-    def runStatement(self, sql: str, params: Any = None) -> Deferred:
-        """
-        Run one statement in a transaction of its own, in two round trips:
-        C{BEGIN} sent with the statement, then C{COMMIT}.  The statement's
-        rows end in a column holding C{txid_current()}, so a C{COMMIT} that
-        loses its connection is a L{CommitUnknown} like
-        L{_runInteraction}'s; the rows are returned without that column.
-        """
-        return self._doit(self._runStatement, sql, params)
-
-    def _runStatement(self, sql: str, params: Any) -> Deferred:
-        """L{runStatement} under the connection's lock."""
-        cursor = self.cursor()
-        ran = maybeDeferred(cursor.execute, "BEGIN; " + sql, params)
-
-        def commit(_: Any) -> Deferred:
-            rows = cursor.fetchall()
-            xid = rows[0][-1] if rows else None
-            result = [row[:-1] for row in rows]
-            committing = maybeDeferred(cursor.execute, "COMMIT")
-
-            def commit_failed(why: Failure) -> Failure:
-                if xid is not None and is_unavailable(why.value):
-                    return Failure(CommitUnknown(xid, result, why.value))
-                return why
-
-            committing.addCallbacks(lambda _: result, commit_failed)
-            return committing
-
-        def rollback(reason: Failure) -> Deferred:
-            ending = maybeDeferred(cursor.execute, "ROLLBACK")
-
-            def rollback_failed(why: Failure) -> Failure:
-                self.log.warn("rollback failed, the connection is gone: {error}", error=describe(why.value))
-                return Failure(txpostgres.RollbackFailed(self, reason))
-
-            ending.addCallbacks(lambda _: reason, rollback_failed)
-            return ending
-
-        ran.addCallbacks(commit, rollback)
-        return ran
-
-
 def _is_dead(failure: Any) -> bool:
     """
     Whether a failure means the connection is dead: a lost server (also
@@ -350,14 +307,21 @@ class _Pool(txpostgres.ConnectionPool):
 
     connectionFactory = staticmethod(_connection_factory)
 
-    def runStatement(self, sql: str, params: Any = None) -> Deferred:
-        """L{_WatchedConnection.runStatement} on a pooled connection."""
-        return self._semaphore.run(self._runStatement, sql, params)
+    def runQueryNoting(self, sql: str, params: Any, backends: list) -> Deferred:
+        """
+        L{runQuery}, appending to C{backends} the process id of the server
+        backend it is sent to (known without asking the server).
+        """
+        return self._semaphore.run(self._runQueryNoting, sql, params, backends)
 
-    def _runStatement(self, sql: str, params: Any) -> Deferred:
-        """L{runStatement} once a connection is free."""
+    def _runQueryNoting(self, sql: str, params: Any, backends: list) -> Deferred:
+        """L{runQueryNoting} once a connection is free."""
         c = self.connections.pop()
-        d = c.runStatement(sql, params)
+        try:
+            backends.append(c._connection.get_backend_pid())
+        except Exception:
+            pass  # a closed connection: the statement is never sent
+        d = c.runQuery(sql, params)
         return d.addBoth(self._putBackAndPassthrough, c)
 
 
@@ -581,24 +545,61 @@ class Database:
 
         return await self._conflicts_retried(attempt)
 
-    async def statement(self, sql: str, params: Any = None) -> list[tuple]:
+    async def write_once(self, sql: str, params: Any, settle: Callable[[], Awaitable[Any]]) -> list[tuple]:
         """
-        Run one statement that writes in a transaction of its own, in two
-        round trips (L{transaction} takes four), and return its rows.  The
-        statement must end in a query whose last column is
-        C{txid_current()} (left out of the rows returned).  Conflicts and a
-        lost C{COMMIT} are handled as L{transaction} handles them.
+        Run one autocommitted statement that writes, in one round trip, and
+        return its rows.
+
+        When its connection is lost after it was sent, its outcome is
+        learnt, never guessed: once its server backend is gone (so its
+        transaction has ended one way or the other), C{settle()} reads what
+        it stored: its rows as the statement would have returned them, or
+        L{None} when it stored nothing (then the error says nothing was
+        changed).  When the database does not answer meanwhile, the error
+        says the change may have been saved.  A statement that lost a
+        conflict is run again, as in L{transaction}.
         """
 
         async def attempt() -> list[tuple]:
+            backends: list[int] = []
             try:
-                return await self._guard(self._counted(lambda: self._pool.runStatement(sql, params)))
-            except CommitUnknown as unknown:
-                if await self._committed(unknown):
-                    return unknown.result
-                raise DatabaseUnavailable() from None
+                return await self._guard(self._counted(lambda: self._pool.runQueryNoting(sql, params, backends)))
+            except DatabaseUnavailable as error:
+                if not getattr(error, "sent", True):
+                    raise
+                if not backends:
+                    raise DatabaseUnavailable(MAY_HAVE_BEEN_SAVED) from None
+                return await self._settled(backends[0], settle)
 
         return await self._conflicts_retried(attempt)
+
+    async def _settled(self, backend: int, settle: Callable[[], Awaitable[Any]]) -> Any:
+        """
+        What a statement whose connection was lost did, once its backend
+        C{backend} is gone (asked until the database answers,
+        L{OUTCOME_CHECKS}).
+
+        @raise DatabaseUnavailable: it stored nothing (nothing was changed),
+            or the database did not answer (it may have been saved).
+        """
+        self.log.warn("the database connection was lost during a write; asking what it did")
+        for pause in (0.0,) + OUTCOME_CHECKS:
+            if pause:
+                await deferLater(self._reactor, pause, lambda: None)
+            try:
+                if await self._guard(self._pool.runQuery("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                                                         (backend,))):
+                    continue  # still running: it has not yet noticed its lost client
+                result = await settle()
+            except DatabaseUnavailable:
+                continue
+            if result is not None:
+                self.unknown_outcomes["committed"] += 1
+                return result
+            self.unknown_outcomes["aborted"] += 1
+            raise DatabaseUnavailable()
+        self.unknown_outcomes["unknown"] += 1
+        raise DatabaseUnavailable(MAY_HAVE_BEEN_SAVED)
 
     async def _committed(self, unknown: CommitUnknown) -> bool:
         """

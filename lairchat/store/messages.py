@@ -12,6 +12,7 @@ through.
 """
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -87,19 +88,32 @@ _POST_SQL = (
     "), ev AS ("
     "  INSERT INTO events (node, connection, kind, payload)"
     "  SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object("
-    "    'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint)"
+    "    'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,"
+    "    'batch', %(batch)s::text, 'n', ok.n)"
     "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
     "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
     ") "
-    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s),"
-    "  txid_current() "
+    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s) "
     "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
 )
 """
 New messages, many at once, in one statement and one commit: each is
 stored only if its sender is a member whose role may send (and, for a
 reply, its thread's root is an undeleted message of the room), and its
-event is recorded with it, its C{message_id} and C{ts} filled in.
+event is recorded with it, its C{message_id} and C{ts} filled in, and the
+batch's token and the item's place in it (C{batch}, C{n}: what
+L{_SETTLE_SQL} finds them by should the connection be lost).
+"""
+
+_SETTLE_SQL = (
+    "SELECT (e.payload->>'n')::bigint, m.id, m.created_at, e.seq, NULL FROM events e"
+    " JOIN messages m ON m.id = (e.payload->>'message_id')::bigint"
+    " WHERE e.seq > %(after)s AND e.payload->>'batch' = %(batch)s ORDER BY e.seq"
+)
+"""
+What a batch of L{_POST_SQL} stored, in the rows it would have returned:
+found by its token among the events (kept at least a minute, so they are
+still there when this is asked, seconds later).
 """
 
 
@@ -123,6 +137,7 @@ class MessageStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._posts = GroupCommit(self._post_batch)
+        self._seen_seq = 0
 
     def post_with_event(self, template: MessageSent | ReplySent | DirectMessageSent) -> Deferred:
         """
@@ -154,12 +169,18 @@ class MessageStore:
             "node": items[0].origin.node if items[0].origin else "",
             "connections": [t.origin.connection if t.origin else 0 for t in items],
         }
+        params["batch"] = batch = secrets.token_hex(8)
+        after = self._seen_seq
+
+        async def settle() -> list[tuple] | None:
+            rows = await self._db.fetchall(_SETTLE_SQL, {"after": after, "batch": batch})
+            return rows or None
+
         try:
-            # a transaction of its own rather than an autocommitted statement:
-            # should the connection be lost during its COMMIT, the store can
-            # still learn whether the messages were stored, and answer them
-            # OK if so
-            rows = await self._db.statement(_POST_SQL, params)
+            # one autocommitted statement; should its connection be lost, the
+            # store learns whether the messages were stored (and answers them
+            # OK if so) by the batch's token
+            rows = await self._db.write_once(_POST_SQL, params, settle)
         except psycopg2.errors.ForeignKeyViolation:
             # a room was deleted (its last member left) as this was stored:
             # nothing of the batch was written; each is tried on its own
@@ -170,6 +191,8 @@ class MessageStore:
                 results.extend(await self._post_batch([item]))
             return results
         results: list[Posted | None] = [None] * len(items)
+        if rows:
+            self._seen_seq = max(self._seen_seq, max(row[3] for row in rows))
         for n, message_id, created_at, seq, _ in rows:
             template = items[n - 1]
             ts = to_ms(created_at)
