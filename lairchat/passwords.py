@@ -125,8 +125,11 @@ class FairQueue:
         self._turns += 1
         self._last_turn[key] = self._turns
 
-    def done(self, key: Any) -> None:
-        """C{key} gives a slot back; the next in turn gets it."""
+    def done(self, key: Any, serve: bool = True) -> None:
+        """
+        C{key} gives a slot back; the next in turn gets it (with C{serve}
+        false, only at the next L{serve}).
+        """
         held = self.held_by(key) - 1
         if held > 0:
             self._running[key] = held
@@ -134,9 +137,14 @@ class FairQueue:
             self._running.pop(key, None)
             if key not in self._waiting:
                 self._last_turn.pop(key, None)
-        self._serve()
+        if serve:
+            self.serve()
 
-    def _serve(self) -> None:
+    def leave(self, key: Any, d: Deferred) -> None:
+        """A caller stops waiting for its slot (C{d}, from L{ask}) without firing it."""
+        self._forget(key, d)
+
+    def serve(self) -> None:
         """Hand out the free slots in turn, then fire the Deferreds of those served."""
         served = []
         while self.busy() < self.slots:
@@ -215,15 +223,35 @@ class Passwords:
             if self.refused is not None:
                 self.refused()
             raise RateLimited(f"too many passwords are waiting to be checked; retry in {self.retry_after()} s")
-        await turn
+        try:
+            await turn
+        except GeneratorExit:
+            # closed while waiting (its caller is gone, the process winds
+            # down): leave the queue without a turn ever reaching it
+            self.queue.leave(key, turn)
+            raise
         started = self._reactor.seconds()
         if self.waited is not None:
             self.waited(started - asked)
         try:
-            return await deferToThreadPool(self._reactor, self._threadpool, work, *args)
-        finally:
-            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * max(self._reactor.seconds() - started, 0.0)
-            self.queue.done(key)
+            result = await deferToThreadPool(self._reactor, self._threadpool, work, *args)
+        except GeneratorExit:
+            # closed while hashing: give the slot back, and serve the next
+            # in a turn of the reactor of its own, not from inside a closing
+            # coroutine (those waiting may be closing too)
+            self.queue.done(key, serve=False)
+            self._reactor.callLater(0, self.queue.serve)
+            raise
+        except BaseException:
+            self._finished(key, started)
+            raise
+        self._finished(key, started)
+        return result
+
+    def _finished(self, key: Any, started: float) -> None:
+        """A hash is done: note how long it took, and hand the slot on."""
+        self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * max(self._reactor.seconds() - started, 0.0)
+        self.queue.done(key)
 
     def retry_after(self) -> int:
         """Whole seconds (at least 1) until the queue as it is now has likely been worked off."""

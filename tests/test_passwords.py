@@ -205,6 +205,30 @@ class PasswordsTests(SynchronousTestCase):
         self.pool.run(0)
         self.successResultOf(flood[2])
 
+    def test_closed_callers_leave_quietly(self):
+        """
+        Callers closed without finishing (their coroutines are collected as
+        the process winds down): a waiting one leaves the queue, one
+        hashing gives its slot back, and the next live caller is served in
+        a turn of its own, with no error from a closed coroutine.
+        """
+        holding = self.passwords.hash("pw 0", "10.0.0.1")
+        Deferred.fromCoroutine(_driven(holding))
+        waiting = self.passwords.hash("pw 1", "10.0.0.1")
+        Deferred.fromCoroutine(_driven(waiting))
+        self.assertEqual(len(self.passwords.queue), 1)
+        live = Deferred.fromCoroutine(self.passwords.hash("pw 2", "10.0.0.1"))
+        self.assertEqual(len(self.passwords.queue), 2)
+        waiting.close()
+        self.assertEqual(len(self.passwords.queue), 1)
+        holding.close()
+        self.assertEqual(self.passwords.queue.held_by("10.0.0.1"), 0)
+        self.assertEqual(len(self.passwords.queue), 1)
+        self.reactor.advance(0)
+        self.assertEqual(self.passwords.queue.held_by("10.0.0.1"), 1)
+        self.pool.run(len(self.pool.jobs) - 1)
+        self.assertEqual(self.successResultOf(live), "hash:pw 2")
+
     def test_full_queue_refused(self):
         """Past the address's share of the queue: 1110, with a retry time of at least a second."""
         for n in range(3):
@@ -226,3 +250,8 @@ class PasswordsTests(SynchronousTestCase):
         self.pool.run()
         self.assertFalse(self.successResultOf(checked))
         self.assertEqual(self.hasher.checks, 1)
+
+
+async def _driven(coroutine):
+    """Await C{coroutine}, so a test can still close it by hand."""
+    return await coroutine
