@@ -160,6 +160,21 @@ class Ban:
 
 
 @frozen
+class BanEntry:
+    """
+    One ban on a room, as a ban list shows it.
+
+    @ivar username: who is banned.
+    @ivar by: who banned them (empty when that account is gone).
+    @ivar created_ms: when, in epoch milliseconds.
+    """
+
+    username: str
+    by: str
+    created_ms: int
+
+
+@frozen
 class Message:
     """
     A message of a room or of a direct conversation.

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from lairchat.irc.channels import nick_of_mask
 from lairchat.irc.message import (
     MAX_BODY,
     MAX_CLIENT_TAGS,
@@ -20,6 +21,7 @@ from lairchat.irc.message import (
     serialize,
     unescape_tag_value,
 )
+from lairchat.irc.replies import Numeric
 
 _TEXT = st.characters(exclude_characters="\r\n\0", exclude_categories=("Cs",))
 """Any character a line may hold."""
@@ -131,3 +133,15 @@ class LengthTests(SynchronousTestCase):
         check_length(tags + b" PRIVMSG #r :" + b"x" * 400)
         with self.assertRaises(InputTooLong):
             check_length(tags + b"v PRIVMSG #r :x")
+
+
+class BanMaskTests(SynchronousTestCase):
+    """L{lairchat.irc.channels.nick_of_mask}: a ban mask names one account."""
+
+    def test_masks(self):
+        """A bare nick and C{nick!*@*} name the account; wildcards and hosts are refused."""
+        self.assertEqual(nick_of_mask("carol"), "carol")
+        self.assertEqual(nick_of_mask("carol!*@*"), "carol")
+        for mask in ("*!*@*", "carol!carol@host", "car*", "x", "*!*@10.0.0.1"):
+            with self.assertRaises(Numeric, msg=mask):
+                nick_of_mask(mask)

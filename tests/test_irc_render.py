@@ -87,6 +87,9 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(lines(events.UserJoined(ROOM, 2, "bob")), [":bob!bob@irc.test JOIN #lounge"])
         self.assertEqual(lines(events.UserKicked(ROOM, 2, "bob", "carol", "spam")),
                          [":carol!carol@irc.test KICK #lounge bob :spam"])
+        self.assertEqual(lines(events.UserBanned(ROOM, 2, "bob", "carol", "")),
+                         [":carol!carol@irc.test MODE #lounge +b bob!*@*",
+                          ":carol!carol@irc.test KICK #lounge bob :banned"])
         self.assertEqual(lines(events.TopicChanged(ROOM, "carol", "t")), [":carol!carol@irc.test TOPIC #lounge :t"])
         self.assertEqual(lines(events.RoleChanged(ROOM, 2, "bob", "moderator", "carol")),
                          [":carol!carol@irc.test MODE #lounge -qav+o bob bob bob bob"])

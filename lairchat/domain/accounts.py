@@ -27,7 +27,10 @@ from typing import Any
 from attrs import frozen
 
 from lairchat.addresses import UNKNOWN_ADDRESS
-from lairchat.errors import AccessDenied, AccountLocked, ChatError, InvalidCredentials, SessionExpired
+from lairchat.domain import access
+from lairchat.errors import (
+    AccessDenied, AccountLocked, ChatError, InvalidCredentials, PermissionDenied, SessionExpired,
+)
 from lairchat.login_throttle import ADDRESS, Reservation, ThrottleRule
 from lairchat.models import User, iso_moment
 
@@ -298,9 +301,45 @@ async def change_password(actor: Any, old: str, new: str, keep_session: int | No
     await actor.deliver(outbox)
 
 
+async def confirm_server_admin(actor: Any, name: str, password: str) -> User:
+    """
+    Check that the actor is the account C{name}, that C{password} is its
+    password, and that it holds the server role admin: what an IRC
+    C{OPER} asks.  A wrong name or password is audited.
+
+    @raise InvalidCredentials: C{name} is not the actor, or the password
+        is wrong.
+    @raise lairchat.errors.PermissionDenied: the account is no server admin.
+    """
+    user, store, passwords = actor.user, actor.store, actor.server.passwords
+    credentials = await store.users.credentials(user.username)
+    key = hashing_address(actor)
+    if (name.lower() != user.username.lower() or credentials is None
+            or not await passwords.verify(credentials.password_hash, password, address=key)):
+        await store.audit.record(user.username, "oper", name, "failed", "bad credentials")
+        raise InvalidCredentials(WRONG_CREDENTIALS)
+    if not credentials.user.is_admin:
+        raise PermissionDenied("only server admins can do that")
+    return credentials.user
+
+
 def whoami(actor: Any) -> User:
     """The acting user, as this request sees them (server role included)."""
     return actor.user
+
+
+async def known(actor: Any, name: str) -> User:
+    """
+    The account with this name (case-insensitively).
+
+    @raise lairchat.errors.NotFound: there is none.
+    """
+    return await access.known_user(actor, name)
+
+
+async def is_online(actor: Any, user: User) -> bool:
+    """Whether the user is logged in on any node."""
+    return user.id in await actor.store.events.online_user_ids([user.id])
 
 
 async def online_usernames(actor: Any) -> list[str]:

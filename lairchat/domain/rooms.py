@@ -19,7 +19,7 @@ from attrs import frozen
 from lairchat import permissions
 from lairchat.domain.access import known_user, member_room, visible_room
 from lairchat.errors import AccessDenied, NotFound, PermissionDenied
-from lairchat.models import Member, Room, RoomSummary, User
+from lairchat.models import BanEntry, Member, Room, RoomSummary, User
 
 
 @frozen
@@ -139,6 +139,32 @@ async def members(actor: Any, name: str) -> Roster:
     found = await actor.store.rooms.members(room.id)
     online = await actor.store.events.online_user_ids([m.user_id for m in found])
     return Roster(room, tuple(MemberStatus(m, m.user_id in online) for m in found))
+
+
+async def bans(actor: Any, name: str) -> tuple[Room, list[BanEntry]]:
+    """
+    The bans on a room the actor can see, oldest first.
+
+    @raise NotFound: no such room, or one the actor may not see.
+    """
+    room, _ = await visible_room(actor, name)
+    return room, await actor.store.rooms.bans(room.id)
+
+
+async def memberships(actor: Any, username: str) -> tuple[User, list[tuple[Room, str]]]:
+    """
+    A user and the rooms they are a member of that the actor can see (the
+    public ones, those the actor shares, every one for a server admin),
+    each with the user's role there, by name.
+
+    @raise NotFound: no such user.
+    """
+    target = await known_user(actor, username)
+    theirs = await actor.store.rooms.memberships_of(target.id)
+    if actor.user.is_admin or actor.user.id == target.id:
+        return target, theirs
+    mine = {room.id for room, _ in await actor.store.rooms.memberships_of(actor.user.id)}
+    return target, [(room, role) for room, role in theirs if room.privacy == "public" or room.id in mine]
 
 
 # Moderation

@@ -2,7 +2,10 @@
 """
 The IRC commands: registration (C{CAP}, C{NICK}, C{USER}, C{PASS}, SASL
 C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
-C{NAMES}, C{PING}, C{PONG} and C{QUIT}.
+C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
+(C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
+about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
+L{lairchat.irc.channels}, both bases of L{CommandTable}.
 
 Each parses its message, calls one operation of L{lairchat.domain} and
 renders the answer as IRC numerics; a refusal of the domain
@@ -21,15 +24,18 @@ from twisted.logger import Logger
 
 from lairchat import __version__, validation
 from lairchat.context import RequestContext, ServerContext
-from lairchat.domain import Actor, accounts, messages, rooms
+from lairchat.domain import Actor, accounts, invitations, messages, rooms
 from lairchat.domain.accounts import Attachment
 from lairchat.errors import (
-    AccessDenied, AccountLocked, ChatError, Conflict, InternalError, InvalidCredentials, NotFound,
+    AccessDenied, AccountLocked, ChatError, Conflict, Gone, InternalError, InvalidCredentials, NotFound,
     PermissionDenied, SecurityViolation,
 )
 from lairchat.events import Origin
+from lairchat.irc.channels import ChannelCommands, room_of
 from lairchat.irc.message import Message, message, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
+from lairchat.irc.replies import Numeric
+from lairchat.irc.users import ConnectionMarks, UserCommands
 from lairchat.router import Outcome
 
 CAPABILITIES = ("cap-notify", "echo-message", "message-tags", "sasl", "server-time")
@@ -51,15 +57,6 @@ LOGIN_HELP = ("You are not logged in: connect with SASL PLAIN, or PASS <account>
               "with an account made on the line protocol (REGISTER:<user>:<password>). "
               "Until then you cannot join channels or send messages.")
 """The notice a client registered without credentials reads."""
-
-
-class Numeric(Exception):
-    """A reply that ends a command: a numeric (or C{FAIL}) and its parameters, without the target nick."""
-
-    def __init__(self, command: str, *params: Any) -> None:
-        super().__init__(command, *params)
-        self.command = command
-        self.params = params
 
 
 class SaslExchange:
@@ -96,21 +93,7 @@ def decode_plain(payload: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def room_of(target: str) -> str:
-    """
-    The room a channel name names.
-
-    @raise Numeric: C{403} for no channel name or an invalid one.
-    """
-    if not target.startswith("#"):
-        raise Numeric("403", target, "No such channel")
-    try:
-        return validation.room_name(target[1:])
-    except ChatError:
-        raise Numeric("403", target, "No such channel") from None
-
-
-class CommandTable:
+class CommandTable(ChannelCommands, UserCommands):
     """
     Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
     connections of one server, one at a time per connection (the
@@ -122,6 +105,7 @@ class CommandTable:
 
     def __init__(self, server: ServerContext) -> None:
         self.server = server
+        self.marks = ConnectionMarks()
 
     # Dispatch
 
@@ -472,12 +456,32 @@ class CommandTable:
             except Numeric as reply:
                 lines.append(self.numeric(connection, reply.command, *reply.params))
             except AccessDenied as refusal:
+                if "banned" not in refusal.message:
+                    try:
+                        lines += await self.join_invited(connection, name)
+                        continue
+                    except (AccessDenied, NotFound, Gone) as answer:
+                        refusal = answer if isinstance(answer, AccessDenied) else refusal
                 code = "474" if "banned" in refusal.message else "473"
                 text = "Cannot join channel (+b)" if code == "474" else "Cannot join channel (+i): invitation needed"
                 lines.append(self.numeric(connection, code, target, text))
             except NotFound:
                 lines.append(self.numeric(connection, "403", target, "No such channel"))
         return lines
+
+    async def join_invited(self, connection: Any, name: str) -> list:
+        """
+        Join a private room by accepting the client's pending invitation
+        to it (through the domain: as the line protocol's
+        C{ACCEPT_INVITATION}); its channel lines.
+
+        @raise NotFound: there is no such invitation.
+        @raise Gone: it is no longer pending.
+        @raise AccessDenied: the client is banned from the room.
+        """
+        actor = self.actor(connection)
+        await invitations.accept(actor, invitations.InvitationRef(room=name))
+        return await self.joined(connection, await rooms.join(actor, name))
 
     async def irc_PART(self, connection: Any, params: tuple) -> list:
         """C{PART #room[,#room...] [:reason]}: leave each room (membership ends, as LEAVE_ROOM)."""
@@ -571,9 +575,12 @@ class CommandTable:
         except ChatError:
             raise Numeric("401", target, "No such nick/channel") from None
         try:
-            await messages.send_direct(actor, target, text)
+            _, recipient = await messages.send_direct(actor, target, text)
         except NotFound:
             raise Numeric("401", target, "No such nick/channel") from None
+        away = self.marks.away_text(self.server.hub, recipient.id)
+        if away is not None and command == "PRIVMSG":
+            return [self.numeric(connection, "301", recipient.username, away)]
         return []
 
     async def irc_NOTICE(self, connection: Any, params: tuple) -> list:

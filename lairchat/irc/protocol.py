@@ -29,6 +29,7 @@ _UNRENDERED = object()
 """A cache entry not filled yet."""
 
 RATE_CLASSES = {"PRIVMSG": "message", "NOTICE": "message", "PASS": "auth", "AUTHENTICATE": "auth",
+                "OPER": "auth",
                 "JOIN": "default", "PART": "default"}
 """The flood-control budget each IRC command draws from (C{default} for the rest)."""
 

@@ -8,7 +8,7 @@ Rooms are channels (C{#<room>}); a user's nick is their username, and their
 mask C{nick!nick@<server name>}.  Messages carry the tags C{msgid} (the
 message id) and C{time} when the viewer asked for C{message-tags} and
 C{server-time}.  Events IRC has a word for become that word (C{PRIVMSG},
-C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles, C{INVITE});
+C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE});
 edits, deletions, reactions, invitation answers and server notices become
 C{NOTICE}s; the rest (presence, the memory-only events) is not shown.  See
 C{docs/irc.md}.
@@ -51,6 +51,11 @@ def channel(room_name: str) -> str:
 def mask(nick: str, server_name: str) -> str:
     """A user's source prefix: C{nick!nick@server}."""
     return f"{nick}!{nick}@{server_name}"
+
+
+def ban_mask(nick: str) -> str:
+    """The mask a ban on an account shows as: C{nick!*@*}."""
+    return f"{nick}!*@*"
 
 
 def time_tag(ms: int) -> str:
@@ -151,7 +156,8 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
         return [message("KICK", channel(event.room.name), event.user, event.reason or event.by, source=src(event.by))]
     if isinstance(event, events.UserBanned):
         reason = f"banned: {event.reason}" if event.reason else "banned"
-        return [message("KICK", channel(event.room.name), event.user, reason, source=src(event.by))]
+        return [message("MODE", channel(event.room.name), "+b", ban_mask(event.user), source=src(event.by)),
+                message("KICK", channel(event.room.name), event.user, reason, source=src(event.by))]
     if isinstance(event, events.TopicChanged):
         return [message("TOPIC", channel(event.room.name), event.topic, source=src(event.by))]
     if isinstance(event, events.RoleChanged):

@@ -24,7 +24,7 @@ from lairchat.events import (
     UserKicked,
     UserLeft,
 )
-from lairchat.models import Ban, Departure, Member, Room, RoomSummary, User, to_ms
+from lairchat.models import Ban, BanEntry, Departure, Member, Room, RoomSummary, User, to_ms
 from lairchat.permissions import SUCCESSION
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
@@ -407,6 +407,25 @@ class RoomStore:
             (room_id, list(ROLES)),
         )
         return [member_from_row(r) for r in rows]
+
+    async def bans(self, room_id: int) -> list[BanEntry]:
+        """The bans on the room, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT u.username, coalesce(b.username, ''), rb.created_at FROM room_bans rb "
+            "JOIN users u ON u.id = rb.user_id LEFT JOIN users b ON b.id = rb.banned_by "
+            "WHERE rb.room_id = %s ORDER BY rb.created_at, lower(u.username)",
+            (room_id,),
+        )
+        return [BanEntry(r[0], r[1], to_ms(r[2])) for r in rows]
+
+    async def memberships_of(self, user_id: int) -> list[tuple[Room, str]]:
+        """The rooms (never direct conversations) the user is a member of, with their role there, by name."""
+        rows = await self._db.fetchall(
+            f"SELECT {ROOM_COLUMNS}, m.role FROM room_members m JOIN rooms r ON r.id = m.room_id "
+            "WHERE m.user_id = %s AND r.kind = 'room' ORDER BY lower(r.name)",
+            (user_id,),
+        )
+        return [(room_from_row(r[:8]), r[8]) for r in rows]
 
     async def co_member_ids(self, user_id: int) -> list[int]:
         """

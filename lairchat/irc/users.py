@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.test_irc_e2e -*-
+"""
+The IRC commands about users: C{WHO}, C{WHOIS}, C{AWAY}, C{OPER} and a
+user's own C{MODE}.
+
+A nick is an account name, and every account is a nick whether it is
+online or not (a C{PRIVMSG} to an offline one is kept for them): C{WHO}
+and C{WHOIS} answer for any account, an offline one shown as gone (C{G},
+C{301 is offline}).  Being away (C{AWAY}) and being an IRC operator
+(C{OPER}) are marks of one IRC connection, kept in memory on this node
+(L{ConnectionMarks}): a user is away while one of their IRC connections
+here is, and nodes do not share the marks.  The rest is the domain's
+(L{lairchat.domain.rooms.memberships}, L{lairchat.domain.accounts}).
+"""
+
+from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
+
+from lairchat import validation
+from lairchat.domain import accounts, rooms
+from lairchat.errors import ChatError, InvalidCredentials, PermissionDenied
+from lairchat.irc.message import Message
+from lairchat.irc.render import PREFIX_OF, channel
+from lairchat.irc.replies import Numeric
+
+OFFLINE = "is offline: direct messages wait for them"
+"""The away text of a user with no connection on any node."""
+
+SERVER_INFO = "lairchat: IRC and the line protocol on the same rooms"
+"""The server description of C{312 RPL_WHOISSERVER}."""
+
+
+class ConnectionMarks:
+    """
+    What IRC keeps about its connections in memory only: the away text of
+    each connection that set one, and the connections that became IRC
+    operators.  Weakly held: a closed connection drops its marks.
+    """
+
+    def __init__(self) -> None:
+        self.away: WeakKeyDictionary = WeakKeyDictionary()
+        self.operators: WeakSet = WeakSet()
+
+    def away_text(self, hub: Any, user_id: int) -> str | None:
+        """The away text of a user, from their IRC connections on this node; L{None} when not away."""
+        for connection in hub.connections_of(user_id):
+            text = self.away.get(connection)
+            if text is not None:
+                return text
+        return None
+
+    def is_operator(self, hub: Any, user_id: int) -> bool:
+        """Whether one of the user's connections on this node is an IRC operator."""
+        return any(connection in self.operators for connection in hub.connections_of(user_id))
+
+
+class UserCommands:
+    """
+    C{WHO}, C{WHOIS}, C{AWAY} and C{OPER}, for
+    L{lairchat.irc.commands.CommandTable} (which this is a base of, and
+    whose C{numeric}, C{actor}, C{require_login}, C{server} and C{marks}
+    these use).
+    """
+
+    server: Any
+    marks: ConnectionMarks
+
+    def who_flags(self, user_id: int, online: bool, role: str | None) -> str:
+        """The flags of a C{352}: C{H} here or C{G} gone (away or offline), C{*} an operator, the role's prefix."""
+        hub = self.server.hub
+        here = online and self.marks.away_text(hub, user_id) is None
+        flags = "H" if here else "G"
+        if self.marks.is_operator(hub, user_id):
+            flags += "*"
+        return flags + (PREFIX_OF.get(role, "") if role else "")
+
+    def who_reply(self, connection: Any, where: str, nick: str, flags: str) -> Message:
+        """One C{352 RPL_WHOREPLY} line (the user name is the nick, the host the server)."""
+        server_name = self.server.config.server_name
+        return self.numeric(connection, "352", where, nick, server_name, server_name, nick, flags, f"0 {nick}")
+
+    async def irc_WHO(self, connection: Any, params: tuple) -> list:
+        """
+        C{WHO #room}: a C{352} for each member (offline ones gone, C{G});
+        C{WHO nick}: one for that account; then C{315}.  An unknown or
+        hidden room or an unknown nick has just the C{315}.
+        """
+        if not params or not params[0]:
+            raise Numeric("461", "WHO", "Not enough parameters")
+        self.require_login(connection, "WHO")
+        target = params[0]
+        actor = self.actor(connection)
+        lines: list = []
+        try:
+            if target.startswith("#"):
+                roster = await rooms.members(actor, validation.room_name(target[1:]))
+                name = channel(roster.room.name)
+                for status in roster.members:
+                    member = status.member
+                    flags = self.who_flags(member.user_id, status.online, member.role)
+                    lines.append(self.who_reply(connection, name, member.username, flags))
+            else:
+                user = await accounts.known(actor, validation.username(target))
+                online = await accounts.is_online(actor, user)
+                lines.append(self.who_reply(connection, "*", user.username, self.who_flags(user.id, online, None)))
+        except ChatError:
+            pass
+        lines.append(self.numeric(connection, "315", target, "End of /WHO list"))
+        return lines
+
+    async def irc_WHOIS(self, connection: Any, params: tuple) -> list:
+        """
+        C{WHOIS [server] nick}: C{311}, C{312}, C{313} for an operator,
+        C{301} when away or offline, C{319} the rooms the asker can see,
+        C{330} the account, C{318}; C{401} and C{318} for no such account.
+        """
+        if not params or not params[-1]:
+            raise Numeric("431", "No nickname given")
+        self.require_login(connection, "WHOIS")
+        target = params[-1].split(",")[0]
+        actor = self.actor(connection)
+        server_name = self.server.config.server_name
+        end = self.numeric(connection, "318", target, "End of /WHOIS list")
+        try:
+            user, memberships = await rooms.memberships(actor, validation.username(target))
+        except ChatError:
+            return [self.numeric(connection, "401", target, "No such nick/channel"), end]
+        nick = user.username
+        online = await accounts.is_online(actor, user)
+        lines = [self.numeric(connection, "311", nick, nick, server_name, "*", nick),
+                 self.numeric(connection, "312", nick, server_name, SERVER_INFO)]
+        if self.marks.is_operator(self.server.hub, user.id):
+            lines.append(self.numeric(connection, "313", nick, "is an IRC operator"))
+        away = self.marks.away_text(self.server.hub, user.id) if online else OFFLINE
+        if away is not None:
+            lines.append(self.numeric(connection, "301", nick, away))
+        if memberships:
+            names = " ".join(PREFIX_OF.get(role, "") + channel(room.name) for room, role in memberships)
+            lines.append(self.numeric(connection, "319", nick, names))
+        lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
+        lines.append(self.numeric(connection, "318", nick, "End of /WHOIS list"))
+        return lines
+
+    async def irc_AWAY(self, connection: Any, params: tuple) -> list:
+        """
+        C{AWAY :text} marks this connection away (C{306}); C{AWAY} alone,
+        or with an empty text, takes the mark off (C{305}).  Kept in memory
+        for this connection only.
+        """
+        if params and params[0]:
+            self.marks.away[connection] = params[0][:validation.TOPIC_MAX]
+            return [self.numeric(connection, "306", "You have been marked as being away")]
+        self.marks.away.pop(connection, None)
+        return [self.numeric(connection, "305", "You are no longer marked as being away")]
+
+    async def irc_OPER(self, connection: Any, params: tuple) -> list:
+        """
+        C{OPER <account> <password>}: with the connection's own account
+        name and password, and the account a server admin, the connection
+        becomes an IRC operator (C{381}); a wrong name or password is
+        C{464}, an account that is no server admin (or no account) C{491}.
+        """
+        if len(params) < 2 or not params[0]:
+            raise Numeric("461", "OPER", "Not enough parameters")
+        if connection.user is None:
+            raise Numeric("491", "No O-lines for your host: log in to a server admin's account")
+        try:
+            await accounts.confirm_server_admin(self.actor(connection), params[0], params[1])
+        except InvalidCredentials:
+            raise Numeric("464", "Password incorrect") from None
+        except PermissionDenied:
+            raise Numeric("491", "No O-lines for your host: your account is no server admin") from None
+        self.marks.operators.add(connection)
+        return [self.numeric(connection, "381", "You are now an IRC operator")]
+
+    def user_mode(self, connection: Any, target: str) -> list:
+        """
+        C{MODE <nick> ...}: a client's own modes (C{221}: C{+o} once an
+        operator); they cannot be changed, and another's are C{502}.
+        """
+        if target.lower() != connection.display_nick.lower():
+            raise Numeric("502", "Can't change mode for other users")
+        return [self.numeric(connection, "221", "+o" if connection in self.marks.operators else "+")]
+
+
+__all__ = ["ConnectionMarks", "UserCommands"]
