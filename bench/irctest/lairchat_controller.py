@@ -126,6 +126,9 @@ class LairchatController(BaseServerController, DirectoryBasedController):
             cwd=self.directory,
         )
 
+    def wait_for_services(self) -> None:
+        """Accounts are lairchat's own (no services package): nothing to wait for."""
+
     def registerUser(self, case, username: str, password: Optional[str] = None) -> None:  # type: ignore
         """Create or update the account C{username} with C{lairchat-admin}."""
         if password is None:
