@@ -4,6 +4,7 @@ registers with plain C{NICK}/C{USER} chats as an ephemeral guest, over the
 real server on real TCP ports and the real database.
 """
 
+import base64
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -119,3 +120,25 @@ class GuestTests(TestCase):
         client.send("JOIN #lounge")
         refused = await client.expect("FAIL")
         self.assertEqual(refused.params[:2], ("JOIN", "ACCOUNT_REQUIRED"))
+
+    async def test_guest_logs_in_with_sasl(self):
+        """A guest that authenticates with SASL after registering becomes the account; the guest row goes."""
+        server = await start_server(self, irc=True, irc_guests=True)
+        await account(server, "bob")
+        client = await irc_client(self, server.irc_port)
+        client.send("CAP LS 302")
+        client.send("NICK visitor")
+        client.send("USER x 0 * :x")
+        client.send("CAP REQ :sasl")
+        client.send("CAP END")
+        await client.until("376")
+        gone = connection_of(server, "visitor")
+        client.send("AUTHENTICATE PLAIN")
+        await client.expect("AUTHENTICATE")
+        payload = base64.b64encode(f"\0bob\0{PASSWORD}".encode()).decode()
+        client.send(f"AUTHENTICATE {payload}")
+        renamed = await client.expect("NICK")
+        self.assertEqual(renamed.params, ("bob",))
+        await client.expect("903")
+        self.assertFalse(gone.guest)
+        self.assertIsNone(await server.server.store.users.by_name("visitor"))

@@ -307,7 +307,7 @@ class CommandTable:
             connection.sasl = None
             raise Numeric("906", "SASL authentication aborted")
         if exchange is None:
-            if connection.user is not None:
+            if connection.user is not None and not connection.guest:
                 raise Numeric("907", "You have already authenticated using SASL")
             if argument.upper() not in SASL_MECHANISMS:
                 return [self.numeric(connection, "908", ",".join(SASL_MECHANISMS), "are available SASL mechanisms"),
@@ -331,9 +331,14 @@ class CommandTable:
             raise Numeric("904", "SASL authentication failed: malformed PLAIN payload") from None
         if authorization and authorization.lower() != account.lower():
             raise Numeric("904", "SASL authentication failed: you can only log in as yourself")
+        guest = connection.user if connection.guest else None
         failure = await self.log_in(connection, account, password)
         if failure is not None:
             raise Numeric("904", f"SASL authentication failed: {failure}")
+        if guest is not None:
+            # a guest that logs in to an account stops being one
+            connection.guest = False
+            await self.guest_left(connection, guest)
         username = connection.user.username
         lines = []
         if connection.registered and connection.nick != username:
@@ -355,7 +360,7 @@ class CommandTable:
             # accounts made by an operator (lairchat-admin --any-name) may
             # have names the protocol's rule refuses, IRC nicks among them
             username = validation.any_username(account)
-            if validation.has_control_characters(password) or not 1 <= len(password) <= validation.PASSWORD_MAX:
+            if validation.has_control_characters(password) or not 1 <= len(password) <= validation.ANY_PASSWORD_MAX:
                 raise InvalidCredentials(accounts.WRONG_CREDENTIALS)
             await accounts.login(self.actor(connection), username, password,
                                  Attachment(connection.log_in, connection.log_out))
