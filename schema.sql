@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS users (
     last_seen       timestamptz
 );
 CREATE UNIQUE INDEX IF NOT EXISTS users_username_lower ON users (lower(username));
+-- An ephemeral IRC guest (--irc-guests): no password (it cannot log in), its
+-- nick follows IRC's rules; deleted with its memberships when its connection
+-- closes, or by housekeeping when its node died.  Idempotent, as every line here.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS guest boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS users_guest ON users (id) WHERE guest;
 
 CREATE TABLE IF NOT EXISTS sessions (
     id          bigserial PRIMARY KEY,

@@ -92,6 +92,8 @@ class Config:
     # Flood control (issue 8, item 1): see lairchat.ratelimit.
     flood_backlog: float = FLOOD_BACKLOG
     registrations_per_hour: int = REGISTRATIONS_PER_HOUR
+    # IRC clients without credentials chat as ephemeral guests (--irc-guests).
+    irc_guests: bool = False
     connection_rates: dict = field(default=CONNECTION_RATES, hash=False)
     address_rates: dict = field(default=ADDRESS_RATES, hash=False)
     account_rates: dict = field(default=ACCOUNT_RATES, hash=False)

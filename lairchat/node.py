@@ -41,6 +41,12 @@ NODE_TIMEOUT = 10.0
 HOUSEKEEPING_INTERVAL = 600.0
 """Seconds between two runs of L{NodeService.housekeeping} on a node."""
 
+GUEST_GRACE = 60.0
+"""
+Seconds an IRC guest online nowhere is left alone by housekeeping: one
+that registers is a row a moment before it is noted online.
+"""
+
 
 def new_node_id() -> str:
     """A node id, new at every start: the host name and a random part."""
@@ -165,9 +171,13 @@ class NodeService(Service):
         """
         Forget what the hardening rules no longer need: login-throttle keys
         idle longer than their memory, address blocks that ended more than
-        a day ago (their strikes no longer count).
+        a day ago (their strikes no longer count), and IRC guests whose node
+        died before it could delete them (online nowhere).
         """
         store, config = self.server.store, self.server.config
+        guests = await store.users.sweep_guests(GUEST_GRACE)
+        if guests:
+            self.log.info("removed {count} IRC guests left by stopped nodes", count=guests)
         memory = max(config.login_failure_memory, config.address_failure_memory)
         forgotten = await store.logins.forget_before(now_ms - int(memory * 1000), now_ms)
         ended = await store.blocks.forget_old()

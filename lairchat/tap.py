@@ -152,6 +152,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-rate-limit", None, "Turn flood control and rate limits off (for benchmarks)."],
+        ["irc-guests", None, "Let IRC clients that register without credentials chat as ephemeral guests "
+                             "(their nick is no account's; they are deleted when they leave)."],
     ]
 
     def __init__(self) -> None:
@@ -258,6 +260,7 @@ class Options(usage.Options):
             tcp_user_timeout=self["tcp-user-timeout"],
             flood_backlog=self["flood-backlog"],
             registrations_per_hour=self["registrations-per-hour"],
+            irc_guests=bool(self["irc-guests"]),
         )
 
 

@@ -14,6 +14,8 @@ from lairchat.errors import InvalidCharacters, InvalidFormat, InvalidInput, Inva
 USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,19}\Z")
 ANY_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,49}\Z")
 """The looser account names an operator may create (IRC nicks such as C{bar-1a2b})."""
+GUEST_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}\Z")
+"""An IRC guest's nick: IRC's rule (RFC 2812, C{-} included), up to 30 characters."""
 ROOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,49}\Z")
 RESERVED_ROOM_NAMES = frozenset({"lobby", "latest"})
 ROLES = ("owner", "admin", "moderator", "member", "guest")
@@ -58,6 +60,17 @@ def username(value: str) -> str:
         raise InvalidLength("a username has 3 to 20 characters")
     if not USERNAME.match(value):
         raise InvalidInput("a username starts with a letter and holds only letters, digits and _")
+    return value
+
+
+def guest_nick(value: str) -> str:
+    """
+    An IRC guest's nick (C{--irc-guests}): IRC's rule, 1-30 characters, a
+    letter or one of C{[]\\`_^{|}} first, then those, digits or C{-}.
+    Only IRC guests are named so; line-protocol accounts keep L{username}.
+    """
+    if not GUEST_NICK.match(value):
+        raise InvalidInput("a nick has 1 to 30 letters, digits or []\\`_^{|}-, and starts with no digit or -")
     return value
 
 

@@ -122,6 +122,56 @@ async def register(actor: Any, username: str, password: str, attachment: Attachm
     return SignedIn(user, token)
 
 
+async def start_guest(actor: Any, nick: str, attachment: Attachment) -> User:
+    """
+    Make an ephemeral guest named C{nick} (an IRC client registered
+    without credentials on a server with C{--irc-guests}) and attach it.
+    A guest is a C{users} row flagged C{guest}: rooms, messages and events
+    refer to it as to any user, but it has no password (it cannot log in)
+    and no session, and L{end_guest} deletes it when its connection closes.
+
+    @raise lairchat.errors.Conflict: the nick is an account's or a
+        connected guest's.
+    """
+    user = await actor.store.users.create_guest(nick)
+    try:
+        await attachment.attach(user, None)
+    except Exception:
+        attachment.detach()
+        await actor.store.users.remove_guest(user.id)
+        raise
+    await actor.store.audit.record(user.username, "guest", user.username, "ok", f"from {client_address(actor)}")
+    return user
+
+
+async def rename_guest(actor: Any, nick: str) -> User:
+    """
+    Give the acting guest another nick.
+
+    @raise lairchat.errors.Conflict: the nick is taken.
+    @raise AccessDenied: the actor is no guest.
+    """
+    renamed = await actor.store.users.rename_guest(actor.user.id, nick)
+    if renamed is None:
+        raise AccessDenied("only a guest can change its name")
+    return renamed
+
+
+async def end_guest(actor: Any) -> None:
+    """
+    The acting guest's connection closed: leave every room it is in, as
+    C{LEAVE_ROOM} does (its events go out; a room it leaves empty is
+    deleted, so the next joiner founds it afresh), then delete it.  Its
+    messages stay, anonymised (see L{lairchat.store.users.UserStore.remove_guest}).
+    """
+    user, store = actor.user, actor.store
+    for room in await store.rooms.rooms_of_member(user.id):
+        outbox = actor.outbox()
+        if await store.rooms.leave(room, user, outbox) is not None:
+            await actor.deliver(outbox)
+    await store.users.remove_guest(user.id)
+
+
 def account_rule(config: Any) -> ThrottleRule:
     """The throttle of one account from one address, from the settings."""
     return ThrottleRule(

@@ -212,18 +212,43 @@ class CommandTable(ChannelCommands, UserCommands):
             return await self.registration(connection)
         raise Numeric("410", params[0], "Invalid CAP command")
 
+    def valid_nick(self, nick: str) -> bool:
+        """Whether C{nick} may be asked for: a username, or (with C{--irc-guests}) an IRC nick."""
+        try:
+            validation.username(nick)
+            return True
+        except ChatError:
+            pass
+        if not self.server.config.irc_guests:
+            return False
+        try:
+            validation.guest_nick(nick)
+            return True
+        except ChatError:
+            return False
+
     async def irc_NICK(self, connection: Any, params: tuple) -> list:
         """
-        Choose a nick.  It must be a valid username; once logged in it is
-        the account's name and does not change.
+        Choose a nick.  It must be a valid username (or, with
+        C{--irc-guests}, an IRC nick); once logged in it is the account's
+        name and does not change.  A guest may change it to a free one.
         """
         if not params or not params[0]:
             raise Numeric("431", "No nickname given")
         nick = params[0]
-        try:
-            validation.username(nick)
-        except ChatError:
-            raise Numeric("432", nick, "Erroneous nickname: a nick is a lairchat username") from None
+        if not self.valid_nick(nick):
+            raise Numeric("432", nick, "Erroneous nickname: a nick is a lairchat username")
+        if connection.guest and connection.user is not None:
+            if nick == connection.user.username:
+                return []
+            try:
+                renamed = await accounts.rename_guest(self.actor(connection), nick)
+            except Conflict:
+                raise Numeric("433", nick, "Nickname is already in use") from None
+            old = connection.source
+            connection.user = renamed
+            connection.nick = renamed.username
+            return [message("NICK", renamed.username, source=old)]
         if connection.user is not None:
             if nick.lower() == connection.user.username.lower():
                 return []
@@ -266,7 +291,7 @@ class CommandTable(ChannelCommands, UserCommands):
             connection.sasl = None
             raise Numeric("906", "SASL authentication aborted")
         if exchange is None:
-            if connection.user is not None:
+            if connection.user is not None and not connection.guest:
                 raise Numeric("907", "You have already authenticated using SASL")
             if argument.upper() not in SASL_MECHANISMS:
                 return [self.numeric(connection, "908", ",".join(SASL_MECHANISMS), "are available SASL mechanisms"),
@@ -290,9 +315,14 @@ class CommandTable(ChannelCommands, UserCommands):
             raise Numeric("904", "SASL authentication failed: malformed PLAIN payload") from None
         if authorization and authorization.lower() != account.lower():
             raise Numeric("904", "SASL authentication failed: you can only log in as yourself")
+        guest = connection.user if connection.guest else None
         failure = await self.log_in(connection, account, password)
         if failure is not None:
             raise Numeric("904", f"SASL authentication failed: {failure}")
+        if guest is not None:
+            # a guest that logs in to an account stops being one
+            connection.guest = False
+            await self.guest_left(connection, guest)
         username = connection.user.username
         lines = []
         if connection.registered and connection.nick != username:
@@ -311,8 +341,10 @@ class CommandTable(ChannelCommands, UserCommands):
         why it failed.
         """
         try:
-            username = validation.username(account)
-            if validation.has_control_characters(password) or not 1 <= len(password) <= validation.PASSWORD_MAX:
+            # accounts made by an operator (lairchat-admin --any-name) may
+            # have names the protocol's rule refuses, IRC nicks among them
+            username = validation.any_username(account)
+            if validation.has_control_characters(password) or not 1 <= len(password) <= validation.ANY_PASSWORD_MAX:
                 raise InvalidCredentials(accounts.WRONG_CREDENTIALS)
             await accounts.login(self.actor(connection), username, password,
                                  Attachment(connection.log_in, connection.log_out))
@@ -328,7 +360,10 @@ class CommandTable(ChannelCommands, UserCommands):
         """
         Complete registration once C{NICK} and C{USER} came and capability
         negotiation ended: log in with C{PASS}'s credentials if any (a wrong
-        password closes the connection, as IRC does), then the welcome.
+        password closes the connection, as IRC does); without an account,
+        become a guest with C{--irc-guests} (C{433} when the nick is an
+        account's or a connected guest's: registration waits for another
+        C{NICK}); then the welcome.
         """
         if connection.registered or connection.negotiating or connection.nick is None or connection.ident is None:
             return []
@@ -339,6 +374,13 @@ class CommandTable(ChannelCommands, UserCommands):
             if failure is not None:
                 return [self.numeric(connection, "464", f"Password incorrect: {failure}"),
                         message("ERROR", "Closing link: password incorrect"), CLOSE]
+        if connection.user is None and self.server.config.irc_guests:
+            try:
+                await accounts.start_guest(self.actor(connection), connection.nick,
+                                           Attachment(connection.log_in, connection.log_out))
+            except Conflict:
+                return [self.numeric(connection, "433", connection.nick, "Nickname is already in use")]
+            connection.guest = True
         if connection.user is not None:
             connection.nick = connection.user.username
         connection.registered = True
@@ -353,7 +395,7 @@ class CommandTable(ChannelCommands, UserCommands):
         """The tokens of C{005 RPL_ISUPPORT}."""
         config = self.server.config
         return [
-            "CASEMAPPING=ascii", "CHANTYPES=#", f"PREFIX={ISUPPORT_PREFIX}", "NICKLEN=20", "CHANNELLEN=51",
+            "CASEMAPPING=ascii", "CHANTYPES=#", f"PREFIX={ISUPPORT_PREFIX}", f"NICKLEN={30 if config.irc_guests else 20}", "CHANNELLEN=51",
             f"TOPICLEN={validation.TOPIC_MAX}", f"NETWORK={config.server_name}", "TARGMAX=PRIVMSG:1,NOTICE:1",
             "UTF8ONLY",
         ]
@@ -401,6 +443,14 @@ class CommandTable(ChannelCommands, UserCommands):
                 lines += render_event(event, user.id, user.username, server_name, caps)
         connection.caught_up()
         return lines
+
+    async def guest_left(self, connection: Any, user: Any) -> None:
+        """A guest's connection closed: it leaves its rooms and is deleted (L{accounts.end_guest}); never raises."""
+        actor = Actor(self.server, user, Origin(self.server.node, connection.connection_id), connection.address)
+        try:
+            await accounts.end_guest(actor)
+        except Exception:
+            self.log.failure("guest {nick} not removed", nick=user.username)
 
     # Channels
 
@@ -570,10 +620,8 @@ class CommandTable(ChannelCommands, UserCommands):
             except (AccessDenied, PermissionDenied) as refusal:
                 raise Numeric("404", target, f"Cannot send to channel: {refusal.message}") from None
             return []
-        try:
-            validation.username(target)
-        except ChatError:
-            raise Numeric("401", target, "No such nick/channel") from None
+        if not self.valid_nick(target):
+            raise Numeric("401", target, "No such nick/channel")
         try:
             _, recipient = await messages.send_direct(actor, target, text)
         except NotFound:

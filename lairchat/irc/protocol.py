@@ -17,6 +17,8 @@ connection capabilities).  The commands are in L{lairchat.irc.commands}.
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from lairchat import events
 from lairchat.context import ServerContext
 from lairchat.errors import ChatError, InvalidEncoding, InvalidLength, LineTooLong, Timeout
@@ -60,6 +62,10 @@ class IRCProtocol(ChatProtocol):
     @ivar registered: whether the welcome (C{001}...) was sent.
     @ivar credentials: C{(account, password)} from C{PASS}, or L{None}.
     @ivar sasl: the SASL exchange in progress (a L{lairchat.irc.commands.SaslExchange}) or L{None}.
+    @ivar guest: whether C{user} is an ephemeral guest (C{--irc-guests}),
+        deleted when this connection closes.
+    @ivar guest_gone: fires once a guest's removal after the close is done
+        (at once for a connection that was no guest).
     """
 
     MAX_LENGTH = MAX_LINE
@@ -76,6 +82,8 @@ class IRCProtocol(ChatProtocol):
         self.registered = False
         self.credentials: tuple[str, str] | None = None
         self.sasl: Any = None
+        self.guest = False
+        self.guest_gone: Deferred = Deferred()
         self._discarding = False
 
     # What differs from the line front end
@@ -108,6 +116,16 @@ class IRCProtocol(ChatProtocol):
         if isinstance(error, InvalidEncoding):
             return [serialize(message("FAIL", "*", "INVALID_UTF8", error.message, source=server_name))]
         return [serialize(message("FAIL", "*", error.name, error.message, source=server_name))]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """Forget the connection as the line front end does; a guest then leaves its rooms and is deleted."""
+        guest = self.user if self.guest else None
+        super().connectionLost(reason)
+        if guest is None:
+            self.guest_gone.callback(None)
+            return
+        done = Deferred.fromCoroutine(self.router.guest_left(self, guest))
+        done.chainDeferred(self.guest_gone)
 
     # Framing: bytes first, IRC's limits, never a close for a long line
 

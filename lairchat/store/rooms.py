@@ -98,6 +98,15 @@ class RoomStore:
         )
         return member_from_row(row) if row else None
 
+    async def rooms_of_member(self, user_id: int) -> list[Room]:
+        """The rooms (kind C{room}, not conversations) the user is a member of, by id."""
+        rows = await self._db.fetchall(
+            f"SELECT {ROOM_COLUMNS} FROM rooms r JOIN room_members m ON m.room_id = r.id "
+            "WHERE m.user_id = %s AND r.kind = 'room' ORDER BY r.id",
+            (user_id,),
+        )
+        return [room_from_row(r) for r in rows]
+
     async def member_ids(self, room_id: int) -> list[int]:
         """The ids of every member of the room (the audience of its events)."""
         rows = await self._db.fetchall("SELECT user_id FROM room_members WHERE room_id = %s", (room_id,))

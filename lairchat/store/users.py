@@ -59,6 +59,75 @@ class UserStore:
             raise Conflict("that username is taken") from None
         return user_from_row(row)
 
+    async def create_guest(self, nick: str) -> User:
+        """
+        Create an ephemeral guest: a C{users} row flagged C{guest}, with no
+        password (L{credentials} never finds it, so nobody logs in as it).
+
+        @raise Conflict: the name is an account's or another guest's
+            (case-insensitively).
+        """
+
+        async def insert(tx: Transaction) -> tuple:
+            return await tx.fetchone(
+                "INSERT INTO users AS u (username, password_hash, guest) VALUES (%s, '', true) "
+                f"RETURNING {USER_COLUMNS}",
+                (nick, ),
+            )
+
+        try:
+            row = await self._db.transaction(insert)
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict("that nick is taken") from None
+        return user_from_row(row)
+
+    async def rename_guest(self, user_id: int, nick: str) -> User | None:
+        """
+        Give a guest another nick; the guest as it is now, or L{None} when
+        it is no guest (any more).
+
+        @raise Conflict: the name is taken.
+        """
+        try:
+            row = await self._db.fetchone(
+                f"UPDATE users AS u SET username = %s WHERE u.id = %s AND u.guest RETURNING {USER_COLUMNS}",
+                (nick, user_id),
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise Conflict("that nick is taken") from None
+        return user_from_row(row) if row else None
+
+    async def remove_guest(self, user_id: int) -> bool:
+        """
+        Delete a guest (never an account): its memberships, bans,
+        invitations, reactions and sessions go with it (C{ON DELETE
+        CASCADE}); its messages stay, anonymised (C{sender_id} becomes
+        NULL).  Whether there was such a guest.
+        """
+        row = await self._db.fetchone("DELETE FROM users WHERE id = %s AND guest RETURNING id", (user_id,))
+        return row is not None
+
+    async def sweep_guests(self, grace_seconds: float) -> int:
+        """
+        Delete the guests online on no node and older than
+        C{grace_seconds} (their node died before it could remove them),
+        and the rooms left without members; how many guests went.
+        """
+
+        async def sweep_in(tx: Transaction) -> int:
+            rows = await tx.fetchall(
+                "DELETE FROM users u WHERE u.guest AND u.created_at < now() - make_interval(secs => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM online o WHERE o.user_id = u.id) RETURNING u.id",
+                (grace_seconds,),
+            )
+            await tx.execute(
+                "DELETE FROM rooms r WHERE r.kind = 'room' "
+                "AND NOT EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id)"
+            )
+            return len(rows)
+
+        return await self._db.transaction(sweep_in)
+
     async def by_name(self, username: str) -> User | None:
         """The account with this name (case-insensitively), or L{None}."""
         row = await self._db.fetchone(
@@ -72,10 +141,10 @@ class UserStore:
         return user_from_row(row) if row else None
 
     async def credentials(self, username: str) -> Credentials | None:
-        """The account and its password hash, for a login, or L{None}."""
+        """The account and its password hash, for a login, or L{None} (always for a guest)."""
         row = await self._db.fetchone(
             f"SELECT {USER_COLUMNS}, u.password_hash, u.failed_logins FROM users u "
-            "WHERE lower(u.username) = lower(%s)",
+            "WHERE lower(u.username) = lower(%s) AND NOT u.guest",
             (username,),
         )
         if row is None:
