@@ -46,7 +46,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-from harness import Environment, free_port, load, machine, raise_fd_limit
+from harness import Environment, free_port, load, machine, raise_fd_limit, route_reply
 
 ADMIN = "root"
 PASSWORD = "soak pass 1"
@@ -222,14 +222,7 @@ class Line:
                 if not data:
                     break
                 line = data.decode("utf-8", "replace").rstrip("\r\n")
-                if line.startswith("@label="):
-                    label, _, rest = line[len("@label="):].partition(" ")
-                    future, lines = self.pending[label]
-                    lines.append(rest)
-                    if rest.startswith(("OK:", "ERROR:")):
-                        del self.pending[label]
-                        future.set_result(lines)
-                else:
+                if not route_reply(self.pending, line):
                     self.events.append((time.monotonic(), line))
         except (ConnectionError, OSError):
             pass

@@ -377,6 +377,23 @@ an idle one with counts not yet reported does so after 10 s
 """
 
 
+def route_reply(pending: dict, line: str) -> bool:
+    """
+    Hand a labelled reply line to the request awaiting it: C{pending} maps
+    a label to its future and the lines gathered so far; the final C{OK} or
+    C{ERROR} line resolves the future.  Whether the line was a reply.
+    """
+    if not line.startswith("@label="):
+        return False
+    label, _, rest = line[len("@label="):].partition(" ")
+    future, lines = pending[label]
+    lines.append(rest)
+    if rest.startswith(("OK:", "ERROR:")):
+        del pending[label]
+        future.set_result(lines)
+    return True
+
+
 class Client:
     """
     One connection: labelled requests with any number in flight, each
@@ -431,14 +448,7 @@ class Client:
                 return
             now = time.monotonic_ns()
             line = data.decode("utf-8").rstrip("\r\n")
-            if line.startswith("@label="):
-                label, _, rest = line[len("@label="):].partition(" ")
-                future, lines = self.pending[label]
-                lines.append(rest)
-                if rest.startswith(("OK:", "ERROR:")):
-                    del self.pending[label]
-                    future.set_result(lines)
-            else:
+            if not route_reply(self.pending, line):
                 self.on_event(line, now)
 
     def send(self, line: str) -> asyncio.Future:
