@@ -46,7 +46,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-from harness import Environment, free_port, load, machine, raise_fd_limit, route_reply
+from harness import Client, Environment, free_port, load, machine, raise_fd_limit, route_reply
 
 ADMIN = "root"
 PASSWORD = "soak pass 1"
@@ -170,9 +170,10 @@ def metric(values: dict[str, float], name: str, **labels: str) -> float:
     return total
 
 
-class Line:
+class Line(Client):
     """
-    One client connection from a chosen loopback address: labelled
+    One client connection from a chosen loopback address (the harness's
+    L{Client} for what they share, such as C{ok}): labelled
     requests answered by futures, everything else kept as timestamped
     events; C{closed} fires when the server closes it.
     """
@@ -263,13 +264,6 @@ class Line:
     async def request(self, line: str, timeout: float = 60.0) -> list[str]:
         """Send a request and wait for its reply lines."""
         return await asyncio.wait_for(self.send(line), timeout)
-
-    async def ok(self, line: str) -> list[str]:
-        """L{request}, raising unless it succeeded."""
-        reply = await self.request(line)
-        if not reply[-1].startswith("OK:"):
-            raise RuntimeError(f"{line!r} answered {reply}")
-        return reply
 
     def close(self) -> None:
         """Close the connection."""
