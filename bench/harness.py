@@ -126,17 +126,21 @@ class Environment:
     server starts and supervises the embedded Postgres itself (C{--data-dir}
     instead of C{--dsn}, so that killing that Postgres exercises the
     server's watchdog); the script then has no C{dsn} of its own, and
-    L{sql} and the seeding helpers are not available.
+    L{sql} and the seeding helpers are not available.  With C{irc=True}
+    every node also listens for IRC (C{--irc-port}) on a port of its own.
 
     @ivar servers: the twistd processes, one per node.
     @ivar ports: their ports, in the same order.
     @ivar server: the first node's process (what a one-node benchmark uses).
     @ivar port: the first node's port.
+    @ivar irc_ports: the nodes' IRC ports, in the same order (with C{irc}).
     """
 
     def __init__(self, pool_size: int = 4, nodes: int = 1, extra_args: tuple[str, ...] = (),
-                 keep_logs: str | None = None, defended: bool = False, embedded: bool = False) -> None:
+                 keep_logs: str | None = None, defended: bool = False, embedded: bool = False,
+                 irc: bool = False) -> None:
         self.pool_size = pool_size
+        self.irc = irc
         self.nodes = nodes
         self.extra_args = tuple(extra_args)
         self.defended = defended
@@ -147,6 +151,7 @@ class Environment:
         self.dsn = ""
         self.servers: list[subprocess.Popen] = []
         self.ports: list[int] = []
+        self.irc_ports: list[int] = []
 
     @property
     def server(self) -> subprocess.Popen | None:
@@ -206,10 +211,14 @@ class Environment:
         for node in range(self.nodes):
             port = free_port()
             self.ports.append(port)
+            irc: tuple[str, ...] = ()
+            if self.irc:
+                self.irc_ports.append(free_port())
+                irc = ("--irc-port", f"tcp:{self.irc_ports[-1]}:interface=127.0.0.1")
             self.servers.append(subprocess.Popen(
                 [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
                  f"--logfile={self.log_path(node)}", "lairchat", *database,
-                 "--port", f"tcp:{port}:interface=127.0.0.1", *undefended,
+                 "--port", f"tcp:{port}:interface=127.0.0.1", *irc, *undefended,
                  "--pool-size", str(self.pool_size), *self.extra_args],
                 cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
                 preexec_fn=raise_fd_limit,
@@ -247,6 +256,7 @@ class Environment:
                 server.wait()
         self.servers = []
         self.ports = []
+        self.irc_ports = []
 
     def server_cpu_seconds(self) -> float:
         """The CPU time (user and system) every node has used so far, in seconds."""
@@ -470,6 +480,58 @@ class Client:
         if not reply[-1].startswith("OK:"):
             raise RuntimeError(f"{line!r} answered {reply}")
         return reply
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self.reading is not None:
+            self.reading.cancel()
+        self.writer.close()
+
+
+class IRCClient:
+    """
+    One IRC connection logged in with C{PASS <account>:<password>}: every
+    line after the welcome goes to L{on_event}, with its arrival time; a
+    server C{PING} is answered.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.on_event = lambda line, now: None
+        self.reading: asyncio.Task | None = None
+
+    @classmethod
+    async def login(cls, port: int, username: str) -> "IRCClient":
+        """A connection registered and logged in as C{username} (past C{001})."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        writer.write(f"PASS :{username}:{PASSWORD}\r\nNICK {username}\r\nUSER {username} 0 * :{username}\r\n"
+                     .encode("utf-8"))
+        while True:
+            data = await reader.readline()
+            if not data:
+                raise RuntimeError(f"IRC login of {username} failed: connection closed")
+            words = data.decode("utf-8").split()
+            if len(words) > 1 and words[1] == "001":
+                break
+            if len(words) > 1 and words[1] in ("464", "ERROR") or words[:1] == ["ERROR"]:
+                raise RuntimeError(f"IRC login of {username} failed: {data!r}")
+        client = cls(reader, writer)
+        client.reading = asyncio.get_running_loop().create_task(client._read())
+        return client
+
+    async def _read(self) -> None:
+        """Answer C{PING}; hand every other line to L{on_event}."""
+        while True:
+            data = await self.reader.readline()
+            if not data:
+                return
+            now = time.monotonic_ns()
+            line = data.decode("utf-8").rstrip("\r\n")
+            if line.startswith("PING "):
+                self.writer.write(f"PONG {line[5:]}\r\n".encode("utf-8"))
+            else:
+                self.on_event(line, now)
 
     def close(self) -> None:
         """Close the connection."""

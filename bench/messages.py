@@ -9,7 +9,9 @@ round-robin over the nodes (client i on node i mod N).  C{--senders} of
 them (default 10, the first ones, so also spread round-robin) each send
 C{--messages} messages with SEND_MESSAGE, at most C{--window} unanswered at
 a time per sender.  Every message is stored before its OK; every other
-member's connection receives it as a MESSAGE event, on whichever node.
+member's connection receives it as a MESSAGE event, on whichever node
+(or as a C{PRIVMSG}: C{--irc-receivers K} makes the last K members,
+none of them senders, IRC clients logged in with C{PASS}).
 Each text carries its send time, so the receiving client measures the
 delivery latency.
 
@@ -23,15 +25,15 @@ counts late, so the reading after the phase waits for them, and that wait
 is counted too), and exact counts of the transactions that wrote and of
 the distinct message timestamps (one per group-committed batch).
 
-    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--nodes 1]
+    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--nodes 1] [--irc-receivers 0]
 """
 
 import argparse
 import asyncio
 import time
 
-from harness import (STATS_SETTLE, Client, Environment, load, machine, peak_rss_mb, percentile, print_problems,
-                     reset_peak_rss)
+from harness import (STATS_SETTLE, Client, Environment, IRCClient, load, machine, peak_rss_mb, percentile,
+                     print_problems, reset_peak_rss)
 
 ROOM = "benchroom"
 
@@ -52,14 +54,19 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     logins = asyncio.Semaphore(8)
     ports = environment.ports
 
-    async def login(i: int) -> Client:
+    first_irc = args.clients - args.irc_receivers
+
+    async def login(i: int) -> Client | IRCClient:
         async with logins:
+            if i >= first_irc:
+                return await IRCClient.login(environment.irc_ports[i % len(ports)], names[i])
             return await Client.login(ports[i % len(ports)], names[i])
 
     clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
     state = {"deliveries": 0, "unique": 0, "last": 0}
     prefix = f"MESSAGE:{ROOM}:"
+    irc_marker = f" PRIVMSG #{ROOM} :"
 
     presence = [0]
 
@@ -67,8 +74,12 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         """A client's event handler: MESSAGE lines measured (and checked for duplicates), PRESENCE counted."""
 
         def on_event(line: str, now: int) -> None:
+            text = None
             if line.startswith(prefix):
                 text = line.split(":", 5)[5]
+            elif irc_marker in line:
+                text = line.split(irc_marker, 1)[1]
+            if text is not None:
                 latencies.append((now - int(text.split(" ", 1)[0])) / 1e6)
                 state["deliveries"] += 1
                 if text not in seen:
@@ -190,6 +201,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1, help="unanswered requests per sender (default 1)")
     parser.add_argument("--nodes", type=int, default=1,
                         help="server processes on the one database; clients and senders spread round-robin (default 1)")
+    parser.add_argument("--irc-receivers", type=int, default=0,
+                        help="how many of the members that do not send connect over IRC instead (PASS login, "
+                             "PRIVMSG events; the last ones, spread round-robin like the rest; default 0)")
     parser.add_argument("--pool-size", type=int, default=4,
                         help="each node's database connections (default 4)")
     parser.add_argument("--settle", type=float, default=STATS_SETTLE,
@@ -203,13 +217,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.senders > args.clients:
         parser.error("--senders cannot exceed --clients")
-    with Environment(args.pool_size, nodes=args.nodes, keep_logs=args.keep_logs) as environment:
+    if not 0 <= args.irc_receivers <= args.clients - args.senders:
+        parser.error("--irc-receivers must be between 0 and --clients minus --senders")
+    with Environment(args.pool_size, nodes=args.nodes, keep_logs=args.keep_logs,
+                     irc=args.irc_receivers > 0) as environment:
         figures = asyncio.run(run(args, environment))
     f = figures
     print(f"machine: {machine()}")
     print(f"load average (1, 5, 15 min): {f['load_before']} at the start of the sending, "
           f"{f['load_after']} at its end")
-    print(f"setup: {args.clients} clients in one room over {args.nodes} node(s), {args.senders} sending "
+    irc = f" ({args.irc_receivers} of the receivers over IRC)" if args.irc_receivers else ""
+    print(f"setup: {args.clients} clients{irc} in one room over {args.nodes} node(s), {args.senders} sending "
           f"{args.messages} messages each, window {args.window} (at most {f['peak_in_flight']} requests were "
           f"unanswered at once), server pool {args.pool_size} per node")
     print(f"accepted: {f['accepted']} messages in {f['send_seconds']:.2f} s = "
@@ -218,7 +236,7 @@ def main() -> None:
     print(f"delivered: {f['deliveries']} of {f['expected']} events in {f['delivery_seconds']:.2f} s = "
           f"{f['deliveries'] / f['delivery_seconds']:.0f} deliveries/s "
           f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s)")
-    print(f"delivery latency (send to MESSAGE received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
+    print(f"delivery latency (send to MESSAGE or PRIVMSG received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
           f"p99 {percentile(f['latencies'], 0.99):.1f} ms, max {max(f['latencies'], default=0):.1f} ms")
     per_delivery = f["cpu"] / f["deliveries"] * 1e6 if f["deliveries"] else 0.0
     print(f"server CPU (user+system, all {args.nodes} node(s), first send to last delivery, "
