@@ -32,13 +32,14 @@ from lairchat.errors import (
 )
 from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
-from lairchat.irc.message import Message, message, serialize
+from lairchat.irc.batch import labeled
+from lairchat.irc.message import Message, message, parse, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
 from lairchat.irc.replies import Numeric
 from lairchat.irc.users import ConnectionMarks, UserCommands
 from lairchat.router import Outcome
 
-CAPABILITIES = ("cap-notify", "echo-message", "message-tags", "sasl", "server-time")
+CAPABILITIES = ("batch", "cap-notify", "echo-message", "labeled-response", "message-tags", "sasl", "server-time")
 """The capabilities this server offers (only those it implements)."""
 
 SASL_MECHANISMS = ("PLAIN",)
@@ -110,13 +111,23 @@ class CommandTable(ChannelCommands, UserCommands):
     # Dispatch
 
     async def dispatch(self, connection: Any, request: Message) -> Outcome:
-        """Run one message for C{connection}; the lines to write.  Never raises."""
+        """
+        Run one message for C{connection}; the lines to write.  Never
+        raises.  With C{labeled-response}, a request's C{label} comes back
+        on its reply (L{lairchat.irc.batch.labeled}), the connection's own
+        echoed messages (C{echo-message}) included in it: every reply of
+        every command is labeled here.
+        """
         started = self.server.clock.seconds()
         command = request.command.upper()
         method = getattr(self, f"irc_{command}", None)
         name = f"IRC_{command}" if method is not None else "IRC_UNKNOWN"
         result = "ok"
         close = False
+        label = request.tags.get("label") if "labeled-response" in connection.caps else None
+        if label is not None:
+            # the connection's own echoes (echo-message) are part of the reply
+            connection.collect_echoes()
         try:
             if method is None:
                 raise Numeric("421", request.command, "Unknown command")
@@ -144,7 +155,12 @@ class CommandTable(ChannelCommands, UserCommands):
                              command=command)
             result = "INTERNAL_ERROR"
             lines = [self.fail(command, InternalError(f"something went wrong on our side; reference {reference}"))]
+        finally:
+            echoes = connection.stop_collecting_echoes()
         self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
+        if label is not None:
+            lines = labeled(label, [*echoes, *(parse(line) if isinstance(line, str) else line for line in lines)],
+                            connection.caps, connection.new_batch_ref, self.server.config.server_name)
         return Outcome(tuple(serialize(line) if isinstance(line, Message) else line for line in lines), close=close)
 
     # Rendering
