@@ -103,8 +103,8 @@ class RegistrationTests(SynchronousTestCase):
         connection = IRCConnection()
         [ls] = connection.commands("CAP LS 302")
         self.assertEqual(ls[:3], ("CAP", "*", "LS"))
-        self.assertEqual(set(ls[3].split()), {"batch", "cap-notify", "echo-message", "labeled-response",
-                                              "message-tags", "sasl=PLAIN", "server-time"})
+        self.assertEqual(set(ls[3].split()), {"batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message",
+                                              "labeled-response", "message-tags", "sasl=PLAIN", "server-time"})
         connection.request("NICK alice")
         self.assertEqual(connection.request("USER alice 0 * :Alice"), [])
         self.assertEqual(connection.commands("CAP REQ :echo-message bogus"), [("CAP", "alice", "NAK", "echo-message bogus")])

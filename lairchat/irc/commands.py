@@ -5,7 +5,8 @@ C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
 C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
-L{lairchat.irc.channels}, both bases of L{CommandTable}.
+L{lairchat.irc.channels}, history and read markers (C{CHATHISTORY},
+C{MARKREAD}) in L{lairchat.irc.history}, all bases of L{CommandTable}.
 
 Each parses its message, calls one operation of L{lairchat.domain} and
 renders the answer as IRC numerics; a refusal of the domain
@@ -32,6 +33,7 @@ from lairchat.errors import (
 )
 from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
+from lairchat.irc.history import CHATHISTORY_MAX, HistoryCommands
 from lairchat.irc.batch import labeled
 from lairchat.irc.message import Message, message, parse, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
@@ -39,7 +41,8 @@ from lairchat.irc.replies import Numeric
 from lairchat.irc.users import ConnectionMarks, UserCommands
 from lairchat.router import Outcome
 
-CAPABILITIES = ("batch", "cap-notify", "echo-message", "labeled-response", "message-tags", "sasl", "server-time")
+CAPABILITIES = ("batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message", "labeled-response",
+                "message-tags", "sasl", "server-time")
 """The capabilities this server offers (only those it implements)."""
 
 SASL_MECHANISMS = ("PLAIN",)
@@ -94,7 +97,7 @@ def decode_plain(payload: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-class CommandTable(ChannelCommands, UserCommands):
+class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
     """
     Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
     connections of one server, one at a time per connection (the
@@ -413,7 +416,7 @@ class CommandTable(ChannelCommands, UserCommands):
         return [
             "CASEMAPPING=ascii", "CHANTYPES=#", f"PREFIX={ISUPPORT_PREFIX}", f"NICKLEN={30 if config.irc_guests else 20}", "CHANNELLEN=51",
             f"TOPICLEN={validation.TOPIC_MAX}", f"NETWORK={config.server_name}", "TARGMAX=PRIVMSG:1,NOTICE:1",
-            "UTF8ONLY",
+            "UTF8ONLY", f"CHATHISTORY={CHATHISTORY_MAX}", "MSGREFTYPES=msgid,timestamp",
         ]
 
     def welcome(self, connection: Any) -> list:
@@ -471,12 +474,18 @@ class CommandTable(ChannelCommands, UserCommands):
     # Channels
 
     async def joined(self, connection: Any, room: Any) -> list:
-        """The lines of a channel the client is in: its C{JOIN}, topic and names."""
+        """
+        The lines of a channel the client is in: its C{JOIN}, topic and
+        names, and with C{draft/read-marker} its read marker (C{MARKREAD},
+        before the end of the names).
+        """
         name = channel(room.name)
         lines: list = [message("JOIN", name, source=connection.source)]
         if room.topic:
             lines.append(self.numeric(connection, "332", name, room.topic))
         lines += await self.names(connection, room.name)
+        if "draft/read-marker" in connection.caps:
+            lines.insert(-1, await self.read_marker_line(connection, name))
         return lines
 
     async def names(self, connection: Any, room_name: str) -> list:
