@@ -131,6 +131,19 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(welcome[0][:2], ("001", "alice"))
         self.assertNotIn("NOTICE", [r[0] for r in welcome])
 
+    def test_sasl_before_nick(self):
+        """A client that logs in with SASL before NICK and USER registers once they come."""
+        connection = IRCConnection()
+        connection.account("alice")
+        connection.request("CAP LS 302")
+        connection.request("CAP REQ sasl")
+        connection.request("AUTHENTICATE PLAIN")
+        self.assertEqual([r[0] for r in connection.commands("AUTHENTICATE " + plain("alice", PASSWORD))],
+                         ["900", "903"])
+        connection.request("NICK alice")
+        connection.request("USER alice 0 * :Alice")
+        self.assertEqual(connection.commands("CAP END")[0][:2], ("001", "alice"))
+
     def test_sasl_chunked(self):
         """
         A payload of 400 bytes or more comes in 400-byte chunks, a full last
@@ -214,9 +227,10 @@ class ConnectionTests(SynchronousTestCase):
     def test_ping_order(self):
         """Requests in one packet are answered in order."""
         connection = self.registered()
-        connection.send(b"PING a\r\nPING b\nFOO\r\nPING c\r\n")
+        connection.send(b"PING a\r\nPING b\nFOO\r\nPING c\r\nNO_SUCH\r\n")
         self.assertEqual([(m.command, *m.params[-1:]) for m in map(parse, connection.lines())],
-                         [("PONG", "a"), ("PONG", "b"), ("421", "Unknown command"), ("PONG", "c")])
+                         [("PONG", "a"), ("PONG", "b"), ("421", "Unknown command"), ("PONG", "c"),
+                          ("421", "Unknown command")])
 
     def test_input_too_long(self):
         """A line over 512 bytes is 417 and the connection stays; so is one over the framing limit."""
