@@ -278,6 +278,38 @@ class Unread:
 
 
 @frozen
+class Activity:
+    """
+    When a room or conversation of a member last had a message.
+
+    @ivar name: the room's name, or the other party's username for a direct
+        conversation.
+    @ivar last_ms: the time of its newest undeleted message.
+    """
+
+    room_id: int
+    kind: str
+    name: str
+    last_ms: int
+
+
+@frozen
+class HistoryWindow:
+    """
+    Which messages of a conversation a history read takes: those strictly
+    between its bounds, by id and by time (epoch milliseconds, as the
+    C{time} a message shows), the newest of them or (C{oldest}) the
+    oldest.  L{None} is no bound.
+    """
+
+    after_id: int | None = None
+    before_id: int | None = None
+    after_ms: int | None = None
+    before_ms: int | None = None
+    oldest: bool = False
+
+
+@frozen
 class Found:
     """
     A search result: the message and where it is, as the searcher names it

@@ -100,6 +100,10 @@ class ParseTests(SynchronousTestCase):
         """A key given twice keeps its last value."""
         self.assertEqual(parse("@a=1;a=2 CMD").tags, {"a": "2"})
 
+    def test_underscore_command(self):
+        """A command word may hold underscores (an unknown one is then answered 421, not dropped)."""
+        self.assertEqual(parse("NO_SUCH_COMMAND x").command, "NO_SUCH_COMMAND")
+
     def test_extra_spaces(self):
         """Runs of spaces count as one."""
         self.assertEqual(parse("  USER  a  0 *  :Real Name"), Message("USER", ("a", "0", "*", "Real Name")))

@@ -103,7 +103,8 @@ class RegistrationTests(SynchronousTestCase):
         connection = IRCConnection()
         [ls] = connection.commands("CAP LS 302")
         self.assertEqual(ls[:3], ("CAP", "*", "LS"))
-        self.assertEqual(set(ls[3].split()), {"cap-notify", "echo-message", "message-tags", "sasl=PLAIN", "server-time"})
+        self.assertEqual(set(ls[3].split()), {"batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message",
+                                              "labeled-response", "message-tags", "sasl=PLAIN", "server-time"})
         connection.request("NICK alice")
         self.assertEqual(connection.request("USER alice 0 * :Alice"), [])
         self.assertEqual(connection.commands("CAP REQ :echo-message bogus"), [("CAP", "alice", "NAK", "echo-message bogus")])
@@ -129,6 +130,19 @@ class RegistrationTests(SynchronousTestCase):
         welcome = connection.commands("CAP END")
         self.assertEqual(welcome[0][:2], ("001", "alice"))
         self.assertNotIn("NOTICE", [r[0] for r in welcome])
+
+    def test_sasl_before_nick(self):
+        """A client that logs in with SASL before NICK and USER registers once they come."""
+        connection = IRCConnection()
+        connection.account("alice")
+        connection.request("CAP LS 302")
+        connection.request("CAP REQ sasl")
+        connection.request("AUTHENTICATE PLAIN")
+        self.assertEqual([r[0] for r in connection.commands("AUTHENTICATE " + plain("alice", PASSWORD))],
+                         ["900", "903"])
+        connection.request("NICK alice")
+        connection.request("USER alice 0 * :Alice")
+        self.assertEqual(connection.commands("CAP END")[0][:2], ("001", "alice"))
 
     def test_sasl_chunked(self):
         """
@@ -213,9 +227,10 @@ class ConnectionTests(SynchronousTestCase):
     def test_ping_order(self):
         """Requests in one packet are answered in order."""
         connection = self.registered()
-        connection.send(b"PING a\r\nPING b\nFOO\r\nPING c\r\n")
+        connection.send(b"PING a\r\nPING b\nFOO\r\nPING c\r\nNO_SUCH\r\n")
         self.assertEqual([(m.command, *m.params[-1:]) for m in map(parse, connection.lines())],
-                         [("PONG", "a"), ("PONG", "b"), ("421", "Unknown command"), ("PONG", "c")])
+                         [("PONG", "a"), ("PONG", "b"), ("421", "Unknown command"), ("PONG", "c"),
+                          ("421", "Unknown command")])
 
     def test_input_too_long(self):
         """A line over 512 bytes is 417 and the connection stays; so is one over the framing limit."""
@@ -289,6 +304,59 @@ class ConnectionTests(SynchronousTestCase):
         self.assertEqual(len(first) + len(connection.lines()), 80)
 
 
+class LabeledResponseTests(SynchronousTestCase):
+    """A request's label comes back on its reply, whatever the command."""
+
+    def labeling(self, *caps: str) -> IRCConnection:
+        """A registered connection (not logged in) with C{labeled-response} and C{caps}."""
+        connection = IRCConnection()
+        connection.request("CAP REQ :" + " ".join(("labeled-response", *caps)))
+        connection.request("NICK alice")
+        connection.request("USER alice 0 * :Alice")
+        connection.request("CAP END")
+        return connection
+
+    def test_one_line(self):
+        """A one-line reply carries the label itself, an error reply too."""
+        connection = self.labeling("batch")
+        self.assertEqual(connection.request("@label=abc PING x"), [f"@label=abc :{SERVER} PONG {SERVER} x"])
+        [unknown] = connection.request("@label=d\\:e NOPE")
+        self.assertTrue(unknown.startswith("@label=d\\:e "))
+        self.assertEqual((parse(unknown).command, parse(unknown).tags), ("421", {"label": "d;e"}))
+
+    def test_no_reply_is_ack(self):
+        """A request with no reply is answered with a labeled ACK."""
+        connection = self.labeling("batch")
+        self.assertEqual(connection.request("@label=1 PONG x"), [f"@label=1 :{SERVER} ACK"])
+
+    def test_several_lines_batch(self):
+        """A longer reply is one labeled-response batch; each of its lines carries the batch tag."""
+        connection = self.labeling("batch")
+        lines = [parse(line) for line in connection.request("@label=L1 CAP LS 302")
+                 + connection.request("@label=L2 AUTHENTICATE FOO")]
+        self.assertEqual(lines[0].tags, {"label": "L1"})
+        self.assertEqual(lines[1].command, "BATCH")
+        ref = lines[1].params[0][1:]
+        self.assertEqual((lines[1].params, lines[1].tags), ((f"+{ref}", "labeled-response"), {"label": "L2"}))
+        self.assertEqual([(m.command, m.tags) for m in lines[2:]],
+                         [("908", {"batch": ref}), ("904", {"batch": ref}), ("BATCH", {})])
+        self.assertEqual(lines[-1].params, (f"-{ref}",))
+        again = parse(connection.request("@label=L3 AUTHENTICATE FOO")[0])
+        self.assertNotEqual(again.params[0], f"+{ref}")
+
+    def test_without_batch(self):
+        """Without batch, the label is on the first line of a longer reply only."""
+        connection = self.labeling()
+        lines = [parse(line) for line in connection.request("@label=x AUTHENTICATE FOO")]
+        self.assertEqual([(m.command, m.tags) for m in lines], [("908", {"label": "x"}), ("904", {})])
+
+    def test_label_ignored_without_cap(self):
+        """A client that did not enable labeled-response reads no label."""
+        connection = ConnectionTests().registered()
+        self.assertEqual(connection.request("@label=abc PING x"), [f":{SERVER} PONG {SERVER} x"])
+        self.assertEqual(connection.request("@label=abc PONG x"), [])
+
+
 class EventTests(SynchronousTestCase):
     """Events the hub hands an IRC connection."""
 
@@ -325,6 +393,18 @@ class EventTests(SynchronousTestCase):
         echoing = self.logged_in("echo-message")
         self.assertTrue(echoing.protocol.receive(event, True, {}))
         self.assertEqual(echoing.lines(), [f":alice!alice@{SERVER} PRIVMSG #lounge :mine"])
+
+    def test_echo_in_labeled_reply(self):
+        """An echo that comes while a labeled request is answered is part of its reply, labeled."""
+        event = events.MessageSent(events.RoomRef(7, "lounge"), 42, 1, "alice", 1, "mine")
+        connection = self.logged_in("echo-message", "labeled-response", "batch")
+        connection.protocol.collect_echoes()
+        self.assertTrue(connection.protocol.receive(event, True, {}))
+        self.assertEqual(connection.lines(), [])
+        self.assertEqual(connection.protocol.stop_collecting_echoes(),
+                         [parse(f":alice!alice@{SERVER} PRIVMSG #lounge :mine")])
+        self.assertTrue(connection.protocol.receive(event, True, {}))
+        self.assertEqual(connection.lines(), [f":alice!alice@{SERVER} PRIVMSG #lounge :mine"])
 
     def test_direct_message(self):
         """A direct message is a PRIVMSG to the recipient's nick."""

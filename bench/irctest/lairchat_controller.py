@@ -61,8 +61,11 @@ class LairchatController(BaseServerController, DirectoryBasedController):
 
     capabilities = frozenset(
         (
+            Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
+            Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
+            Capabilities.READ_MARKER,
             Capabilities.SERVER_TIME,
         )
     )

@@ -35,7 +35,9 @@ from lairchat.events import (
     ReplySent,
     RoomRef,
 )
-from lairchat.models import Conversation, Found, Message, MessageAccess, Party, ReactionSummary, Room, Unread, User
+from lairchat.models import (
+    Activity, Conversation, Found, HistoryWindow, Message, MessageAccess, Party, ReactionSummary, Room, Unread, User,
+)
 
 OFFLINE_MAX = 500
 """The most direct messages handed to a user at one login (the newest)."""
@@ -333,28 +335,40 @@ async def react(actor: Any, message_id: int, emoji: str, add: bool = True) -> No
 # Reading
 
 
-async def history(actor: Any, ref: str, limit: int, before: int | None) -> Page:
+async def history(actor: Any, ref: str, limit: int, before: int | None,
+                  window: HistoryWindow | None = None) -> Page:
     """
-    A page of a room's or conversation's history (members only).
+    A page of a room's or conversation's history (members only), within
+    C{window} when one is given (L{HistoryWindow}).
 
     @raise NotFound: no such room or conversation.
     @raise AccessDenied: not a member.
     """
     room, name = await resolve(actor, ref, "read")
-    return Page(name, tuple(await actor.store.messages.history(room.id, limit, before)))
+    return Page(name, tuple(await actor.store.messages.history(room.id, limit, before, window)))
 
 
-async def direct_history(actor: Any, username: str, limit: int, before: int | None) -> tuple[User, tuple]:
+async def direct_history(actor: Any, username: str, limit: int, before: int | None,
+                         window: HistoryWindow | None = None) -> tuple[User, tuple]:
     """
-    A page of the direct conversation with a user; none yet is an empty page.
+    A page of the direct conversation with a user (within C{window} when
+    one is given); none yet is an empty page.
 
     @raise NotFound: no such user.
     @raise InvalidInput: oneself.
     """
     other = await direct_recipient(actor, username)
     room = await actor.store.conversations.between(actor.user.id, other.id)
-    messages = () if room is None else tuple(await actor.store.messages.history(room.id, limit, before))
+    messages = () if room is None else tuple(await actor.store.messages.history(room.id, limit, before, window))
     return other, messages
+
+
+async def activity(actor: Any, after_ms: int, before_ms: int, limit: int) -> list[Activity]:
+    """
+    The actor's rooms and conversations whose newest message came strictly
+    between two times (epoch milliseconds), the least recent first.
+    """
+    return await actor.store.messages.activity(actor.user.id, after_ms, before_ms, limit)
 
 
 async def thread(actor: Any, message_id: int) -> tuple[int, Page]:
@@ -391,6 +405,37 @@ async def mark_read(actor: Any, ref: str, message_id: int) -> str:
     if not await actor.store.messages.mark_read(room.id, actor.user.id, message_id):
         raise NotFound(f"no message {message_id} in {name}")
     return name
+
+
+async def mark_read_until(actor: Any, ref: str, ms: int) -> tuple[str, Message | None]:
+    """
+    Move the actor's read marker (which is a message id) up to the newest
+    message of the conversation sent at or before C{ms} (epoch
+    milliseconds; never back): a time with no message at or before it
+    moves nothing.
+
+    @return: the conversation's name for the actor, and the message the
+        marker is at now (L{None}: none).
+    @raise NotFound: no such room or conversation.
+    @raise AccessDenied: not a member.
+    """
+    room, name = await resolve(actor, ref, "mark_read")
+    found = await actor.store.messages.last_before(room.id, ms)
+    if found is not None:
+        await actor.store.messages.mark_read(room.id, actor.user.id, found.id)
+    return name, await actor.store.messages.read_marker(room.id, actor.user.id)
+
+
+async def read_marker(actor: Any, ref: str) -> tuple[str, Message | None]:
+    """
+    The message the actor's read marker of a conversation is at.
+
+    @return: the conversation's name for the actor, and the message (L{None}: none).
+    @raise NotFound: no such room or conversation.
+    @raise AccessDenied: not a member.
+    """
+    room, name = await resolve(actor, ref, "read")
+    return name, await actor.store.messages.read_marker(room.id, actor.user.id)
 
 
 async def unread(actor: Any) -> list[Unread]:

@@ -5,7 +5,8 @@ C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
 C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
-L{lairchat.irc.channels}, both bases of L{CommandTable}.
+L{lairchat.irc.channels}, history and read markers (C{CHATHISTORY},
+C{MARKREAD}) in L{lairchat.irc.history}, all bases of L{CommandTable}.
 
 Each parses its message, calls one operation of L{lairchat.domain} and
 renders the answer as IRC numerics; a refusal of the domain
@@ -32,13 +33,16 @@ from lairchat.errors import (
 )
 from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
-from lairchat.irc.message import Message, message, serialize
+from lairchat.irc.history import CHATHISTORY_MAX, HistoryCommands
+from lairchat.irc.batch import labeled
+from lairchat.irc.message import Message, message, parse, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
 from lairchat.irc.replies import Numeric
 from lairchat.irc.users import ConnectionMarks, UserCommands
 from lairchat.router import Outcome
 
-CAPABILITIES = ("cap-notify", "echo-message", "message-tags", "sasl", "server-time")
+CAPABILITIES = ("batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message", "labeled-response",
+                "message-tags", "sasl", "server-time")
 """The capabilities this server offers (only those it implements)."""
 
 SASL_MECHANISMS = ("PLAIN",)
@@ -93,7 +97,7 @@ def decode_plain(payload: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-class CommandTable(ChannelCommands, UserCommands):
+class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
     """
     Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
     connections of one server, one at a time per connection (the
@@ -110,13 +114,23 @@ class CommandTable(ChannelCommands, UserCommands):
     # Dispatch
 
     async def dispatch(self, connection: Any, request: Message) -> Outcome:
-        """Run one message for C{connection}; the lines to write.  Never raises."""
+        """
+        Run one message for C{connection}; the lines to write.  Never
+        raises.  With C{labeled-response}, a request's C{label} comes back
+        on its reply (L{lairchat.irc.batch.labeled}), the connection's own
+        echoed messages (C{echo-message}) included in it: every reply of
+        every command is labeled here.
+        """
         started = self.server.clock.seconds()
         command = request.command.upper()
         method = getattr(self, f"irc_{command}", None)
         name = f"IRC_{command}" if method is not None else "IRC_UNKNOWN"
         result = "ok"
         close = False
+        label = request.tags.get("label") if "labeled-response" in connection.caps else None
+        if label is not None:
+            # the connection's own echoes (echo-message) are part of the reply
+            connection.collect_echoes()
         try:
             if method is None:
                 raise Numeric("421", request.command, "Unknown command")
@@ -144,7 +158,12 @@ class CommandTable(ChannelCommands, UserCommands):
                              command=command)
             result = "INTERNAL_ERROR"
             lines = [self.fail(command, InternalError(f"something went wrong on our side; reference {reference}"))]
+        finally:
+            echoes = connection.stop_collecting_echoes()
         self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
+        if label is not None:
+            lines = labeled(label, [*echoes, *(parse(line) if isinstance(line, str) else line for line in lines)],
+                            connection.caps, connection.new_batch_ref, self.server.config.server_name)
         return Outcome(tuple(serialize(line) if isinstance(line, Message) else line for line in lines), close=close)
 
     # Rendering
@@ -249,7 +268,7 @@ class CommandTable(ChannelCommands, UserCommands):
             connection.user = renamed
             connection.nick = renamed.username
             return [message("NICK", renamed.username, source=old)]
-        if connection.user is not None:
+        if connection.user is not None and connection.registered:
             if nick.lower() == connection.user.username.lower():
                 return []
             raise Numeric("FAIL", "NICK", "CANNOT_CHANGE_NICK", "your nick is your account name")
@@ -397,7 +416,7 @@ class CommandTable(ChannelCommands, UserCommands):
         return [
             "CASEMAPPING=ascii", "CHANTYPES=#", f"PREFIX={ISUPPORT_PREFIX}", f"NICKLEN={30 if config.irc_guests else 20}", "CHANNELLEN=51",
             f"TOPICLEN={validation.TOPIC_MAX}", f"NETWORK={config.server_name}", "TARGMAX=PRIVMSG:1,NOTICE:1",
-            "UTF8ONLY",
+            "UTF8ONLY", f"CHATHISTORY={CHATHISTORY_MAX}", "MSGREFTYPES=msgid,timestamp",
         ]
 
     def welcome(self, connection: Any) -> list:
@@ -455,12 +474,18 @@ class CommandTable(ChannelCommands, UserCommands):
     # Channels
 
     async def joined(self, connection: Any, room: Any) -> list:
-        """The lines of a channel the client is in: its C{JOIN}, topic and names."""
+        """
+        The lines of a channel the client is in: its C{JOIN}, topic and
+        names, and with C{draft/read-marker} its read marker (C{MARKREAD},
+        before the end of the names).
+        """
         name = channel(room.name)
         lines: list = [message("JOIN", name, source=connection.source)]
         if room.topic:
             lines.append(self.numeric(connection, "332", name, room.topic))
         lines += await self.names(connection, room.name)
+        if "draft/read-marker" in connection.caps:
+            lines.insert(-1, await self.read_marker_line(connection, name))
         return lines
 
     async def names(self, connection: Any, room_name: str) -> list:

@@ -156,7 +156,7 @@ def parse(line: str) -> Message:
     if not words:
         raise MalformedMessage("no command")
     command, params = words[0], words[1:]
-    if not (command.isascii() and command.isalnum()):
+    if not (command.isascii() and command.replace("_", "").isalnum()):
         raise MalformedMessage(f"invalid command {command!r}")
     if trailing is not None:
         params.append(trailing)

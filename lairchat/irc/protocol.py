@@ -15,6 +15,7 @@ C{FAIL}), and how events are shown (L{lairchat.irc.render}, per
 connection capabilities).  The commands are in L{lairchat.irc.commands}.
 """
 
+import itertools
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -85,6 +86,8 @@ class IRCProtocol(ChatProtocol):
         self.guest = False
         self.guest_gone: Deferred = Deferred()
         self._discarding = False
+        self._batch_refs = itertools.count(1)
+        self._echoes: list | None = None
 
     # What differs from the line front end
 
@@ -116,6 +119,23 @@ class IRCProtocol(ChatProtocol):
         if isinstance(error, InvalidEncoding):
             return [serialize(message("FAIL", "*", "INVALID_UTF8", error.message, source=server_name))]
         return [serialize(message("FAIL", "*", error.name, error.message, source=server_name))]
+
+    def new_batch_ref(self) -> str:
+        """A batch reference no other batch of this connection has (IRCv3 C{batch})."""
+        return f"b{next(self._batch_refs)}"
+
+    def collect_echoes(self) -> None:
+        """
+        Until L{stop_collecting_echoes}, keep this connection's own echoed
+        messages (C{echo-message}) for the reply in progress instead of
+        writing them: a labeled reply holds them.
+        """
+        self._echoes = []
+
+    def stop_collecting_echoes(self) -> list:
+        """The echoes kept since L{collect_echoes} (as lines), and write them at once again."""
+        echoes, self._echoes = self._echoes or [], None
+        return echoes
 
     def connectionLost(self, reason: Any = None) -> None:
         """Forget the connection as the line front end does; a guest then leaves its rooms and is deleted."""
@@ -199,7 +219,8 @@ class IRCProtocol(ChatProtocol):
     def receive(self, event: events.Event, is_origin: bool, cache: dict) -> bool:
         """
         An event for this connection's user: nothing before the welcome;
-        the connection's own messages again with C{echo-message}; a
+        the connection's own messages again with C{echo-message} (kept for
+        the reply while it is a labeled one); a
         password change elsewhere ends the connection (an IRC client cannot
         be logged out and stay); the rest as the line front end decides
         (L{lairchat.protocol.EventReceiver.receive}), shown as IRC lines.
@@ -207,6 +228,10 @@ class IRCProtocol(ChatProtocol):
         if not self.registered or self.user is None or self._closed:
             return False
         if is_origin and isinstance(event, _ECHOED) and "echo-message" in self.caps:
+            if self._echoes is not None:
+                self._echoes += render_event(event, self.user.id, self.user.username, self.server.config.server_name,
+                                             frozenset(self.caps))
+                return True
             return self._show(event, cache)
         if isinstance(event, events.SessionsRevoked):
             if is_origin or self.session_id == event.kept_session:

@@ -21,6 +21,8 @@ formatting codes are stripped on the way in (L{plain_text}).
 
 import re
 import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from lairchat import events
 from lairchat.irc.message import Message, message
@@ -36,6 +38,8 @@ ISUPPORT_PREFIX = "(" + "".join(m for _, m, _ in ROLE_MODES) + ")" + "".join(p f
 
 ACTION_PREFIX = "/me "
 """How an IRC action (C{CTCP ACTION}) is stored as text."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 TAG_CAPS = frozenset({"message-tags", "server-time"})
 """The capabilities that change how an event is rendered."""
@@ -62,6 +66,20 @@ def time_tag(ms: int) -> str:
     """Epoch milliseconds as the C{time} tag writes them: C{2024-01-31T12:00:00.123Z}."""
     seconds, millis = divmod(int(ms), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def parse_time_tag(text: str) -> int:
+    """
+    Epoch milliseconds of a time as the C{time} tag writes them (ISO 8601
+    in UTC, C{2024-01-31T12:00:00.123Z}; finer fractions are cut to the
+    millisecond).
+
+    @raise ValueError: not such a time.
+    """
+    if not text.endswith("Z"):
+        raise ValueError(f"not a UTC time: {text!r}")
+    moment = datetime.fromisoformat(text[:-1] + "+00:00")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def plain_text(text: str) -> str | None:
@@ -114,6 +132,20 @@ def role_mode(room_name: str, nick: str, role: str, by_source: str) -> Message:
     modes = "-" + "".join(removed) + (("+" + new) if new else "")
     return message("MODE", channel(room_name), modes, *([nick] * (len(removed) + (1 if new else 0))),
                    source=by_source)
+
+
+def stored_message_event(stored: Any, room: events.RoomRef) -> events.Event:
+    """
+    A stored message (L{lairchat.models.Message}) of C{room} as the event
+    that showed it when it was sent, so history renders as live messages
+    do: a reply as L{events.ReplySent}, the rest as
+    L{events.MessageSent}.  An anonymised sender (a guest gone) is C{*}.
+    """
+    sender = stored.sender or "*"
+    if stored.parent_id:
+        return events.ReplySent(room, stored.id, stored.parent_id, stored.sender_id, sender, stored.created_ms,
+                                stored.text)
+    return events.MessageSent(room, stored.id, stored.sender_id, sender, stored.created_ms, stored.text)
 
 
 def variant(event: events.Event, viewer_id: int, caps: frozenset) -> tuple:

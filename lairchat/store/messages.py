@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from lairchat import permissions
 from lairchat.errors import NotFound
 from lairchat.events import DirectMessageSent, MessageSent, ReplySent, kind, payload
-from lairchat.models import Found, Message, MessageAccess, ReactionSummary, Unread, to_ms
+from lairchat.models import Activity, Found, HistoryWindow, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database, Transaction
 from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY, Outbox
@@ -49,6 +49,9 @@ SEARCH_MAX = 20
 
 _NEWEST = 2**63 - 1
 """An id above every message id: "before the end"."""
+
+_AT_MS = "(timestamptz 'epoch' + %({})s * interval '1 millisecond')"
+"""The SQL of a moment given in epoch milliseconds (a named parameter), exact to the millisecond."""
 
 
 def message_from_row(row: tuple) -> Message:
@@ -354,18 +357,72 @@ class MessageStore:
         )
         return [ReactionSummary(message_id, r[0], tuple(r[1])) for r in rows]
 
-    async def history(self, room_id: int, limit: int, before_id: int | None = None) -> list[Message]:
+    async def history(self, room_id: int, limit: int, before_id: int | None = None,
+                      window: HistoryWindow | None = None) -> list[Message]:
         """
         The newest C{limit} undeleted messages of a room with an id below
-        C{before_id} (all of them when L{None}), oldest first.
+        C{before_id} (all of them when L{None}) and within C{window}
+        (L{HistoryWindow}: the oldest C{limit} there when it says so),
+        oldest first.  Times compare at the millisecond, as messages show
+        them.
         """
+        window = window or HistoryWindow()
+        before = min(before_id if before_id is not None else _NEWEST,
+                     window.before_id if window.before_id is not None else _NEWEST)
+        conditions = ["m.room_id = %(room)s", "m.deleted_at IS NULL", "m.id < %(before)s"]
+        if window.after_id is not None:
+            conditions.append("m.id > %(after)s")
+        if window.after_ms is not None:
+            conditions.append(f"m.created_at >= {_AT_MS.format('after_ms')} + interval '1 millisecond'")
+        if window.before_ms is not None:
+            conditions.append(f"m.created_at < {_AT_MS.format('before_ms')}")
+        rows = await self._db.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages m {SENDER_JOIN} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY m.id {'ASC' if window.oldest else 'DESC'} LIMIT %(limit)s",
+            {"room": room_id, "before": before, "after": window.after_id, "after_ms": window.after_ms,
+             "before_ms": window.before_ms, "limit": limit},
+        )
+        return [message_from_row(r) for r in (rows if window.oldest else reversed(rows))]
+
+    async def last_before(self, room_id: int, ms: int) -> Message | None:
+        """The newest undeleted message of a room whose time (to the millisecond) is at or before C{ms}."""
         rows = await self._db.fetchall(
             f"SELECT {MESSAGE_COLUMNS} FROM messages m {SENDER_JOIN} "
-            "WHERE m.room_id = %s AND m.deleted_at IS NULL AND m.id < %s "
-            "ORDER BY m.id DESC LIMIT %s",
-            (room_id, before_id if before_id is not None else _NEWEST, limit),
+            f"WHERE m.room_id = %(room)s AND m.deleted_at IS NULL "
+            f"AND m.created_at < {_AT_MS.format('ms')} + interval '1 millisecond' ORDER BY m.id DESC LIMIT 1",
+            {"room": room_id, "ms": ms},
         )
-        return [message_from_row(r) for r in reversed(rows)]
+        return message_from_row(rows[0]) if rows else None
+
+    async def activity(self, user_id: int, after_ms: int, before_ms: int, limit: int) -> list[Activity]:
+        """
+        The rooms and conversations of the user whose newest undeleted
+        message is strictly between two times (epoch milliseconds, compared
+        at the millisecond), the least recent first, at most C{limit}.
+        """
+        rows = await self._db.fetchall(
+            "SELECT r.id, r.kind, coalesce(r.name, ou.username), last.created_at "
+            "FROM room_members me JOIN rooms r ON r.id = me.room_id "
+            "LEFT JOIN room_members o ON r.kind = 'direct' AND o.room_id = r.id AND o.user_id <> me.user_id "
+            "LEFT JOIN users ou ON ou.id = o.user_id "
+            "JOIN LATERAL (SELECT m.created_at FROM messages m WHERE m.room_id = r.id AND m.deleted_at IS NULL"
+            "              ORDER BY m.id DESC LIMIT 1) last ON true "
+            "WHERE me.user_id = %(user)s AND (r.kind = 'room' OR ou.username IS NOT NULL) "
+            f"AND last.created_at >= {_AT_MS.format('after_ms')} + interval '1 millisecond' "
+            f"AND last.created_at < {_AT_MS.format('before_ms')} "
+            "ORDER BY last.created_at, r.id LIMIT %(limit)s",
+            {"user": user_id, "after_ms": after_ms, "before_ms": before_ms, "limit": limit},
+        )
+        return [Activity(r[0], r[1], r[2], to_ms(r[3])) for r in rows]
+
+    async def read_marker(self, room_id: int, user_id: int) -> Message | None:
+        """The message a member's read marker of a room is at (L{None}: none, or not a member)."""
+        rows = await self._db.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM room_members me JOIN messages m ON m.id = me.last_read_id {SENDER_JOIN} "
+            "WHERE me.room_id = %s AND me.user_id = %s",
+            (room_id, user_id),
+        )
+        return message_from_row(rows[0]) if rows else None
 
     async def thread(self, root_id: int) -> list[Message]:
         """
