@@ -5,7 +5,9 @@ C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
 C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
-L{lairchat.irc.channels}, both bases of L{CommandTable}.
+L{lairchat.irc.channels}, the service nick that runs line-protocol
+commands (a C{PRIVMSG} to it) in L{lairchat.irc.service}, all bases of
+L{CommandTable}.
 
 Each parses its message, calls one operation of L{lairchat.domain} and
 renders the answer as IRC numerics; a refusal of the domain
@@ -35,8 +37,9 @@ from lairchat.irc.channels import ChannelCommands, room_of
 from lairchat.irc.message import Message, message, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
 from lairchat.irc.replies import Numeric
+from lairchat.irc.service import ServiceCommands, is_service
 from lairchat.irc.users import ConnectionMarks, UserCommands
-from lairchat.router import Outcome
+from lairchat.router import Outcome, Router
 
 CAPABILITIES = ("cap-notify", "echo-message", "message-tags", "sasl", "server-time")
 """The capabilities this server offers (only those it implements)."""
@@ -93,12 +96,15 @@ def decode_plain(payload: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-class CommandTable(ChannelCommands, UserCommands):
+class CommandTable(ChannelCommands, UserCommands, ServiceCommands):
     """
     Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
     connections of one server, one at a time per connection (the
     connection queues them): C{dispatch} has the interface of
     L{lairchat.router.Router.dispatch}.
+
+    @ivar line_router: the line protocol's router, for the requests sent
+        to the service nick.
     """
 
     log = Logger()
@@ -106,6 +112,7 @@ class CommandTable(ChannelCommands, UserCommands):
     def __init__(self, server: ServerContext) -> None:
         self.server = server
         self.marks = ConnectionMarks()
+        self.line_router = Router(server)
 
     # Dispatch
 
@@ -238,6 +245,8 @@ class CommandTable(ChannelCommands, UserCommands):
         nick = params[0]
         if not self.valid_nick(nick):
             raise Numeric("432", nick, "Erroneous nickname: a nick is a lairchat username")
+        if is_service(nick):
+            raise Numeric("433", nick, "Nickname is already in use: it is the server's service")
         if connection.guest and connection.user is not None:
             if nick == connection.user.username:
                 return []
@@ -598,11 +607,18 @@ class CommandTable(ChannelCommands, UserCommands):
         C{PRIVMSG #room :text} sends to a room; C{PRIVMSG nick :text} is a
         direct message (stored and delivered at login when the user is
         offline).  An action is stored as C{/me ...}; other CTCP is dropped.
+        C{PRIVMSG <service> :<line>} runs a line-protocol command
+        (L{lairchat.irc.service}); a C{NOTICE} to the service is ignored.
         """
         if not params or not params[0]:
             raise Numeric("411", f"No recipient given ({command})")
         if len(params) < 2 or not params[1]:
             raise Numeric("412", "No text to send")
+        if is_service(params[0]):
+            if command == "NOTICE":
+                return []
+            lines, close = await self.service_request(connection, params[1])
+            return lines + [CLOSE] if close else lines
         self.require_login(connection, command)
         target, text = params[0], plain_text(params[1])
         if text is None:
