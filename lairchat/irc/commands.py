@@ -34,7 +34,7 @@ from lairchat.errors import (
 )
 from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
-from lairchat.irc.message import Message, message, serialize
+from lairchat.irc.message import Message, echoed, message, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
 from lairchat.irc.replies import Numeric
 from lairchat.irc.service import ServiceCommands, is_service
@@ -151,21 +151,35 @@ class CommandTable(ChannelCommands, UserCommands, ServiceCommands):
                              command=command)
             result = "INTERNAL_ERROR"
             lines = [self.fail(command, InternalError(f"something went wrong on our side; reference {reference}"))]
+        try:
+            written = tuple(serialize(line) if isinstance(line, Message) else line for line in lines)
+        except ValueError:
+            reference = secrets.token_hex(6)
+            self.log.failure("IRC reply unwritable, reference {reference}: {command!r}", reference=reference,
+                             command=command)
+            result = "INTERNAL_ERROR"
+            error = InternalError(f"something went wrong on our side; reference {reference}")
+            written, close = (serialize(self.fail(command, error)),), False
         self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
-        return Outcome(tuple(serialize(line) if isinstance(line, Message) else line for line in lines), close=close)
+        return Outcome(written, close=close)
 
     # Rendering
 
     def numeric(self, connection: Any, command: str, *params: Any) -> Message:
-        """A reply from the server; a numeric's first parameter is the client's nick."""
+        """
+        A reply from the server; a numeric's first parameter is the
+        client's nick.  The middle parameters, which often repeat what the
+        client sent, are made writable (L{echoed}).
+        """
         server_name = self.server.config.server_name
+        params = tuple(echoed(str(p)) for p in params[:-1]) + params[-1:]
         if command == "FAIL":
             return message(command, *params, source=server_name)
         return message(command, connection.display_nick, *params, source=server_name)
 
     def fail(self, command: str, error: ChatError) -> Message:
         """A C{FAIL} standard reply for a refusal IRC has no numeric for."""
-        return message("FAIL", command, error.name, error.message, source=self.server.config.server_name)
+        return message("FAIL", echoed(command), error.name, error.message, source=self.server.config.server_name)
 
     def actor(self, connection: Any) -> Actor:
         """Who the connection's requests act as, for the domain."""
