@@ -204,3 +204,18 @@ class HostileInputTests(SynchronousTestCase):
         else:
             self.assertEqual(closing, [], data)
             self.assertEqual((written[-1].command, written[-1].params[-1]), ("PONG", "sentinel"), data)
+
+    def test_echoed_words(self):
+        """
+        A word a reply repeats that cannot be a middle parameter is C{*}, and
+        a long one is cut; the connection goes on (these once stalled it).
+        """
+        irc = connection(register=True)
+        irc.send("NICK :a b")
+        irc.send("CAP :")
+        irc.send("NICK " + "x" * 400)
+        irc.send("PING :after")
+        replies = [parse(line) for line in irc.lines()]
+        self.assertEqual([(m.command, m.params[1]) for m in replies[:2]], [("432", "*"), ("410", "*")])
+        self.assertEqual((replies[2].command, replies[2].params[1]), ("432", "x" * 64))
+        self.assertEqual((replies[3].command, replies[3].params[-1]), ("PONG", "after"))
