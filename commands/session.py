@@ -8,7 +8,7 @@ L{lairchat.domain.accounts}).
 from lairchat import validation
 from lairchat.command import Command, Reply
 from lairchat.domain import accounts
-from lairchat.wire import render
+from lairchat.wire import help_line, render
 
 
 class Help(Command):
@@ -24,7 +24,7 @@ class Help(Command):
     async def run(self, context, parsed):
         """One HELP line per command, by name."""
         commands = context.server.commands()
-        lines = [render("HELP", c.name, c.syntax, c.summary) for c in commands]
+        lines = [help_line(c) for c in commands]
         return Reply.ok(len(lines), lines=lines)
 
 

@@ -56,6 +56,14 @@ L{DirectMessageSent} may; room messages come as L{MessageSent} only).
 _connection_ids = itertools.count(1)
 """Ids of this process's connections (an event's origin names one)."""
 
+
+def next_connection_id() -> int:
+    """
+    A connection id no other connection of this process has (an event's
+    origin names one; the connection with that id is not shown the event).
+    """
+    return next(_connection_ids)
+
 QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
 
@@ -229,7 +237,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._delay_call: Any = None
         self._delay_over: Deferred | None = None
         self.lost: Deferred = Deferred()
-        self.connection_id = next(_connection_ids)
+        self.connection_id = next_connection_id()
         self.address = UNKNOWN_ADDRESS
         self.exempt = False
         self.handshaking = False

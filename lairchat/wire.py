@@ -263,6 +263,11 @@ def event_variant(event: events.Event, viewer_id: int) -> str:
     return ""
 
 
+def help_line(command: object) -> str:
+    """One C{HELP} line: C{HELP:<name>:<syntax>:<summary>} of an L{lairchat.interfaces.ICommand}."""
+    return render("HELP", command.name, command.syntax, command.summary)
+
+
 def history_line(name: str, message: Message) -> str:
     """
     One C{HISTORY} line:

@@ -7,6 +7,7 @@ login, and every message operation on direct messages, end to end over TCP.
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from lairchat.errors import NotFound
 from lairchat.models import Party
 from lairchat.store.conversations import direct_key
 from tests.support import fresh_store, start_server
@@ -55,6 +56,17 @@ class ConversationStoreTests(TestCase):
         self.assertEqual(len({r.id for r in rooms}), 1)
         count = await self.store.db.fetchone("SELECT count(*) FROM rooms WHERE kind = 'direct'")
         self.assertEqual(count[0], 1)
+
+    async def test_open_with_a_deleted_user(self):
+        """
+        A party deleted after it was looked up (a guest whose connection
+        closed) is NotFound, and no conversation is left behind.
+        """
+        await self.store.db.execute("DELETE FROM users WHERE id = %s", (self.bob.id,))
+        with self.assertRaises(NotFound):
+            await self.store.conversations.open(party(self.alice), party(self.bob))
+        count = await self.store.db.fetchone("SELECT count(*) FROM rooms WHERE kind = 'direct'")
+        self.assertEqual(count[0], 0)
 
     async def test_list_for(self):
         """Each conversation with the other party, the last time and the unread count; newest first."""

@@ -6,7 +6,9 @@ C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
 L{lairchat.irc.channels}, history and read markers (C{CHATHISTORY},
-C{MARKREAD}) in L{lairchat.irc.history}, all bases of L{CommandTable}.
+C{MARKREAD}) in L{lairchat.irc.history}, the service nick that runs
+line-protocol commands (a C{PRIVMSG} to it) in L{lairchat.irc.service},
+all bases of L{CommandTable}.
 
 Each parses its message, calls one operation of L{lairchat.domain} and
 renders the answer as IRC numerics; a refusal of the domain
@@ -35,11 +37,12 @@ from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
 from lairchat.irc.history import CHATHISTORY_MAX, HistoryCommands
 from lairchat.irc.batch import labeled
-from lairchat.irc.message import Message, message, parse, serialize
+from lairchat.irc.message import Message, echoed, message, parse, serialize
 from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
 from lairchat.irc.replies import Numeric
+from lairchat.irc.service import ServiceCommands, is_service
 from lairchat.irc.users import ConnectionMarks, UserCommands
-from lairchat.router import Outcome
+from lairchat.router import Outcome, Router
 
 CAPABILITIES = ("batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message", "labeled-response",
                 "message-tags", "sasl", "server-time")
@@ -97,12 +100,15 @@ def decode_plain(payload: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
+class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceCommands):
     """
     Answers IRC messages for L{lairchat.irc.protocol.IRCProtocol}
     connections of one server, one at a time per connection (the
     connection queues them): C{dispatch} has the interface of
     L{lairchat.router.Router.dispatch}.
+
+    @ivar line_router: the line protocol's router, for the requests sent
+        to the service nick.
     """
 
     log = Logger()
@@ -110,6 +116,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
     def __init__(self, server: ServerContext) -> None:
         self.server = server
         self.marks = ConnectionMarks()
+        self.line_router = Router(server)
 
     # Dispatch
 
@@ -160,24 +167,38 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
             lines = [self.fail(command, InternalError(f"something went wrong on our side; reference {reference}"))]
         finally:
             echoes = connection.stop_collecting_echoes()
+        try:
+            if label is not None:
+                lines = labeled(label, [*echoes, *(parse(line) if isinstance(line, str) else line for line in lines)],
+                                connection.caps, connection.new_batch_ref, self.server.config.server_name)
+            written = tuple(serialize(line) if isinstance(line, Message) else line for line in lines)
+        except ValueError:
+            reference = secrets.token_hex(6)
+            self.log.failure("IRC reply unwritable, reference {reference}: {command!r}", reference=reference,
+                             command=command)
+            result = "INTERNAL_ERROR"
+            error = InternalError(f"something went wrong on our side; reference {reference}")
+            written, close = (serialize(self.fail(command, error)),), False
         self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
-        if label is not None:
-            lines = labeled(label, [*echoes, *(parse(line) if isinstance(line, str) else line for line in lines)],
-                            connection.caps, connection.new_batch_ref, self.server.config.server_name)
-        return Outcome(tuple(serialize(line) if isinstance(line, Message) else line for line in lines), close=close)
+        return Outcome(written, close=close)
 
     # Rendering
 
     def numeric(self, connection: Any, command: str, *params: Any) -> Message:
-        """A reply from the server; a numeric's first parameter is the client's nick."""
+        """
+        A reply from the server; a numeric's first parameter is the
+        client's nick.  The middle parameters, which often repeat what the
+        client sent, are made writable (L{echoed}).
+        """
         server_name = self.server.config.server_name
+        params = tuple(echoed(str(p)) for p in params[:-1]) + params[-1:]
         if command == "FAIL":
             return message(command, *params, source=server_name)
         return message(command, connection.display_nick, *params, source=server_name)
 
     def fail(self, command: str, error: ChatError) -> Message:
         """A C{FAIL} standard reply for a refusal IRC has no numeric for."""
-        return message("FAIL", command, error.name, error.message, source=self.server.config.server_name)
+        return message("FAIL", echoed(command), error.name, error.message, source=self.server.config.server_name)
 
     def actor(self, connection: Any) -> Actor:
         """Who the connection's requests act as, for the domain."""
@@ -257,6 +278,8 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
         nick = params[0]
         if not self.valid_nick(nick):
             raise Numeric("432", nick, "Erroneous nickname: a nick is a lairchat username")
+        if is_service(nick):
+            raise Numeric("433", nick, "Nickname is already in use: it is the server's service")
         if connection.guest and connection.user is not None:
             if nick == connection.user.username:
                 return []
@@ -623,11 +646,18 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands):
         C{PRIVMSG #room :text} sends to a room; C{PRIVMSG nick :text} is a
         direct message (stored and delivered at login when the user is
         offline).  An action is stored as C{/me ...}; other CTCP is dropped.
+        C{PRIVMSG <service> :<line>} runs a line-protocol command
+        (L{lairchat.irc.service}); a C{NOTICE} to the service is ignored.
         """
         if not params or not params[0]:
             raise Numeric("411", f"No recipient given ({command})")
         if len(params) < 2 or not params[1]:
             raise Numeric("412", "No text to send")
+        if is_service(params[0]):
+            if command == "NOTICE":
+                return []
+            lines, close = await self.service_request(connection, params[1])
+            return lines + [CLOSE] if close else lines
         self.require_login(connection, command)
         target, text = params[0], plain_text(params[1])
         if text is None:

@@ -221,6 +221,23 @@ def serialize(message: Message) -> str:
     return line
 
 
+ECHO_MAX = 64
+"""Characters of a client's word a reply repeats in a middle parameter (a nick is 30, a channel 52)."""
+
+
+def echoed(word: str) -> str:
+    """
+    A word of a client's message as a reply repeats it in a middle
+    parameter: C{*} for one that cannot be a middle parameter (empty,
+    holding a space, starting with a colon: the client sent it as a
+    trailing one), cut to L{ECHO_MAX} characters, so that no reply goes
+    over IRC's line length for an over-long word.
+    """
+    if not word or " " in word or word.startswith(":"):
+        return "*"
+    return word[:ECHO_MAX]
+
+
 def message(command: str, *params: Any, source: str | None = None, tags: dict | None = None) -> Message:
     """A L{Message}, its parameters made text (C{message("001", nick, "Welcome")})."""
     return Message(command, tuple(str(p) for p in params), source, dict(tags or {}))

@@ -26,6 +26,7 @@ from lairchat.errors import ChatError, InvalidEncoding, InvalidLength, LineTooLo
 from lairchat.irc.commands import CommandTable
 from lairchat.irc.message import MAX_LINE, InputTooLong, MalformedMessage, check_length, message, parse, serialize
 from lairchat.irc.render import mask, render_event, variant
+from lairchat.irc.service import service_rate_class
 from lairchat.protocol import REFUSAL_RATE_CLASS, ChatProtocol, FrontEndFactory
 
 _UNRENDERED = object()
@@ -34,7 +35,11 @@ _UNRENDERED = object()
 RATE_CLASSES = {"PRIVMSG": "message", "NOTICE": "message", "PASS": "auth", "AUTHENTICATE": "auth",
                 "OPER": "auth",
                 "JOIN": "default", "PART": "default"}
-"""The flood-control budget each IRC command draws from (C{default} for the rest)."""
+"""
+The flood-control budget each IRC command draws from (C{default} for the
+rest); a C{PRIVMSG} to the service draws on its line command's
+(L{lairchat.irc.service.service_rate_class}).
+"""
 
 _ECHOED = (events.MessageSent, events.ReplySent, events.DirectMessageSent)
 """Events a connection that caused them sees again when it asked for C{echo-message}."""
@@ -212,7 +217,8 @@ class IRCProtocol(ChatProtocol):
         except MalformedMessage:
             self.server.intrusion.note(self.address, "malformed_line")
             return
-        self._enqueue(parsed, RATE_CLASSES.get(parsed.command.upper(), "default"))
+        charged_to = service_rate_class(self.server, parsed) or RATE_CLASSES.get(parsed.command.upper(), "default")
+        self._enqueue(parsed, charged_to)
 
     # Events
 

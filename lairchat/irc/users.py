@@ -11,6 +11,7 @@ C{301 is offline}).  Being away (C{AWAY}) and being an IRC operator
 (L{ConnectionMarks}): a user is away while one of their IRC connections
 here is, and nodes do not share the marks.  The rest is the domain's
 (L{lairchat.domain.rooms.memberships}, L{lairchat.domain.accounts}).
+Both answer for the service nick too (L{lairchat.irc.service}).
 """
 
 from typing import Any
@@ -22,12 +23,16 @@ from lairchat.errors import ChatError, InvalidCredentials, PermissionDenied
 from lairchat.irc.message import Message
 from lairchat.irc.render import PREFIX_OF, channel
 from lairchat.irc.replies import Numeric
+from lairchat.irc.service import SERVICE_NICK, SERVICE_REALNAME, is_service
 
 OFFLINE = "is offline: direct messages wait for them"
 """The away text of a user with no connection on any node."""
 
 SERVER_INFO = "lairchat: IRC and the line protocol on the same rooms"
 """The server description of C{312 RPL_WHOISSERVER}."""
+
+SERVICE_INFO = "the server's service: line-protocol commands (/msg Lair|Serv HELP)"
+"""What C{312} says of the service nick (L{lairchat.irc.service})."""
 
 
 class ConnectionMarks:
@@ -74,10 +79,11 @@ class UserCommands:
             flags += "*"
         return flags + (PREFIX_OF.get(role, "") if role else "")
 
-    def who_reply(self, connection: Any, where: str, nick: str, flags: str) -> Message:
-        """One C{352 RPL_WHOREPLY} line (the user name is the nick, the host the server)."""
+    def who_reply(self, connection: Any, where: str, nick: str, flags: str, realname: str | None = None) -> Message:
+        """One C{352 RPL_WHOREPLY} line (the user name is the nick, the host the server; the real name the nick)."""
         server_name = self.server.config.server_name
-        return self.numeric(connection, "352", where, nick, server_name, server_name, nick, flags, f"0 {nick}")
+        return self.numeric(connection, "352", where, nick, server_name, server_name, nick, flags,
+                            f"0 {realname or nick}")
 
     async def irc_WHO(self, connection: Any, params: tuple) -> list:
         """
@@ -92,7 +98,9 @@ class UserCommands:
         actor = self.actor(connection)
         lines: list = []
         try:
-            if target.startswith("#"):
+            if is_service(target):
+                lines.append(self.who_reply(connection, "*", SERVICE_NICK, "H", SERVICE_REALNAME))
+            elif target.startswith("#"):
                 roster = await rooms.members(actor, validation.room_name(target[1:]))
                 name = channel(roster.room.name)
                 for status in roster.members:
@@ -121,6 +129,10 @@ class UserCommands:
         actor = self.actor(connection)
         server_name = self.server.config.server_name
         end = self.numeric(connection, "318", target, "End of /WHOIS list")
+        if is_service(target):
+            return [self.numeric(connection, "311", SERVICE_NICK, SERVICE_NICK, server_name, "*", SERVICE_REALNAME),
+                    self.numeric(connection, "312", SERVICE_NICK, server_name, SERVICE_INFO),
+                    self.numeric(connection, "318", SERVICE_NICK, "End of /WHOIS list")]
         try:
             user, memberships = await rooms.memberships(actor, validation.username(target))
         except ChatError:

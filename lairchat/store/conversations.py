@@ -9,6 +9,9 @@ Their messages are ordinary messages (L{lairchat.store.messages}), so every
 message operation serves them too.
 """
 
+import psycopg2.errors
+
+from lairchat.errors import NotFound
 from lairchat.events import ConversationOpened, RoomRef
 from lairchat.models import Conversation, Message, Party, Room, to_ms
 from lairchat.store.database import Database, Transaction
@@ -35,6 +38,10 @@ class ConversationStore:
         first use (recording L{ConversationOpened} in C{outbox} then).  Safe
         when both start it at once: the key is unique, and the loser of the
         race finds the winner's room.
+
+        @raise NotFound: a party's account is gone (a guest deleted as its
+            connection closed, after the caller looked it up); nothing was
+            created.
         """
         key = direct_key(one.user_id, other.user_id)
 
@@ -59,7 +66,10 @@ class ConversationStore:
         existing = await self.between(one.user_id, other.user_id)
         if existing is not None:
             return existing
-        return room_from_row(await self._db.transaction(create))
+        try:
+            return room_from_row(await self._db.transaction(create))
+        except psycopg2.errors.ForeignKeyViolation:
+            raise NotFound("no such user: they left") from None
 
     async def between(self, one: int, other: int) -> Room | None:
         """The conversation between two users, or L{None} if they never wrote."""
