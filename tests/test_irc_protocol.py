@@ -92,7 +92,7 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual([r[0] for r in replies], ["001", "002", "003", "004", "005", "375", "372", "376", "NOTICE"])
         self.assertEqual(replies[0][1], "alice")
         isupport = replies[4]
-        for token in ("CHANTYPES=#", "PREFIX=(qaov)~&@+", "CASEMAPPING=ascii", "NICKLEN=20", f"NETWORK={SERVER}"):
+        for token in ("CHANTYPES=#", "PREFIX=(oh)@%", "CASEMAPPING=ascii", "NICKLEN=20", f"NETWORK={SERVER}"):
             self.assertIn(token, isupport)
         self.assertIn("not logged in", replies[-1][-1])
         self.assertEqual(connection.request(":x JOIN #room") and connection.commands("JOIN #room"),
@@ -103,7 +103,9 @@ class RegistrationTests(SynchronousTestCase):
         connection = IRCConnection()
         [ls] = connection.commands("CAP LS 302")
         self.assertEqual(ls[:3], ("CAP", "*", "LS"))
-        self.assertEqual(set(ls[3].split()), {"cap-notify", "echo-message", "message-tags", "sasl=PLAIN", "server-time"})
+        self.assertEqual(set(ls[3].split()), {"account-notify", "account-tag", "away-notify", "cap-notify",
+                                              "draft/message-redaction", "echo-message", "extended-join",
+                                              "message-tags", "multi-prefix", "sasl=PLAIN", "server-time"})
         connection.request("NICK alice")
         self.assertEqual(connection.request("USER alice 0 * :Alice"), [])
         self.assertEqual(connection.commands("CAP REQ :echo-message bogus"), [("CAP", "alice", "NAK", "echo-message bogus")])
