@@ -420,6 +420,17 @@ class CodecTests(SynchronousTestCase):
         """
         self.assertRaises(KeyError, events.decode, "FromTheFuture", {}, None)
 
+    def test_fields_added_later_take_their_defaults(self):
+        """
+        An event written before a field with a default was added (by an
+        older node) decodes with that default; a field without one is
+        still required.
+        """
+        room = RoomRef(7, "lounge")
+        old = {"room": [7, "lounge", []], "user_id": 2, "user": "bob"}
+        self.assertEqual(events.decode("UserJoined", old), UserJoined(room, 2, "bob", False, ""))
+        self.assertRaises(KeyError, events.decode, "UserJoined", {"room": [7, "lounge", []], "user_id": 2})
+
     def test_direct_room_round_trip(self):
         """
         A direct conversation's parties come back as tuples of

@@ -61,8 +61,14 @@ class LairchatController(BaseServerController, DirectoryBasedController):
 
     capabilities = frozenset(
         (
+            Capabilities.ACCOUNT_NOTIFY,
+            Capabilities.ACCOUNT_TAG,
+            Capabilities.AWAY_NOTIFY,
             Capabilities.ECHO_MESSAGE,
+            Capabilities.EXTENDED_JOIN,
+            Capabilities.MESSAGE_REDACTION,
             Capabilities.MESSAGE_TAGS,
+            Capabilities.MULTI_PREFIX,
             Capabilities.SERVER_TIME,
         )
     )
@@ -76,7 +82,7 @@ class LairchatController(BaseServerController, DirectoryBasedController):
 
     isupport = {
         "CASEMAPPING": "ascii",
-        "PREFIX": "(qaov)~&@+",
+        "PREFIX": "(oh)@%",
         "UTF8ONLY": None,
     }
 
