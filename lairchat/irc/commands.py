@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_irc_protocol -*-
 """
 The IRC commands: registration (C{CAP}, C{NICK}, C{USER}, C{PASS}, SASL
-C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
-C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
+C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TAGMSG},
+C{REDACT}, C{TOPIC}, C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
 L{lairchat.irc.channels}, both bases of L{CommandTable}.

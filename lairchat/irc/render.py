@@ -8,8 +8,11 @@ Rooms are channels (C{#<room>}); a user's nick is their username, and their
 mask C{nick!nick@<server name>}.  Messages carry the tags C{msgid} (the
 message id) and C{time} when the viewer asked for C{message-tags} and
 C{server-time}.  Events IRC has a word for become that word (C{PRIVMSG},
-C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE});
-edits, deletions, reactions, invitation answers and server notices become
+C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE},
+C{TAGMSG}, C{AWAY}, C{ACCOUNT}); the IRCv3 capabilities of the viewer
+(L{RENDER_CAPS}) decide the forms (C{account} tags, C{extended-join},
+reactions as C{TAGMSG}, deletions as C{REDACT}); edits, the rest of
+deletions and reactions, invitation answers and server notices become
 C{NOTICE}s; the rest (presence, the memory-only events) is not shown.  See
 C{docs/irc.md}.
 
