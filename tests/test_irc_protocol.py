@@ -132,6 +132,24 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(welcome[0][:2], ("001", "alice"))
         self.assertNotIn("NOTICE", [r[0] for r in welcome])
 
+    def test_sasl_before_nick(self):
+        """
+        A client that logs in with SASL before it sends NICK registers with
+        whatever nick it sends then: the welcome addresses the account.
+        """
+        connection = IRCConnection()
+        connection.account("alice")
+        connection.request("CAP LS 302")
+        connection.request("CAP REQ sasl")
+        connection.request("AUTHENTICATE PLAIN")
+        self.assertEqual([r[0] for r in connection.commands("AUTHENTICATE " + plain("alice", PASSWORD))],
+                         ["900", "903"])
+        connection.request("USER f 0 * :Alice")
+        self.assertEqual(connection.request("NICK other"), [])
+        welcome = connection.commands("CAP END")
+        self.assertEqual(welcome[0][:2], ("001", "alice"))
+        self.assertEqual(connection.commands("NICK other")[0][:3], ("FAIL", "NICK", "CANNOT_CHANGE_NICK"))
+
     def test_sasl_chunked(self):
         """
         A payload of 400 bytes or more comes in 400-byte chunks, a full last

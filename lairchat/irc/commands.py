@@ -258,7 +258,7 @@ class CommandTable(ChannelCommands, UserCommands):
             connection.user = renamed
             connection.nick = renamed.username
             return [message("NICK", renamed.username, source=old)]
-        if connection.user is not None:
+        if connection.user is not None and connection.registered:
             if nick.lower() == connection.user.username.lower():
                 return []
             raise Numeric("FAIL", "NICK", "CANNOT_CHANGE_NICK", "your nick is your account name")
