@@ -226,6 +226,11 @@ class AccountTests(TestCase):
         self.assertEqual((await alice.expect("JOIN")).params, ("#xyz", "*", "visitor"))
         visitor.send("PRIVMSG #xyz :hello")
         self.assertEqual((await alice.expect("PRIVMSG")).tags, {})
+        # WHOIS says who is logged in, and a guest is not
+        alice.send("WHOIS visitor")
+        self.assertEqual(replies(await alice.sync(), "330"), [])
+        alice.send("WHOIS bob")
+        self.assertEqual(replies(await alice.sync(), "330"), [("bob", "bob", "is logged in as")])
 
     async def test_account_notify(self):
         """A guest that logs in with SASL is an ACCOUNT line to account-notify clients in its channels."""

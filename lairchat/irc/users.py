@@ -104,7 +104,7 @@ class UserCommands:
         """
         C{WHOIS [server] nick}: C{311}, C{312}, C{313} for an operator,
         C{301} when away or offline, C{319} the rooms the asker can see,
-        C{330} the account, C{318}; C{401} and C{318} for no such account.
+        C{330} the account (a guest has none), C{318}; C{401} and C{318} for no such account.
         """
         if not params or not params[-1]:
             raise Numeric("431", "No nickname given")
@@ -128,7 +128,8 @@ class UserCommands:
         if memberships:
             names = " ".join(prefixes(role) + channel(room.name) for room, role in memberships)
             lines.append(self.numeric(connection, "319", nick, names))
-        lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
+        if not user.guest:
+            lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
         lines.append(self.numeric(connection, "318", nick, "End of /WHOIS list"))
         return lines
 
