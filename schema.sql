@@ -213,6 +213,14 @@ CREATE TABLE IF NOT EXISTS online (
 );
 CREATE INDEX IF NOT EXISTS online_node ON online (node);
 
+-- The away text (IRC AWAY) of a user who is online on some node, shown on
+-- every node; it goes when they come back, or when they are online nowhere.
+CREATE TABLE IF NOT EXISTS away (
+    user_id  bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    text     text NOT NULL,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every change of room_members, however it was made (a command, a room or
 -- account deleted with its members, an operator's SQL), is recorded as an
 -- event when its transaction commits: nodes keep each room's members in

@@ -20,7 +20,7 @@ L{ConversationOpened}); they exist to keep every node's memory current.
 import json
 from typing import Any
 
-from attrs import field, fields, frozen
+from attrs import NOTHING, field, fields, frozen
 
 
 @frozen
@@ -148,7 +148,13 @@ class MembershipEvent(RoomEvent):
 
 @frozen
 class MessageSent(RoomEvent):
-    """A new message in a room or direct conversation."""
+    """
+    A new message in a room or direct conversation.
+
+    @ivar guest: whether the sender is an IRC guest (no account).
+    @ivar client_tags: the client-only tags the sender attached (IRC
+        C{+tag}s, as a tag section without its C{@}); relayed, never stored.
+    """
 
     room: RoomRef
     message_id: int
@@ -156,12 +162,14 @@ class MessageSent(RoomEvent):
     sender: str
     ts: int
     text: str
+    guest: bool = False
+    client_tags: str = ""
     origin: Origin | None = _origin()
 
 
 @frozen
 class ReplySent(RoomEvent):
-    """A reply in a thread (C{parent_id} is the thread's root)."""
+    """A reply in a thread (C{parent_id} is the thread's root); C{guest} and C{client_tags} as for L{MessageSent}."""
 
     room: RoomRef
     message_id: int
@@ -170,6 +178,8 @@ class ReplySent(RoomEvent):
     sender: str
     ts: int
     text: str
+    guest: bool = False
+    client_tags: str = ""
     origin: Origin | None = _origin()
 
 
@@ -177,7 +187,8 @@ class ReplySent(RoomEvent):
 class DirectMessageSent(Event):
     """
     A direct message (C{DM}, or C{SEND_MESSAGE} to C{@user}): for the
-    recipient and the sender's other connections.
+    recipient and the sender's other connections.  C{guest} and
+    C{client_tags} as for L{MessageSent}.
     """
 
     room_id: int
@@ -188,6 +199,8 @@ class DirectMessageSent(Event):
     recipient: str
     ts: int
     text: str
+    guest: bool = False
+    client_tags: str = ""
     origin: Origin | None = _origin()
 
     def audience(self) -> Audience:
@@ -209,22 +222,24 @@ class MessageEdited(RoomEvent):
 
 @frozen
 class MessageDeleted(RoomEvent):
-    """A message left history."""
+    """A message left history (C{reason}: why, as its deleter said; may be empty)."""
 
     room: RoomRef
     message_id: int
     by: str
+    reason: str = ""
     origin: Origin | None = _origin()
 
 
 @frozen
 class _Reaction(RoomEvent):
-    """What both reaction events hold."""
+    """What both reaction events hold (C{guest}: whether the user is an IRC guest, with no account)."""
 
     room: RoomRef
     message_id: int
     user: str
     emoji: str
+    guest: bool = False
     origin: Origin | None = _origin()
 
 
@@ -295,11 +310,18 @@ class MemberRemoved(_MembershipRow):
 
 @frozen
 class UserJoined(MembershipEvent):
-    """A user became a member (joined, or accepted an invitation)."""
+    """
+    A user became a member (joined, or accepted an invitation).
+
+    @ivar guest: whether the user is an IRC guest (no account).
+    @ivar away: the user's away text when they joined (empty: not away).
+    """
 
     room: RoomRef
     user_id: int
     user: str
+    guest: bool = False
+    away: str = ""
     origin: Origin | None = _origin()
 
 
@@ -339,13 +361,14 @@ class UserBanned(_Removal):
 
 @frozen
 class RoleChanged(RoomEvent):
-    """A member's role in a room changed."""
+    """A member's role in a room changed, from C{previous} (empty when not known) to C{role}."""
 
     room: RoomRef
     user_id: int
     user: str
     role: str
     by: str
+    previous: str = ""
     origin: Origin | None = _origin()
 
 
@@ -359,12 +382,36 @@ class TopicChanged(RoomEvent):
     origin: Origin | None = _origin()
 
 
+@frozen
+class TagsSent(RoomEvent):
+    """
+    Client-only tags sent without a message (IRC C{TAGMSG}) to a room or a
+    direct conversation: relayed to its members, never stored.
+
+    @ivar msgid: an id of its own (no message row has it).
+    @ivar tags: the client-only tags, as a tag section without its C{@}.
+    @ivar guest: whether the sender is an IRC guest (no account).
+    """
+
+    room: RoomRef
+    msgid: str
+    sender_id: int
+    sender: str
+    tags: str
+    guest: bool = False
+    origin: Origin | None = _origin()
+
+
 # Invitations ---------------------------------------------------------------
 
 
 @frozen
 class InvitationReceived(RecipientEvent):
-    """A user was invited (also sent to them at login for each pending one)."""
+    """
+    A user was invited (also sent to them at login for each pending one).
+
+    @ivar guest: whether the sender is an IRC guest (no account).
+    """
 
     invitation_id: int
     recipient_id: int
@@ -373,6 +420,7 @@ class InvitationReceived(RecipientEvent):
     role: str
     expires_ms: int
     message: str
+    guest: bool = False
     origin: Origin | None = _origin()
 
 
@@ -465,6 +513,45 @@ class PresenceChanged(Event):
 
 
 @frozen
+class AwayChanged(Event):
+    """
+    A user set an away text (C{text}) or came back (C{text} empty); for
+    everyone who shares a room or a conversation with them, as
+    L{PresenceChanged}.  The away text lasts until they come back or are
+    online nowhere.
+    """
+
+    user_id: int
+    user: str
+    text: str
+    room_ids: tuple = ()
+    guest: bool = False
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the user's rooms and conversations, but not the user."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
+class GuestLoggedIn(Event):
+    """
+    An IRC guest logged in to an account (C{account}) and stops being a
+    guest; for the members of its rooms (C{room_ids}), before it leaves them.
+    """
+
+    user_id: int
+    user: str
+    account: str
+    room_ids: tuple = ()
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the guest's rooms, but not the guest."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
 class AccountSuspended(UserEvent):
     """An account was suspended: its connections are told and closed."""
 
@@ -514,9 +601,9 @@ EVENT_TYPES: dict[str, type] = {
     for cls in (
         MessageSent, ReplySent, DirectMessageSent, MessageEdited, MessageDeleted, ReactionAdded,
         ReactionRemoved, RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, UserJoined, UserLeft, UserKicked, UserBanned,
-        RoleChanged, TopicChanged, InvitationReceived, InvitationAccepted, InvitationDeclined,
-        InvitationRevoked, InvitationExpired, InvitationReminder, PresenceChanged, AccountSuspended,
-        SessionsRevoked, ServerRoleChanged, Notice,
+        RoleChanged, TopicChanged, TagsSent, InvitationReceived, InvitationAccepted, InvitationDeclined,
+        InvitationRevoked, InvitationExpired, InvitationReminder, PresenceChanged, AwayChanged, GuestLoggedIn,
+        AccountSuspended, SessionsRevoked, ServerRoleChanged, Notice,
     )
 }
 """Every event class by its kind (its class name)."""
@@ -548,14 +635,18 @@ def encode(event: Event) -> str:
 
 def decode(kind_name: str, data: dict, origin: Origin | None = None) -> Event:
     """
-    The event of C{kind_name} from the fields L{payload} gave.
+    The event of C{kind_name} from the fields L{payload} gave.  A field
+    with a default may be missing (an event written before the field was
+    added).
 
-    @raise KeyError: an unknown kind.
+    @raise KeyError: an unknown kind, or a field without a default missing.
     """
     cls = EVENT_TYPES[kind_name]
     values = {}
     for attribute in fields(cls):
         if attribute.name == "origin":
+            continue
+        if attribute.name not in data and attribute.default is not NOTHING:
             continue
         value = data[attribute.name]
         if attribute.name == "room" and isinstance(value, list):

@@ -36,6 +36,7 @@ class User:
 
     @ivar server_role: C{user} or C{admin}.
     @ivar locked_until_ms: when a brute-force lock ends (0 when not locked).
+    @ivar guest: whether this is an ephemeral IRC guest, with no account.
     """
 
     id: int
@@ -44,6 +45,7 @@ class User:
     suspended: bool
     created_ms: int
     locked_until_ms: int = 0
+    guest: bool = False
 
     @property
     def is_admin(self) -> bool:

@@ -22,8 +22,10 @@ from lairchat.events import (
     EVENT_TYPES,
     AccountSuspended,
     Audience,
+    AwayChanged,
     ConversationOpened,
     DirectMessageSent,
+    GuestLoggedIn,
     InvitationAccepted,
     InvitationDeclined,
     InvitationExpired,
@@ -46,6 +48,7 @@ from lairchat.events import (
     RoomRef,
     ServerRoleChanged,
     SessionsRevoked,
+    TagsSent,
     TopicChanged,
     UserBanned,
     UserJoined,
@@ -111,7 +114,7 @@ def direct_rooms(draw: Callable) -> RoomRef:
 ANY_ROOM = st.one_of(NAMED_ROOMS, direct_rooms())
 """Either kind of room."""
 
-DIRECT_CAPABLE = (MessageSent, ReplySent, MessageEdited, MessageDeleted, ReactionAdded, ReactionRemoved)
+DIRECT_CAPABLE = (MessageSent, ReplySent, MessageEdited, MessageDeleted, ReactionAdded, ReactionRemoved, TagsSent)
 """The kinds that happen in direct conversations as well as in rooms."""
 
 ORIGINS = st.one_of(
@@ -145,6 +148,13 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "role": st.sampled_from(ROLES),
     "online": st.booleans(),
     "room_ids": st.lists(IDS, max_size=5, unique=True).map(tuple),
+    "guest": st.booleans(),
+    "client_tags": st.sampled_from(["", "+baz=bat", "+draft/reply=12;+x"]),
+    "tags": st.sampled_from(["+typing=active", "+draft/react=👍;+draft/reply=3"]),
+    "msgid": st.from_regex(r"t[0-9a-f]{16}", fullmatch=True),
+    "away": OPTIONAL_TEXTS,
+    "previous": st.sampled_from(("",) + ROLES),
+    "account": USERNAMES,
 }
 """How each field is drawn, by its name (L{room} and a few others depend on the kind)."""
 
@@ -265,6 +275,9 @@ EXPECTED_LINES: dict[type, Callable[[events.Event, int], tuple[str, list[str]] |
     InvitationExpired: lambda e, v: ("INVITATION_EXPIRED", [str(e.invitation_id), e.room]),
     InvitationReminder: lambda e, v: ("INVITATION_REMINDER", [str(e.invitation_id), e.room, str(e.expires_ms)]),
     PresenceChanged: lambda e, v: ("PRESENCE", [e.user, "online" if e.online else "offline"]),
+    TagsSent: lambda e, v: None,
+    AwayChanged: lambda e, v: None,
+    GuestLoggedIn: lambda e, v: None,
     AccountSuspended: lambda e, v: ("SYSTEM_MESSAGE", [_suspended(e)]),
     SessionsRevoked: lambda e, v: ("SYSTEM_MESSAGE", ["your password was changed; log in again"]),
     Notice: lambda e, v: ("SYSTEM_MESSAGE", [e.text]),
@@ -282,6 +295,9 @@ L{None} for the internal events no client is shown.
 
 INTERNAL = (RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, ServerRoleChanged)
 """The events that only keep the servers' memory current."""
+
+IRC_ONLY = (TagsSent, AwayChanged, GuestLoggedIn)
+"""The events only IRC clients are shown: the line protocol has no line for them (its wire does not change)."""
 
 _NOBODY = Audience(None, frozenset())
 
@@ -310,6 +326,9 @@ EXPECTED_AUDIENCES: dict[type, Callable[[events.Event], Audience]] = {
     InvitationExpired: lambda e: Audience(None, frozenset({e.sender_id, e.recipient_id})),
     InvitationReminder: lambda e: Audience(None, frozenset({e.recipient_id})),
     PresenceChanged: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    AwayChanged: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    GuestLoggedIn: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    TagsSent: lambda e: Audience(e.room.id),
     AccountSuspended: lambda e: Audience(None, frozenset({e.user_id})),
     SessionsRevoked: lambda e: Audience(None, frozenset({e.user_id})),
     ServerRoleChanged: lambda e: Audience(None, frozenset({e.user_id})),
@@ -401,6 +420,17 @@ class CodecTests(SynchronousTestCase):
         """
         self.assertRaises(KeyError, events.decode, "FromTheFuture", {}, None)
 
+    def test_fields_added_later_take_their_defaults(self):
+        """
+        An event written before a field with a default was added (by an
+        older node) decodes with that default; a field without one is
+        still required.
+        """
+        room = RoomRef(7, "lounge")
+        old = {"room": [7, "lounge", []], "user_id": 2, "user": "bob"}
+        self.assertEqual(events.decode("UserJoined", old), UserJoined(room, 2, "bob", False, ""))
+        self.assertRaises(KeyError, events.decode, "UserJoined", {"room": [7, "lounge", []], "user_id": 2})
+
     def test_direct_room_round_trip(self):
         """
         A direct conversation's parties come back as tuples of
@@ -444,9 +474,10 @@ class RenderingTests(SynchronousTestCase):
 
     def test_internal_events_not_shown(self):
         """
-        The internal events render to L{None} for every viewer.
+        The internal events, and those only IRC shows, render to L{None}
+        for every viewer.
         """
-        for cls in INTERNAL:
+        for cls in INTERNAL + IRC_ONLY:
 
             @settings(max_examples=EXAMPLES_PER_KIND)
             @given(event_strategy(cls, any_room=True), IDS)
@@ -510,7 +541,7 @@ class RenderingTests(SynchronousTestCase):
             first, second = data.draw(viewers(event)), data.draw(viewers(event))
             if event_variant(event, first) == event_variant(event, second):
                 self.assertEqual(render_event(event, first), render_event(event, second))
-            elif type(event) not in INTERNAL:
+            elif type(event) not in INTERNAL + IRC_ONLY:
                 self.assertNotEqual(render_event(event, first), render_event(event, second))
 
         for_every_kind(check)

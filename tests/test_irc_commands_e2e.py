@@ -53,8 +53,8 @@ class WhoTests(TestCase):
         carol.send("WHO #lounge")
         found = await carol.sync()
         self.assertEqual(sorted(replies(found, "352")), [
-            ("#lounge", "alice", server_name, server_name, "alice", "H~", "0 alice"),
-            ("#lounge", "bob", server_name, server_name, "bob", "H+", "0 bob"),
+            ("#lounge", "alice", server_name, server_name, "alice", "H@", "0 alice"),
+            ("#lounge", "bob", server_name, server_name, "bob", "H", "0 bob"),
         ])
         self.assertEqual(found[-1].command, "315")
 
@@ -71,7 +71,7 @@ class WhoTests(TestCase):
         found = await carol.sync()
         self.assertEqual([m.command for m in found], ["311", "312", "301", "319", "330", "318"])
         self.assertEqual(replies(found, "311"), [("bob", "bob", server_name, "*", "bob")])
-        self.assertEqual(replies(found, "319"), [("bob", "+#lounge")])
+        self.assertEqual(replies(found, "319"), [("bob", "#lounge")])
         self.assertEqual(replies(found, "330"), [("bob", "bob", "is logged in as")])
 
         bob.send("AWAY")
@@ -100,7 +100,7 @@ class WhoTests(TestCase):
         await alice.ok("CREATE_ROOM:lounge")
         bob = await irc_user(self, server, "bob")
         bob.send("WHOIS alice")
-        self.assertEqual(replies(await bob.sync(), "319"), [("alice", "~#lounge")])
+        self.assertEqual(replies(await bob.sync(), "319"), [("alice", "@#lounge")])
 
 
 class ListTests(TestCase):

@@ -141,7 +141,7 @@ class SameRoomTests(TestCase):
         self.assertEqual((joined[0].command, joined[0].params[0], joined[0].source.split("!")[0]),
                          ("JOIN", "#lounge", "bob"))
         [names] = [m for m in joined if m.command == "353"]
-        self.assertEqual(sorted(names.params[-1].split()), ["+bob", "~alice"])
+        self.assertEqual(sorted(names.params[-1].split()), ["@alice", "bob"])
         self.assertEqual(await alice.event("USER_JOINED:"), "USER_JOINED:lounge:bob")
 
         await alice.ok("SEND_MESSAGE:lounge:hello from telnet")

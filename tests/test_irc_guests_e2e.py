@@ -45,7 +45,7 @@ class GuestTests(TestCase):
         bar.send("JOIN #lounge")
         joined = await bar.until("366")
         [names] = [m for m in joined if m.command == "353"]
-        self.assertEqual(sorted(names.params[-1].split()), ["+bar-1a2b3c4d5e", "~alice"])
+        self.assertEqual(sorted(names.params[-1].split()), ["@alice", "bar-1a2b3c4d5e"])
         self.assertEqual(await alice.event("USER_JOINED:"), "USER_JOINED:lounge:bar-1a2b3c4d5e")
         bar.send("PRIVMSG #lounge :hi from a guest")
         event = await alice.event("MESSAGE:")
@@ -106,7 +106,7 @@ class GuestTests(TestCase):
         again.send("JOIN #empty")
         joined = await again.until("366")
         [names] = [m for m in joined if m.command == "353"]
-        self.assertEqual(names.params[-1], "~bar")
+        self.assertEqual(names.params[-1], "@bar")
 
     async def test_without_guests_a_notice(self):
         """Without C{--irc-guests} nothing changes: a notice says how to log in, and JOIN needs an account."""

@@ -92,7 +92,7 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual([r[0] for r in replies], ["001", "002", "003", "004", "005", "375", "372", "376", "NOTICE"])
         self.assertEqual(replies[0][1], "alice")
         isupport = replies[4]
-        for token in ("CHANTYPES=#", "PREFIX=(qaov)~&@+", "CASEMAPPING=ascii", "NICKLEN=20", f"NETWORK={SERVER}"):
+        for token in ("CHANTYPES=#", "PREFIX=(oh)@%", "CASEMAPPING=ascii", "NICKLEN=20", f"NETWORK={SERVER}"):
             self.assertIn(token, isupport)
         self.assertIn("not logged in", replies[-1][-1])
         self.assertEqual(connection.request(":x JOIN #room") and connection.commands("JOIN #room"),
@@ -103,8 +103,10 @@ class RegistrationTests(SynchronousTestCase):
         connection = IRCConnection()
         [ls] = connection.commands("CAP LS 302")
         self.assertEqual(ls[:3], ("CAP", "*", "LS"))
-        self.assertEqual(set(ls[3].split()), {"batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message",
-                                              "labeled-response", "message-tags", "sasl=PLAIN", "server-time"})
+        self.assertEqual(set(ls[3].split()), {"account-notify", "account-tag", "away-notify", "batch", "cap-notify",
+                                              "draft/chathistory", "draft/message-redaction", "draft/read-marker",
+                                              "echo-message", "extended-join", "labeled-response", "message-tags",
+                                              "multi-prefix", "sasl=PLAIN", "server-time"})
         connection.request("NICK alice")
         self.assertEqual(connection.request("USER alice 0 * :Alice"), [])
         self.assertEqual(connection.commands("CAP REQ :echo-message bogus"), [("CAP", "alice", "NAK", "echo-message bogus")])
@@ -132,7 +134,10 @@ class RegistrationTests(SynchronousTestCase):
         self.assertNotIn("NOTICE", [r[0] for r in welcome])
 
     def test_sasl_before_nick(self):
-        """A client that logs in with SASL before NICK and USER registers once they come."""
+        """
+        A client that logs in with SASL before it sends NICK registers with
+        whatever nick it sends then: the welcome addresses the account.
+        """
         connection = IRCConnection()
         connection.account("alice")
         connection.request("CAP LS 302")
@@ -140,9 +145,11 @@ class RegistrationTests(SynchronousTestCase):
         connection.request("AUTHENTICATE PLAIN")
         self.assertEqual([r[0] for r in connection.commands("AUTHENTICATE " + plain("alice", PASSWORD))],
                          ["900", "903"])
-        connection.request("NICK alice")
-        connection.request("USER alice 0 * :Alice")
-        self.assertEqual(connection.commands("CAP END")[0][:2], ("001", "alice"))
+        connection.request("USER f 0 * :Alice")
+        self.assertEqual(connection.request("NICK other"), [])
+        welcome = connection.commands("CAP END")
+        self.assertEqual(welcome[0][:2], ("001", "alice"))
+        self.assertEqual(connection.commands("NICK other")[0][:3], ("FAIL", "NICK", "CANNOT_CHANGE_NICK"))
 
     def test_sasl_chunked(self):
         """

@@ -12,7 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lairchat import events, validation
 from lairchat.irc.message import parse, serialize
-from lairchat.irc.render import ROLE_MODES, irc_text, plain_text, render_event, time_tag, variant
+from lairchat.irc.render import (
+    ISUPPORT_PREFIX, RENDER_CAPS, ROLE_MODES, irc_text, plain_text, prefixes, render_event, time_tag, variant,
+)
 from lairchat.tap import Options, makeService
 
 ROOM = events.RoomRef(7, "lounge")
@@ -43,6 +45,7 @@ EVERY_EVENT = [
     events.RoleChanged(ROOM, 2, "bob", "moderator", "carol"),
     events.RoleChanged(ROOM, 2, "bob", "guest", "carol"),
     events.TopicChanged(ROOM, "carol", "new topic"),
+    events.TagsSent(ROOM, "t01", 2, "bob", "+typing=active"),
     events.InvitationReceived(5, 1, "carol", "secret", "member", 0, "come in"),
     events.InvitationAccepted(5, 1, "bob", "secret"),
     events.InvitationDeclined(5, 1, "bob", "secret"),
@@ -50,6 +53,8 @@ EVERY_EVENT = [
     events.InvitationExpired(5, 3, 1, "secret"),
     events.InvitationReminder(5, 1, "secret", 0),
     events.PresenceChanged(2, "bob", True, (7,)),
+    events.AwayChanged(2, "bob", "lunch", (7,)),
+    events.GuestLoggedIn(2, "bob", "robert", (7,)),
     events.AccountSuspended(1, "abuse"),
     events.SessionsRevoked(1, 4),
     events.ServerRoleChanged(1, "admin"),
@@ -62,9 +67,13 @@ NOT_SHOWN = (events.RoomCreated, events.ConversationOpened, events.MemberAdded, 
 """Events IRC shows nothing for."""
 
 
-def lines(event: events.Event, caps: frozenset = CAPS) -> list[str]:
+ALL_CAPS = frozenset(RENDER_CAPS)
+"""Every capability that changes how events look."""
+
+
+def lines(event: events.Event, caps: frozenset = CAPS, realname_of=None) -> list[str]:
     """The serialized lines of an event for alice (id 1)."""
-    return [serialize(m) for m in render_event(event, 1, "alice", "irc.test", caps)]
+    return [serialize(m) for m in render_event(event, 1, "alice", "irc.test", caps, realname_of)]
 
 
 class RenderTests(SynchronousTestCase):
@@ -74,7 +83,7 @@ class RenderTests(SynchronousTestCase):
         """Every kind renders to lines that parse back, or to nothing for those IRC has no word for."""
         self.assertEqual(len({type(e) for e in EVERY_EVENT}), len(events.EVENT_TYPES))
         for event in EVERY_EVENT:
-            rendered = lines(event)
+            rendered = lines(event, ALL_CAPS)
             if isinstance(event, NOT_SHOWN):
                 self.assertEqual(rendered, [], event)
                 continue
@@ -91,16 +100,126 @@ class RenderTests(SynchronousTestCase):
                          [":carol!carol@irc.test MODE #lounge +b bob!*@*",
                           ":carol!carol@irc.test KICK #lounge bob :banned"])
         self.assertEqual(lines(events.TopicChanged(ROOM, "carol", "t")), [":carol!carol@irc.test TOPIC #lounge :t"])
-        self.assertEqual(lines(events.RoleChanged(ROOM, 2, "bob", "moderator", "carol")),
-                         [":carol!carol@irc.test MODE #lounge -qav+o bob bob bob bob"])
         self.assertEqual(lines(events.MessageSent(DIRECT, 1, 2, "bob", 1000, "hi"), frozenset()),
                          [":bob!bob@irc.test PRIVMSG alice :hi"])
         self.assertEqual(lines(events.ReplySent(ROOM, 2, 1, 2, "bob", 1000, "re"))[0],
                          "@msgid=2;time=1970-01-01T00:00:01.000Z;+draft/reply=1 :bob!bob@irc.test PRIVMSG #lounge :re")
 
     def test_roles(self):
-        """Four roles have a prefix; guests have none."""
-        self.assertEqual([r for r, _, _ in ROLE_MODES], [r for r in validation.ROLES if r != "guest"])
+        """
+        Owners and admins are channel operators (C{@}), moderators halfops
+        (C{%}); members and guests have no prefix.
+        """
+        self.assertEqual({role: prefixes(role) for role in validation.ROLES},
+                         {"owner": "@", "admin": "@", "moderator": "%", "member": "", "guest": ""})
+        self.assertEqual(ISUPPORT_PREFIX, "(oh)@%")
+        self.assertEqual({mode for _, mode, _ in ROLE_MODES}, {"o", "h"})
+
+    def test_role_changes(self):
+        """
+        A role change is the MODE between the two roles' modes (none when
+        they show alike), then a notice naming the lairchat role.
+        """
+        def change(previous: str, role: str) -> list[str]:
+            return lines(events.RoleChanged(ROOM, 2, "bob", role, "carol", previous))
+
+        notice = ":irc.test NOTICE #lounge :carol made bob {} of #lounge"
+        mode = ":carol!carol@irc.test MODE #lounge {}"
+        self.assertEqual(change("member", "moderator"), [mode.format("+h bob"), notice.format("moderator")])
+        self.assertEqual(change("moderator", "admin"), [mode.format("-h+o bob bob"), notice.format("admin")])
+        self.assertEqual(change("admin", "owner"), [notice.format("owner")])
+        self.assertEqual(change("owner", "member"), [mode.format("-o bob"), notice.format("member")])
+        self.assertEqual(change("guest", "member"), [notice.format("member")])
+        # not knowing the previous role, every other role mode is taken off
+        self.assertEqual(change("", "moderator"), [mode.format("-o+h bob bob"), notice.format("moderator")])
+        self.assertEqual(change("", "member"), [mode.format("-oh bob bob"), notice.format("member")])
+
+    def test_client_tags(self):
+        """Client-only tags go to viewers with message-tags only, beside the server's tags."""
+        sent = events.MessageSent(ROOM, 5, 2, "bob", 1000, "hi", client_tags="+baz=bat")
+        [tagged] = lines(sent)
+        self.assertEqual(parse(tagged).tags, {"msgid": "5", "time": "1970-01-01T00:00:01.000Z", "+baz": "bat"})
+        [timed] = lines(sent, frozenset({"server-time"}))
+        self.assertEqual(parse(timed).tags, {"time": "1970-01-01T00:00:01.000Z"})
+        self.assertEqual(lines(sent, frozenset()), [":bob!bob@irc.test PRIVMSG #lounge :hi"])
+        direct = events.DirectMessageSent(9, 3, 2, "bob", 1, "alice", 1000, "psst", client_tags="+x=y")
+        self.assertEqual(parse(lines(direct)[0]).tags["+x"], "y")
+
+    def test_reply_keeps_the_clients_reply_tag(self):
+        """A reply shows the message the client answered when it named one, else the thread's root."""
+        [line] = lines(events.ReplySent(ROOM, 9, 1, 2, "bob", 1000, "re", client_tags="+draft/reply=7"))
+        self.assertEqual(parse(line).tags["+draft/reply"], "7")
+        [line] = lines(events.ReplySent(ROOM, 9, 1, 2, "bob", 1000, "re"))
+        self.assertEqual(parse(line).tags["+draft/reply"], "1")
+
+    def test_account_tag(self):
+        """With account-tag, lines from an account carry it; a guest's carry none."""
+        caps = frozenset({"account-tag"})
+        [line] = lines(events.MessageSent(ROOM, 5, 2, "bob", 1000, "hi"), caps)
+        self.assertEqual(parse(line).tags, {"account": "bob"})
+        [line] = lines(events.MessageSent(ROOM, 5, 2, "bob", 1000, "hi", guest=True), caps)
+        self.assertEqual(parse(line).tags, {})
+        invite = lines(events.InvitationReceived(5, 1, "carol", "secret", "member", 0, ""), caps)[0]
+        self.assertEqual(parse(invite).tags, {"account": "carol"})
+        [line] = lines(events.MessageSent(ROOM, 5, 2, "bob", 1000, "hi"), frozenset())
+        self.assertEqual(parse(line).tags, {})
+
+    def test_tagmsg(self):
+        """Tags sent alone are a TAGMSG with its msgid, for viewers with message-tags only."""
+        sent = events.TagsSent(ROOM, "t0a", 2, "bob", "+typing=active")
+        self.assertEqual(lines(sent), ["@+typing=active;msgid=t0a :bob!bob@irc.test TAGMSG #lounge"])
+        self.assertEqual(lines(sent, frozenset({"server-time", "away-notify"})), [])
+        to_alice = events.TagsSent(DIRECT, "t0b", 2, "bob", "+typing=active")
+        self.assertEqual(parse(lines(to_alice)[0]).params, ("alice",))
+
+    def test_reactions(self):
+        """
+        A reaction is a TAGMSG with +draft/react and +draft/reply for
+        viewers with message-tags, a notice for the others; taking one
+        back is always a notice.
+        """
+        added = events.ReactionAdded(ROOM, 5, "bob", "👍")
+        self.assertEqual(lines(added), ["@+draft/react=👍;+draft/reply=5 :bob!bob@irc.test TAGMSG #lounge"])
+        self.assertEqual(lines(added, frozenset()), [":irc.test NOTICE #lounge :bob reacted 👍 to message 5"])
+        removed = events.ReactionRemoved(ROOM, 5, "bob", "👍")
+        self.assertEqual(lines(removed), [":irc.test NOTICE #lounge :bob took back 👍 on message 5"])
+
+    def test_redaction(self):
+        """A deletion is REDACT (with its reason) for draft/message-redaction, a notice otherwise."""
+        caps = frozenset({"draft/message-redaction"})
+        self.assertEqual(lines(events.MessageDeleted(ROOM, 5, "bob", "oops"), caps),
+                         [":bob!bob@irc.test REDACT #lounge 5 oops"])
+        self.assertEqual(lines(events.MessageDeleted(DIRECT, 5, "bob"), caps), [":bob!bob@irc.test REDACT alice 5"])
+        self.assertEqual(lines(events.MessageDeleted(ROOM, 5, "bob", "oops")),
+                         [":irc.test NOTICE #lounge :bob deleted message 5"])
+
+    def test_extended_join(self):
+        """
+        With extended-join a JOIN names the account (C{*} for a guest) and
+        the real name (when known here, else the nick); with away-notify,
+        an away joiner's AWAY follows.
+        """
+        caps = frozenset({"extended-join"})
+        joined = events.UserJoined(ROOM, 2, "bob")
+        self.assertEqual(lines(joined, caps, {2: "Bob B"}.get), [":bob!bob@irc.test JOIN #lounge bob :Bob B"])
+        self.assertEqual(lines(joined, caps), [":bob!bob@irc.test JOIN #lounge bob bob"])
+        self.assertEqual(lines(events.UserJoined(ROOM, 2, "bob", guest=True), caps),
+                         [":bob!bob@irc.test JOIN #lounge * bob"])
+        away = events.UserJoined(ROOM, 2, "bob", away="lunch")
+        self.assertEqual(lines(away, frozenset({"away-notify"})),
+                         [":bob!bob@irc.test JOIN #lounge", ":bob!bob@irc.test AWAY lunch"])
+        self.assertEqual(lines(away, frozenset()), [":bob!bob@irc.test JOIN #lounge"])
+
+    def test_away_and_account_notify(self):
+        """AWAY with away-notify, ACCOUNT with account-notify; nothing without them."""
+        caps = frozenset({"away-notify", "account-notify"})
+        self.assertEqual(lines(events.AwayChanged(2, "bob", "gone fishing", (7,)), caps),
+                         [":bob!bob@irc.test AWAY :gone fishing"])
+        self.assertEqual(lines(events.AwayChanged(2, "bob", "", (7,)), caps), [":bob!bob@irc.test AWAY"])
+        self.assertEqual(lines(events.GuestLoggedIn(2, "bob", "robert", (7,)), caps),
+                         [":bob!bob@irc.test ACCOUNT robert"])
+        self.assertEqual(lines(events.AwayChanged(2, "bob", "x", (7,))), [])
+        self.assertEqual(lines(events.GuestLoggedIn(2, "bob", "robert", (7,))), [])
 
     def test_variants(self):
         """Room events are rendered once for every viewer with the same tag caps; user events per viewer."""

@@ -98,7 +98,8 @@ class ServiceTests(TestCase):
 
         lines, seen = await ask(alice, "SET_ROLE:hall:carol:moderator")
         self.assertEqual(lines, ["OK:SET_ROLE:hall:carol:moderator"])
-        self.assertEqual([(m.command, m.params) for m in seen], [("MODE", ("#hall", "-qav+o", *["carol"] * 4))])
+        self.assertEqual([(m.command, m.params) for m in seen],
+                         [("MODE", ("#hall", "+h", "carol")), ("NOTICE", ("#hall", "alice made carol moderator of #hall"))])
         self.assertEqual(await carol.event("ROLE_CHANGED:"), "ROLE_CHANGED:hall:carol:moderator:alice")
 
         lines, seen = await ask(alice, "SEND_MESSAGE:hall:from the service")

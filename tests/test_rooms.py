@@ -901,7 +901,7 @@ class EventRecordingTests(RoomsTestCase):
         )
         self.assertEqual(found, [
             (UserLeft(hall, alice.id, "alice"), xid),
-            (RoleChanged(hall, bob.id, "bob", "owner", "alice"), xid),
+            (RoleChanged(hall, bob.id, "bob", "owner", "alice", "admin"), xid),
             (MemberRemoved(RoomRef(hall.id), alice.id), xid),
         ])
 
@@ -934,7 +934,7 @@ class EventRecordingTests(RoomsTestCase):
         xid = await writer(
             self.store, "SELECT xmin FROM room_members WHERE room_id = %s AND user_id = %s", (hall.id, bob.id)
         )
-        self.assertEqual(found, [(RoleChanged(hall, bob.id, "bob", "moderator", "adm"), xid)])
+        self.assertEqual(found, [(RoleChanged(hall, bob.id, "bob", "moderator", "adm", "member"), xid)])
         await self.records_nothing(rooms["adm"], "SET_ROLE:hall:bob:moderator")
         await self.records_nothing(rooms["adm"], "SET_ROLE:hall:alice:guest")
         await self.records_nothing(rooms["bob"], "SET_ROLE:hall:adm:guest")

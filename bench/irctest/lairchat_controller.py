@@ -61,10 +61,16 @@ class LairchatController(BaseServerController, DirectoryBasedController):
 
     capabilities = frozenset(
         (
+            Capabilities.ACCOUNT_NOTIFY,
+            Capabilities.ACCOUNT_TAG,
+            Capabilities.AWAY_NOTIFY,
             Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
+            Capabilities.EXTENDED_JOIN,
             Capabilities.LABELED_RESPONSE,
+            Capabilities.MESSAGE_REDACTION,
             Capabilities.MESSAGE_TAGS,
+            Capabilities.MULTI_PREFIX,
             Capabilities.READ_MARKER,
             Capabilities.SERVER_TIME,
         )
@@ -79,7 +85,7 @@ class LairchatController(BaseServerController, DirectoryBasedController):
 
     isupport = {
         "CASEMAPPING": "ascii",
-        "PREFIX": "(qaov)~&@+",
+        "PREFIX": "(oh)@%",
         "UTF8ONLY": None,
     }
 

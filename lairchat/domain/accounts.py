@@ -31,6 +31,7 @@ from lairchat.domain import access
 from lairchat.errors import (
     AccessDenied, AccountLocked, ChatError, InvalidCredentials, PermissionDenied, SessionExpired,
 )
+from lairchat.events import AwayChanged, GuestLoggedIn
 from lairchat.login_throttle import ADDRESS, Reservation, ThrottleRule
 from lairchat.models import User, iso_moment
 
@@ -157,14 +158,20 @@ async def rename_guest(actor: Any, nick: str) -> User:
     return renamed
 
 
-async def end_guest(actor: Any) -> None:
+async def end_guest(actor: Any, account: str = "") -> None:
     """
-    The acting guest's connection closed: leave every room it is in, as
-    C{LEAVE_ROOM} does (its events go out; a room it leaves empty is
-    deleted, so the next joiner founds it afresh), then delete it.  Its
-    messages stay, anonymised (see L{lairchat.store.users.UserStore.remove_guest}).
+    The acting guest's connection closed, or it logged in to C{account}:
+    leave every room it is in, as C{LEAVE_ROOM} does (its events go out; a
+    room it leaves empty is deleted, so the next joiner founds it afresh),
+    then delete it.  Its messages stay, anonymised (see
+    L{lairchat.store.users.UserStore.remove_guest}).  A guest that logged
+    in first tells the members of its rooms so (L{GuestLoggedIn}).
     """
     user, store = actor.user, actor.store
+    if account:
+        event = GuestLoggedIn(user.id, user.username, account, tuple(await store.events.room_ids_of(user.id)),
+                              origin=actor.origin)
+        await actor.server.bus.committed(await store.events.record([event], actor.origin), [event])
     for room in await store.rooms.rooms_of_member(user.id):
         outbox = actor.outbox()
         if await store.rooms.leave(room, user, outbox) is not None:
@@ -390,6 +397,31 @@ async def known(actor: Any, name: str) -> User:
 async def is_online(actor: Any, user: User) -> bool:
     """Whether the user is logged in on any node."""
     return user.id in await actor.store.events.online_user_ids([user.id])
+
+
+async def away(actor: Any, user: User) -> str | None:
+    """The away text of a user online on some node (empty when not away); L{None} when they are offline."""
+    return (await actor.store.events.online_with_away([user.id])).get(user.id)
+
+
+async def set_away(actor: Any, text: str) -> bool:
+    """
+    Mark the acting user away, on every node, with C{text} (empty: back).
+    Those who share a room or conversation with them are told
+    (L{AwayChanged}); the mark lasts until they come back or are online
+    nowhere.
+
+    @return: whether it changed.
+    """
+    user = actor.user
+    outbox = actor.outbox()
+
+    def announce(room_ids: list[int]) -> AwayChanged:
+        return AwayChanged(user.id, user.username, text, tuple(room_ids), user.guest)
+
+    changed = await actor.store.events.set_away(user.id, text, outbox, announce)
+    await actor.deliver(outbox)
+    return changed
 
 
 async def online_usernames(actor: Any) -> list[str]:

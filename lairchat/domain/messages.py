@@ -15,6 +15,7 @@ the store shares among the messages sent meanwhile (group commit); the
 other changes record their events in their own transaction.
 """
 
+import secrets
 from typing import Any
 
 from attrs import evolve, frozen
@@ -34,6 +35,7 @@ from lairchat.events import (
     ReactionRemoved,
     ReplySent,
     RoomRef,
+    TagsSent,
 )
 from lairchat.models import (
     Activity, Conversation, Found, HistoryWindow, Message, MessageAccess, Party, ReactionSummary, Room, Unread, User,
@@ -195,18 +197,19 @@ async def send(actor: Any, ref: str, text: str) -> Sent:
     return await send_to_room(actor, ref, text)
 
 
-async def send_to_room(actor: Any, name: str, text: str) -> Sent:
+async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "") -> Sent:
     """
     Send a message to a room by name.  The room's id comes from the node's
     memory of names it resolved before, or from a look-up, which also says
-    why a message is refused.
+    why a message is refused.  C{client_tags} (IRC's C{+tag}s) go with its
+    event to the members, and are not stored.
     """
     me, names = actor.user, actor.server.room_names
     ref = names.get(name.lower())
     if ref is None:
         room, _ = await resolve(actor, name, "send")
         ref = names.remember(RoomRef(room.id, room.name))
-    template = MessageSent(ref, 0, me.id, me.username, 0, text, origin=actor.origin)
+    template = MessageSent(ref, 0, me.id, me.username, 0, text, me.guest, client_tags, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         names.forget(ref)
@@ -224,12 +227,13 @@ async def send_to_room(actor: Any, name: str, text: str) -> Sent:
     return Sent(posted.message, ref.name)
 
 
-async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
+async def send_direct(actor: Any, name: str, text: str, client_tags: str = "") -> tuple[Message, User]:
     """
     Send a direct message, starting the conversation on first use.  The
     recipient's connections, on any node, get it now (and the first that
     shows it notes it as delivered: L{Receipts}); otherwise it is handed
-    to them at their next login.
+    to them at their next login (without C{client_tags}, which only go
+    with the live event).
 
     @return: the message and its recipient.
     @raise NotFound: no such user.
@@ -237,21 +241,55 @@ async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
     """
     me = actor.user
     other = await direct_recipient(actor, name)
-    outbox = actor.outbox()
-    room = await actor.store.conversations.open(Party(me.id, me.username), Party(other.id, other.username), outbox)
-    await actor.deliver(outbox)
-    template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text,
-                                 origin=actor.origin)
+    room = await _conversation(actor, other)
+    template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text, me.guest,
+                                 client_tags, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         raise AccessDenied(f"you cannot write to {other.username}")
     return posted.message, other
 
 
-async def reply(actor: Any, parent_id: int, text: str) -> Sent:
+async def _conversation(actor: Any, other: User) -> Room:
+    """The direct conversation of the actor and C{other}, started on first use."""
+    me = actor.user
+    outbox = actor.outbox()
+    room = await actor.store.conversations.open(Party(me.id, me.username), Party(other.id, other.username), outbox)
+    await actor.deliver(outbox)
+    return room
+
+
+async def send_tags(actor: Any, ref: str, tags: str) -> TagsSent:
+    """
+    Send client-only tags without a message (IRC C{TAGMSG}) to a room, or
+    to a user when C{ref} is C{@<user>} (starting the conversation on first
+    use): relayed to the members who are online, never stored.
+
+    @return: the event sent.
+    @raise NotFound: no such room or user (or a private room the actor is not in).
+    @raise AccessDenied: the actor is not a member.
+    @raise PermissionDenied: the actor's role may not send there.
+    @raise InvalidInput: tags to oneself.
+    """
+    me = actor.user
+    if ref.startswith("@"):
+        other = await direct_recipient(actor, ref[1:])
+        room = await _conversation(actor, other)
+        target = RoomRef(room.id, "", ((me.id, me.username), (other.id, other.username)))
+    else:
+        room, _ = await member_room(actor, ref, "send")
+        target = RoomRef(room.id, room.name)
+    event = TagsSent(target, f"t{secrets.token_hex(8)}", me.id, me.username, tags, me.guest, origin=actor.origin)
+    seqs = await actor.store.events.record([event], actor.origin)
+    await actor.server.bus.committed(seqs, [event])
+    return event
+
+
+async def reply(actor: Any, parent_id: int, text: str, client_tags: str = "") -> Sent:
     """
     Reply to a message, in its room, in its thread (threads are one level
-    deep: a reply to a reply joins the same thread).
+    deep: a reply to a reply joins the same thread).  C{client_tags} as for
+    L{send_to_room}.
 
     @raise NotFound: no such message (or not the actor's to see, or gone meanwhile).
     """
@@ -259,7 +297,7 @@ async def reply(actor: Any, parent_id: int, text: str) -> Sent:
     root = access.message.parent_id or access.message.id
     ref = await room_ref(actor, access.room)
     me = actor.user
-    template = ReplySent(ref, 0, root, me.id, me.username, 0, text, origin=actor.origin)
+    template = ReplySent(ref, 0, root, me.id, me.username, 0, text, me.guest, client_tags, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         raise NotFound(f"no message {parent_id}")
@@ -292,10 +330,10 @@ async def edit(actor: Any, message_id: int, text: str) -> Message:
     return edited
 
 
-async def delete(actor: Any, message_id: int) -> None:
+async def delete(actor: Any, message_id: int, reason: str = "") -> None:
     """
     Delete a message: one's own, or any as a member whose role allows
-    C{delete_any}.
+    C{delete_any}; C{reason} goes with its event.
 
     @raise NotFound: no such message, or already deleted.
     @raise PermissionDenied: someone else's, and the role does not allow it.
@@ -305,7 +343,7 @@ async def delete(actor: Any, message_id: int) -> None:
         permissions.require(access.role, "delete_any")
     ref = await room_ref(actor, access.room)
     outbox = actor.outbox()
-    if not await actor.store.messages.delete(message_id, outbox, [MessageDeleted(ref, message_id, actor.user.username)]):
+    if not await actor.store.messages.delete(message_id, outbox, [MessageDeleted(ref, message_id, actor.user.username, reason)]):
         raise NotFound(f"no message {message_id}")
     await actor.deliver(outbox)
 
@@ -322,11 +360,11 @@ async def react(actor: Any, message_id: int, emoji: str, add: bool = True) -> No
     user = actor.user
     outbox = actor.outbox()
     if add:
-        event = ReactionAdded(ref, message_id, user.username, emoji)
+        event = ReactionAdded(ref, message_id, user.username, emoji, user.guest)
         if not await actor.store.messages.add_reaction(message_id, user.id, emoji, outbox, [event]):
             raise Conflict(f"you already reacted to message {message_id} with {emoji}")
     else:
-        event = ReactionRemoved(ref, message_id, user.username, emoji)
+        event = ReactionRemoved(ref, message_id, user.username, emoji, user.guest)
         if not await actor.store.messages.remove_reaction(message_id, user.id, emoji, outbox, [event]):
             raise NotFound(f"you have not reacted to message {message_id} with {emoji}")
     await actor.deliver(outbox)

@@ -24,10 +24,14 @@ from lairchat.models import BanEntry, Member, Room, RoomSummary, User
 
 @frozen
 class MemberStatus:
-    """A member of a room, and whether they are online (on any node)."""
+    """
+    A member of a room, whether they are online (on any node), and their
+    away text (empty when not away, or offline).
+    """
 
     member: Member
     online: bool
+    away: str = ""
 
 
 @frozen
@@ -130,15 +134,15 @@ async def info(actor: Any, name: str) -> RoomSummary:
 
 async def members(actor: Any, name: str) -> Roster:
     """
-    Who is in a room the actor can see, with their roles and whether they
-    are online.
+    Who is in a room the actor can see, with their roles, whether they
+    are online and their away texts.
 
     @raise NotFound: no such room, or one the actor may not see.
     """
     room, _ = await visible_room(actor, name)
     found = await actor.store.rooms.members(room.id)
-    online = await actor.store.events.online_user_ids([m.user_id for m in found])
-    return Roster(room, tuple(MemberStatus(m, m.user_id in online) for m in found))
+    online = await actor.store.events.online_with_away([m.user_id for m in found])
+    return Roster(room, tuple(MemberStatus(m, m.user_id in online, online.get(m.user_id, "")) for m in found))
 
 
 async def bans(actor: Any, name: str) -> tuple[Room, list[BanEntry]]:

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_irc_protocol -*-
 """
 The IRC commands: registration (C{CAP}, C{NICK}, C{USER}, C{PASS}, SASL
-C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TOPIC},
-C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
+C{AUTHENTICATE}), then C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE}, C{TAGMSG},
+C{REDACT}, C{TOPIC}, C{NAMES}, C{PING}, C{PONG} and C{QUIT}; the commands about users
 (C{WHO}, C{WHOIS}, C{AWAY}, C{OPER}) are in L{lairchat.irc.users}, those
 about channels (C{LIST}, C{KICK}, C{MODE}, C{INVITE}) in
 L{lairchat.irc.channels}, history and read markers (C{CHATHISTORY},
@@ -37,16 +37,22 @@ from lairchat.events import Origin
 from lairchat.irc.channels import ChannelCommands, room_of
 from lairchat.irc.history import CHATHISTORY_MAX, HistoryCommands
 from lairchat.irc.batch import labeled
-from lairchat.irc.message import Message, echoed, message, parse, serialize
-from lairchat.irc.render import ISUPPORT_PREFIX, PREFIX_OF, channel, plain_text, render_event
+from lairchat.irc.message import Message, echoed, message, parse, serialize, serialize_tags
+from lairchat.irc.render import (
+    ISUPPORT_PREFIX, REACT_TAG, REPLY_TAG, channel, plain_text, prefixes, render_event,
+)
 from lairchat.irc.replies import Numeric
 from lairchat.irc.service import ServiceCommands, is_service
 from lairchat.irc.users import ConnectionMarks, UserCommands
 from lairchat.router import Outcome, Router
 
-CAPABILITIES = ("batch", "cap-notify", "draft/chathistory", "draft/read-marker", "echo-message", "labeled-response",
-                "message-tags", "sasl", "server-time")
+CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "cap-notify", "draft/chathistory",
+                "draft/message-redaction", "draft/read-marker", "echo-message", "extended-join", "labeled-response",
+                "message-tags", "multi-prefix", "sasl", "server-time")
 """The capabilities this server offers (only those it implements)."""
+
+TAGGED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+"""Commands whose message tags matter (their client-only tags are relayed): called with C{tags=}."""
 
 SASL_MECHANISMS = ("PLAIN",)
 """The SASL mechanisms offered."""
@@ -143,7 +149,10 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
                 raise Numeric("421", request.command, "Unknown command")
             if command not in BEFORE_REGISTRATION and not connection.registered:
                 raise Numeric("451", "You have not registered")
-            lines = await method(connection, request.params)
+            if command in TAGGED:
+                lines = await method(connection, request.params, tags=request.tags)
+            else:
+                lines = await method(connection, request.params)
             if lines is CLOSE:
                 lines, close = [], True
             elif lines and lines[-1] is CLOSE:
@@ -364,7 +373,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         if guest is not None:
             # a guest that logs in to an account stops being one
             connection.guest = False
-            await self.guest_left(connection, guest)
+            await self.guest_left(connection, guest, connection.user.username)
         username = connection.user.username
         lines = []
         if connection.registered and connection.nick != username:
@@ -451,7 +460,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             self.numeric(connection, "001", f"Welcome to the {config.server_name} IRC network, {nick}"),
             self.numeric(connection, "002", f"Your host is {config.server_name}, running version {version}"),
             self.numeric(connection, "003", "This server is lairchat: IRC and the line protocol on the same rooms"),
-            self.numeric(connection, "004", config.server_name, version, "i", "qaov"),
+            self.numeric(connection, "004", config.server_name, version, "o", "bhinost"),
             self.numeric(connection, "005", *self.isupport(), "are supported by this server"),
             self.numeric(connection, "375", f"- {config.server_name} Message of the day - "),
             self.numeric(connection, "372", "- Rooms are channels; a private message is a direct message."),
@@ -486,11 +495,15 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         connection.caught_up()
         return lines
 
-    async def guest_left(self, connection: Any, user: Any) -> None:
-        """A guest's connection closed: it leaves its rooms and is deleted (L{accounts.end_guest}); never raises."""
+    async def guest_left(self, connection: Any, user: Any, account: str = "") -> None:
+        """
+        A guest's connection closed, or it logged in to C{account} (which
+        clients with C{account-notify} in its rooms read as C{ACCOUNT}): it
+        leaves its rooms and is deleted (L{accounts.end_guest}); never raises.
+        """
         actor = Actor(self.server, user, Origin(self.server.node, connection.connection_id), connection.address)
         try:
-            await accounts.end_guest(actor)
+            await accounts.end_guest(actor, account)
         except Exception:
             self.log.failure("guest {nick} not removed", nick=user.username)
 
@@ -498,12 +511,16 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
 
     async def joined(self, connection: Any, room: Any) -> list:
         """
-        The lines of a channel the client is in: its C{JOIN}, topic and
-        names, and with C{draft/read-marker} its read marker (C{MARKREAD},
-        before the end of the names).
+        The lines of a channel the client is in: its C{JOIN} (with its
+        account and real name, with C{extended-join}), topic and names,
+        and with C{draft/read-marker} its read marker (C{MARKREAD}, before
+        the end of the names).
         """
         name = channel(room.name)
-        lines: list = [message("JOIN", name, source=connection.source)]
+        extended = ()
+        if "extended-join" in connection.caps:
+            extended = ("*" if connection.guest else connection.user.username, connection.realname or connection.nick)
+        lines: list = [message("JOIN", name, *extended, source=connection.source)]
         if room.topic:
             lines.append(self.numeric(connection, "332", name, room.topic))
         lines += await self.names(connection, room.name)
@@ -516,7 +533,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         roster = await rooms.members(self.actor(connection), room_name)
         name = channel(roster.room.name)
         symbol = "@" if roster.room.privacy == "private" else "="
-        nicks = [PREFIX_OF.get(m.member.role, "") + m.member.username for m in roster.members]
+        nicks = [prefixes(m.member.role) + m.member.username for m in roster.members]
         lines = []
         while nicks:
             batch, size = [], 0
@@ -641,13 +658,43 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
 
     # Messages
 
-    async def irc_PRIVMSG(self, connection: Any, params: tuple, command: str = "PRIVMSG") -> list:
+    def relayed_tags(self, connection: Any, tags: dict | None) -> dict:
+        """
+        The client-only tags (C{+tag}) of a client's message that go on to
+        its recipients: only from a client that enabled C{message-tags}.
+        """
+        if not tags or "message-tags" not in connection.caps:
+            return {}
+        return {key: value for key, value in tags.items() if key.startswith("+")}
+
+    async def replied(self, actor: Actor, ref: str, reply_to: str | None, text: str, section: str) -> bool:
+        """
+        Send C{text} as a reply to the message C{reply_to} (a C{+draft/reply}
+        tag) when that is a message of the conversation C{ref} the actor may
+        send to; whether it was (otherwise the caller sends a plain message).
+        """
+        if reply_to is None or not reply_to.isdigit():
+            return False
+        try:
+            access = await messages.visible_message(actor, int(reply_to), "send")
+            if (await messages.name_for_caller(actor, access.room)).lower() != ref.lower():
+                return False
+        except ChatError:
+            return False
+        await messages.reply(actor, int(reply_to), text, section)
+        return True
+
+    async def irc_PRIVMSG(self, connection: Any, params: tuple, command: str = "PRIVMSG",
+                          tags: dict | None = None) -> list:
         """
         C{PRIVMSG #room :text} sends to a room; C{PRIVMSG nick :text} is a
         direct message (stored and delivered at login when the user is
         offline).  An action is stored as C{/me ...}; other CTCP is dropped.
         C{PRIVMSG <service> :<line>} runs a line-protocol command
         (L{lairchat.irc.service}); a C{NOTICE} to the service is ignored.
+        Client-only tags go on to the recipients (not stored); with
+        C{+draft/reply=<id>} of a message of the same conversation, the
+        message is a reply in its thread.
         """
         if not params or not params[0]:
             raise Numeric("411", f"No recipient given ({command})")
@@ -666,10 +713,13 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             raise Numeric("412", "No text to send")
         validation.text(text)
         actor = self.actor(connection)
+        relayed = self.relayed_tags(connection, tags)
+        reply_to, section = relayed.get(REPLY_TAG), serialize_tags(relayed)
         if target.startswith("#"):
             name = room_of(target)
             try:
-                await messages.send_to_room(actor, name, text)
+                if not await self.replied(actor, name, reply_to, text, section):
+                    await messages.send_to_room(actor, name, text, section)
             except NotFound:
                 raise Numeric("403", target, "No such channel") from None
             except (AccessDenied, PermissionDenied) as refusal:
@@ -678,20 +728,117 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         if not self.valid_nick(target):
             raise Numeric("401", target, "No such nick/channel")
         try:
-            _, recipient = await messages.send_direct(actor, target, text)
+            if await self.replied(actor, "@" + target, reply_to, text, section):
+                recipient = await accounts.known(actor, target)
+            else:
+                _, recipient = await messages.send_direct(actor, target, text, section)
         except NotFound:
             raise Numeric("401", target, "No such nick/channel") from None
-        away = self.marks.away_text(self.server.hub, recipient.id)
-        if away is not None and command == "PRIVMSG":
-            return [self.numeric(connection, "301", recipient.username, away)]
+        if command == "PRIVMSG":
+            away = await accounts.away(actor, recipient)
+            if away:
+                return [self.numeric(connection, "301", recipient.username, away)]
         return []
 
-    async def irc_NOTICE(self, connection: Any, params: tuple) -> list:
+    async def irc_NOTICE(self, connection: Any, params: tuple, tags: dict | None = None) -> list:
         """
         C{NOTICE}: stored and shown as a message, like C{PRIVMSG} (the core
         has no notices); never answered with an error, as IRC says.
         """
-        return await self.irc_PRIVMSG(connection, params, "NOTICE")
+        return await self.irc_PRIVMSG(connection, params, "NOTICE", tags)
+
+    async def irc_TAGMSG(self, connection: Any, params: tuple, tags: dict | None = None) -> list:
+        """
+        C{TAGMSG <#room|nick>}: client-only tags without a message, relayed
+        to the members (or the user) with C{message-tags}, never stored.
+        With C{+draft/react=<emoji>} and C{+draft/reply=<id>} of a message
+        there, it is a lairchat reaction to that message (as
+        C{REACT_MESSAGE}): members with C{message-tags} read it as this
+        C{TAGMSG}, the others as a C{NOTICE}.
+        """
+        if not params or not params[0]:
+            raise Numeric("461", "TAGMSG", "Not enough parameters")
+        self.require_login(connection, "TAGMSG")
+        target = params[0]
+        relayed = self.relayed_tags(connection, tags)
+        if not relayed:
+            return []
+        actor = self.actor(connection)
+        ref = room_of(target) if target.startswith("#") else "@" + target
+        if not target.startswith("#") and not self.valid_nick(target):
+            raise Numeric("401", target, "No such nick/channel")
+        try:
+            if REACT_TAG in relayed and await self.reacted(actor, ref, relayed):
+                return []
+            await messages.send_tags(actor, ref, serialize_tags(relayed))
+        except NotFound:
+            if target.startswith("#"):
+                raise Numeric("403", target, "No such channel") from None
+            raise Numeric("401", target, "No such nick/channel") from None
+        except (AccessDenied, PermissionDenied) as refusal:
+            raise Numeric("404", target, f"Cannot send to channel: {refusal.message}") from None
+        return []
+
+    async def reacted(self, actor: Actor, ref: str, relayed: dict) -> bool:
+        """
+        Add the reaction of a C{TAGMSG}'s C{+draft/react} to the message its
+        C{+draft/reply} names, when that is a message of the conversation
+        C{ref}; whether it is one (reacting so twice changes nothing).
+
+        @raise lairchat.errors.InvalidInput: an emoji lairchat cannot keep.
+        """
+        reply_to = relayed.get(REPLY_TAG)
+        if reply_to is None or not reply_to.isdigit():
+            return False
+        emoji = validation.emoji(relayed[REACT_TAG])
+        try:
+            access = await messages.visible_message(actor, int(reply_to), "react")
+        except ChatError:
+            return False
+        if (await messages.name_for_caller(actor, access.room)).lower() != ref.lower():
+            return False
+        try:
+            await messages.react(actor, int(reply_to), emoji)
+        except Conflict:
+            pass
+        return True
+
+    async def irc_REDACT(self, connection: Any, params: tuple) -> list:
+        """
+        C{REDACT <#room|nick> <msgid> [:reason]} (C{draft/message-redaction}):
+        delete a message as C{DELETE_MESSAGE} does (one's own, or any as a
+        moderator and above).  Clients with the capability read C{REDACT},
+        the sender included; the others a C{NOTICE}.  Refusals are
+        C{FAIL REDACT INVALID_TARGET}, C{UNKNOWN_MSGID} and
+        C{REDACT_FORBIDDEN}.
+        """
+        if len(params) < 2 or not params[0] or not params[1]:
+            raise Numeric("461", "REDACT", "Not enough parameters")
+        self.require_login(connection, "REDACT")
+        target, msgid = params[0], params[1]
+        reason = params[2] if len(params) > 2 else ""
+        validation.text(reason, "reason", validation.TOPIC_MAX, minimum=0)
+        actor = self.actor(connection)
+        try:
+            if target.startswith("#"):
+                ref = (await rooms.info(actor, room_of(target))).room.name
+            else:
+                ref = "@" + (await accounts.known(actor, validation.any_username(target))).username
+        except (Numeric, ChatError):
+            raise Numeric("FAIL", "REDACT", "INVALID_TARGET", target, "no such channel or nick") from None
+        unknown = Numeric("FAIL", "REDACT", "UNKNOWN_MSGID", target, msgid, "no such message there")
+        if not msgid.isdigit():
+            raise unknown
+        try:
+            access = await messages.visible_message(actor, int(msgid))
+            if (await messages.name_for_caller(actor, access.room)).lower() != ref.lower():
+                raise unknown
+            await messages.delete(actor, int(msgid), reason)
+        except (NotFound, AccessDenied):
+            raise unknown from None
+        except PermissionDenied as refusal:
+            raise Numeric("FAIL", "REDACT", "REDACT_FORBIDDEN", target, msgid, refusal.message) from None
+        return []
 
     # Connection
 

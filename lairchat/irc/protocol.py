@@ -32,7 +32,8 @@ from lairchat.protocol import REFUSAL_RATE_CLASS, ChatProtocol, FrontEndFactory
 _UNRENDERED = object()
 """A cache entry not filled yet."""
 
-RATE_CLASSES = {"PRIVMSG": "message", "NOTICE": "message", "PASS": "auth", "AUTHENTICATE": "auth",
+RATE_CLASSES = {"PRIVMSG": "message", "NOTICE": "message", "TAGMSG": "message", "PASS": "auth",
+                "AUTHENTICATE": "auth",
                 "OPER": "auth",
                 "JOIN": "default", "PART": "default"}
 """
@@ -41,8 +42,15 @@ rest); a C{PRIVMSG} to the service draws on its line command's
 (L{lairchat.irc.service.service_rate_class}).
 """
 
-_ECHOED = (events.MessageSent, events.ReplySent, events.DirectMessageSent)
+_ECHOED = (events.MessageSent, events.ReplySent, events.DirectMessageSent, events.TagsSent)
 """Events a connection that caused them sees again when it asked for C{echo-message}."""
+
+_ECHOED_WITH = ((events.ReactionAdded, frozenset({"echo-message", "message-tags"})),
+                (events.MessageDeleted, frozenset({"draft/message-redaction"})))
+"""
+Events a connection that caused them sees again when it asked for all
+these capabilities: its reaction as a C{TAGMSG}, its deletion as a C{REDACT}.
+"""
 
 
 class InputTooLongError(InvalidLength):
@@ -239,6 +247,8 @@ class IRCProtocol(ChatProtocol):
                                              frozenset(self.caps))
                 return True
             return self._show(event, cache)
+        if is_origin and any(isinstance(event, kind) and wanted <= self.caps for kind, wanted in _ECHOED_WITH):
+            return self._show(event, cache)
         if isinstance(event, events.SessionsRevoked):
             if is_origin or self.session_id == event.kept_session:
                 return False
@@ -259,12 +269,22 @@ class IRCProtocol(ChatProtocol):
         key = variant(event, self.user.id, caps)
         data = cache.get(key, _UNRENDERED)
         if data is _UNRENDERED:
-            lines = render_event(event, self.user.id, self.user.username, self.server.config.server_name, caps)
+            lines = render_event(event, self.user.id, self.user.username, self.server.config.server_name, caps,
+                                 self._realname_of)
             data = cache[key] = "".join(serialize(m) + "\r\n" for m in lines).encode("utf-8") or None
         if data is None:
             return False
         self.write_data(data)
         return True
+
+
+    def _realname_of(self, user_id: int) -> str | None:
+        """The real name (of C{USER}) of a user's IRC connection on this node, if any."""
+        for connection in self.server.hub.connections_of(user_id):
+            realname = getattr(connection, "realname", "")
+            if realname:
+                return realname
+        return None
 
 
 class IRCFactory(FrontEndFactory):

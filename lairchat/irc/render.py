@@ -8,8 +8,11 @@ Rooms are channels (C{#<room>}); a user's nick is their username, and their
 mask C{nick!nick@<server name>}.  Messages carry the tags C{msgid} (the
 message id) and C{time} when the viewer asked for C{message-tags} and
 C{server-time}.  Events IRC has a word for become that word (C{PRIVMSG},
-C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE});
-edits, deletions, reactions, invitation answers and server notices become
+C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE},
+C{TAGMSG}, C{AWAY}, C{ACCOUNT}); the IRCv3 capabilities of the viewer
+(L{RENDER_CAPS}) decide the forms (C{account} tags, C{extended-join},
+reactions as C{TAGMSG}, deletions as C{REDACT}); edits, the rest of
+deletions and reactions, invitation answers and server notices become
 C{NOTICE}s; the rest (presence, the memory-only events) is not shown.  See
 C{docs/irc.md}.
 
@@ -21,20 +24,40 @@ formatting codes are stripped on the way in (L{plain_text}).
 
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lairchat import events
-from lairchat.irc.message import Message, message
+from lairchat.irc.message import Message, message, parse_tags
 
-ROLE_MODES = (("owner", "q", "~"), ("admin", "a", "&"), ("moderator", "o", "@"), ("member", "v", "+"))
-"""Each room role with a prefix: its channel mode letter and its prefix (a guest has neither)."""
+ROLE_MODES = (("owner", "o", "@"), ("admin", "o", "@"), ("moderator", "h", "%"))
+"""
+Each room role shown with a channel mode: its mode letter and prefix.
+Owners and admins are channel operators (C{o}, C{@}): they ban and set
+roles, as IRC operators do, and a channel's founder is its owner, so RFC
+clients and bots see the creator as C{@}.  Moderators kick and set topics,
+what halfops (C{h}, C{%}) do where they exist.  Members and guests have no
+prefix.  Everything that shows roles on IRC reads this table.
+"""
 
 MODE_OF = {role: mode for role, mode, _ in ROLE_MODES}
 PREFIX_OF = {role: prefix for role, _, prefix in ROLE_MODES}
 
-ISUPPORT_PREFIX = "(" + "".join(m for _, m, _ in ROLE_MODES) + ")" + "".join(p for _, _, p in ROLE_MODES)
-"""The C{PREFIX} token of C{005}: C{(qaov)~&@+}."""
+CHANNEL_MODES = tuple(dict.fromkeys((mode, prefix) for _, mode, prefix in ROLE_MODES))
+"""The role modes and their prefixes, highest first, each once: C{(("o", "@"), ("h", "%"))}."""
+
+ISUPPORT_PREFIX = "(" + "".join(m for m, _ in CHANNEL_MODES) + ")" + "".join(p for _, p in CHANNEL_MODES)
+"""The C{PREFIX} token of C{005}: C{(oh)@%}."""
+
+
+def prefixes(role: str | None) -> str:
+    """
+    Every prefix a member with C{role} holds, highest first (what
+    C{multi-prefix} asks for): a member holds one role, so at most one.
+    """
+    return PREFIX_OF.get(role, "") if role else ""
+
 
 ACTION_PREFIX = "/me "
 """How an IRC action (C{CTCP ACTION}) is stored as text."""
@@ -42,7 +65,17 @@ ACTION_PREFIX = "/me "
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 TAG_CAPS = frozenset({"message-tags", "server-time"})
+"""The capabilities that give a line its C{msgid} and C{time} tags (history lines always carry them)."""
+
+RENDER_CAPS = frozenset({"message-tags", "server-time", "account-tag", "account-notify", "extended-join",
+                         "away-notify", "draft/message-redaction"})
 """The capabilities that change how an event is rendered."""
+
+REPLY_TAG = "+draft/reply"
+"""The client tag naming the message a message (or a reaction) answers."""
+
+REACT_TAG = "+draft/react"
+"""The client tag of a reaction (on a C{TAGMSG})."""
 
 _FORMATTING = re.compile(r"\x03(\d{1,2}(,\d{1,2})?)?|\x04[0-9a-fA-F]{0,6}(,[0-9a-fA-F]{1,6})?|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
 
@@ -120,18 +153,36 @@ def message_tags(caps: frozenset, message_id: int | None = None, ts: int | None 
     return tags
 
 
-def role_mode(room_name: str, nick: str, role: str, by_source: str) -> Message:
+def account_tag(caps: frozenset, nick: str, guest: bool) -> dict:
+    """The C{account} tag of a line from C{nick}, for a viewer with C{account-tag}; a guest has none."""
+    return {"account": nick} if "account-tag" in caps and not guest else {}
+
+
+def client_tags(caps: frozenset, section: str) -> dict:
+    """The client-only tags of an event (a tag section), for a viewer with C{message-tags}."""
+    return parse_tags(section) if section and "message-tags" in caps else {}
+
+
+def role_modes(room_name: str, nick: str, role: str, previous: str, by_source: str) -> list[Message]:
     """
-    The C{MODE} line of a role change: every role mode taken off, the new
-    one (if any) given, so a client's idea of the prefixes ends right
-    whatever it was.
+    The C{MODE} line of a role change from C{previous} to C{role}: the
+    previous role's mode taken off, the new one's given (none when both
+    roles show as the same mode).  With C{previous} unknown (empty), every
+    other role mode is taken off, so a client's prefixes end right whatever
+    they were.
     """
-    letters = [mode for _, mode, _ in ROLE_MODES]
     new = MODE_OF.get(role)
-    removed = [m for m in letters if m != new]
-    modes = "-" + "".join(removed) + (("+" + new) if new else "")
-    return message("MODE", channel(room_name), modes, *([nick] * (len(removed) + (1 if new else 0))),
-                   source=by_source)
+    if previous:
+        old = MODE_OF.get(previous)
+        removed = [old] if old and old != new else []
+        added = [new] if new and new != old else []
+    else:
+        removed = [m for m, _ in CHANNEL_MODES if m != new]
+        added = [new] if new else []
+    if not removed and not added:
+        return []
+    modes = ("-" + "".join(removed) if removed else "") + ("+" + "".join(added) if added else "")
+    return [message("MODE", channel(room_name), modes, *([nick] * (len(removed) + len(added))), source=by_source)]
 
 
 def stored_message_event(stored: Any, room: events.RoomRef) -> events.Event:
@@ -156,22 +207,33 @@ def variant(event: events.Event, viewer_id: int, caps: frozenset) -> tuple:
     lines (rendered once).
     """
     shared = isinstance(event, events.RoomEvent) and not event.room.is_direct
-    return ("irc", caps & TAG_CAPS, None if shared else viewer_id)
+    shared = shared or isinstance(event, (events.AwayChanged, events.GuestLoggedIn))
+    return ("irc", caps & RENDER_CAPS, None if shared else viewer_id)
 
 
 def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_name: str,
-                 caps: frozenset) -> list[Message]:
+                 caps: frozenset, realname_of: Callable[[int], str | None] | None = None) -> list[Message]:
     """
     The lines that show C{event} to the viewer (whose id and nick are
     given) on a connection with C{caps}; empty when IRC shows nothing.
+    C{realname_of} gives the real name of a user connected to this node
+    (for C{extended-join}; the nick stands for it otherwise).
     """
     def src(nick: str) -> str:
         return mask(nick, server_name)
 
+    def conversation_target(room: events.RoomRef, author: str) -> str:
+        """Where a line in a room goes: its channel; in a direct conversation, the other party's nick."""
+        if not room.is_direct:
+            return channel(room.name)
+        return room.other_party(viewer_id) if author == viewer_nick else viewer_nick
+
     if isinstance(event, (events.MessageSent, events.ReplySent)):
         tags = message_tags(caps, event.message_id, event.ts)
+        tags.update(client_tags(caps, event.client_tags))
         if isinstance(event, events.ReplySent) and "message-tags" in caps:
-            tags["+draft/reply"] = str(event.parent_id)
+            tags.setdefault(REPLY_TAG, str(event.parent_id))
+        tags.update(account_tag(caps, event.sender, event.guest))
         if event.room.is_direct:
             target = event.room.other_party(viewer_id) if event.sender_id == viewer_id else viewer_nick
         else:
@@ -179,9 +241,25 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
         return [message("PRIVMSG", target, irc_text(event.text), source=src(event.sender), tags=tags)]
     if isinstance(event, events.DirectMessageSent):
         tags = message_tags(caps, event.message_id, event.ts)
+        tags.update(client_tags(caps, event.client_tags))
+        tags.update(account_tag(caps, event.sender, event.guest))
         return [message("PRIVMSG", event.recipient, irc_text(event.text), source=src(event.sender), tags=tags)]
+    if isinstance(event, events.TagsSent):
+        if "message-tags" not in caps:
+            return []
+        tags = {**parse_tags(event.tags), "msgid": event.msgid, **account_tag(caps, event.sender, event.guest)}
+        return [message("TAGMSG", conversation_target(event.room, event.sender), source=src(event.sender),
+                        tags=tags)]
     if isinstance(event, events.UserJoined):
-        return [message("JOIN", channel(event.room.name), source=src(event.user))]
+        if "extended-join" in caps:
+            account = "*" if event.guest else event.user
+            realname = (realname_of(event.user_id) if realname_of else None) or event.user
+            lines = [message("JOIN", channel(event.room.name), account, realname, source=src(event.user))]
+        else:
+            lines = [message("JOIN", channel(event.room.name), source=src(event.user))]
+        if event.away and "away-notify" in caps:
+            lines.append(message("AWAY", event.away, source=src(event.user)))
+        return lines
     if isinstance(event, events.UserLeft):
         return [message("PART", channel(event.room.name), source=src(event.user))]
     if isinstance(event, events.UserKicked):
@@ -193,7 +271,18 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
     if isinstance(event, events.TopicChanged):
         return [message("TOPIC", channel(event.room.name), event.topic, source=src(event.by))]
     if isinstance(event, events.RoleChanged):
-        return [role_mode(event.room.name, event.user, event.role, src(event.by))]
+        name = channel(event.room.name)
+        text = f"{event.by} made {event.user} {event.role} of {name}"
+        return [*role_modes(event.room.name, event.user, event.role, event.previous, src(event.by)),
+                message("NOTICE", name, text, source=server_name)]
+    if isinstance(event, events.AwayChanged):
+        if "away-notify" not in caps:
+            return []
+        return [message("AWAY", *([event.text] if event.text else []), source=src(event.user))]
+    if isinstance(event, events.GuestLoggedIn):
+        if "account-notify" not in caps:
+            return []
+        return [message("ACCOUNT", event.account, source=src(event.user))]
 
     def room_notice(text: str) -> list[Message]:
         room = event.room
@@ -206,8 +295,17 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
     if isinstance(event, events.MessageEdited):
         return room_notice(f"{event.editor} edited message {event.message_id}: {event.text}")
     if isinstance(event, events.MessageDeleted):
+        if "draft/message-redaction" in caps:
+            reason = [event.reason] if event.reason else []
+            return [message("REDACT", conversation_target(event.room, event.by), str(event.message_id), *reason,
+                            source=src(event.by))]
         return room_notice(f"{event.by} deleted message {event.message_id}")
     if isinstance(event, events.ReactionAdded):
+        if "message-tags" in caps:
+            tags = {REACT_TAG: event.emoji, REPLY_TAG: str(event.message_id),
+                    **account_tag(caps, event.user, event.guest)}
+            return [message("TAGMSG", conversation_target(event.room, event.user), source=src(event.user),
+                            tags=tags)]
         return room_notice(f"{event.user} reacted {event.emoji} to message {event.message_id}")
     if isinstance(event, events.ReactionRemoved):
         return room_notice(f"{event.user} took back {event.emoji} on message {event.message_id}")
@@ -215,7 +313,8 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
         text = f"{event.sender} invited you to {channel(event.room)} as {event.role} (invitation {event.invitation_id})"
         if event.message:
             text += f": {event.message}"
-        return [message("INVITE", viewer_nick, channel(event.room), source=src(event.sender)), *notice(text)]
+        return [message("INVITE", viewer_nick, channel(event.room), source=src(event.sender),
+                        tags=account_tag(caps, event.sender, event.guest)), *notice(text)]
     if isinstance(event, events.InvitationAccepted):
         return notice(f"{event.user} accepted your invitation to {channel(event.room)}")
     if isinstance(event, events.InvitationDeclined):

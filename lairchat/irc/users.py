@@ -6,22 +6,22 @@ user's own C{MODE}.
 A nick is an account name, and every account is a nick whether it is
 online or not (a C{PRIVMSG} to an offline one is kept for them): C{WHO}
 and C{WHOIS} answer for any account, an offline one shown as gone (C{G},
-C{301 is offline}).  Being away (C{AWAY}) and being an IRC operator
-(C{OPER}) are marks of one IRC connection, kept in memory on this node
-(L{ConnectionMarks}): a user is away while one of their IRC connections
-here is, and nodes do not share the marks.  The rest is the domain's
+C{301 is offline}).  Being away (C{AWAY}) is the domain's, shared by every
+node (L{lairchat.domain.accounts.set_away}); being an IRC operator
+(C{OPER}) is a mark of one IRC connection, kept in memory on this node
+(L{ConnectionMarks}), which nodes do not share.  The rest is the domain's
 (L{lairchat.domain.rooms.memberships}, L{lairchat.domain.accounts}).
 Both answer for the service nick too (L{lairchat.irc.service}).
 """
 
 from typing import Any
-from weakref import WeakKeyDictionary, WeakSet
+from weakref import WeakSet
 
 from lairchat import validation
 from lairchat.domain import accounts, rooms
 from lairchat.errors import ChatError, InvalidCredentials, PermissionDenied
 from lairchat.irc.message import Message
-from lairchat.irc.render import PREFIX_OF, channel
+from lairchat.irc.render import channel, prefixes
 from lairchat.irc.replies import Numeric
 from lairchat.irc.service import SERVICE_NICK, SERVICE_REALNAME, is_service
 
@@ -37,22 +37,13 @@ SERVICE_INFO = "the server's service: line-protocol commands (/msg Lair|Serv HEL
 
 class ConnectionMarks:
     """
-    What IRC keeps about its connections in memory only: the away text of
-    each connection that set one, and the connections that became IRC
-    operators.  Weakly held: a closed connection drops its marks.
+    What IRC keeps about its connections in memory only: the connections
+    that became IRC operators.  Weakly held: a closed connection drops its
+    mark.
     """
 
     def __init__(self) -> None:
-        self.away: WeakKeyDictionary = WeakKeyDictionary()
         self.operators: WeakSet = WeakSet()
-
-    def away_text(self, hub: Any, user_id: int) -> str | None:
-        """The away text of a user, from their IRC connections on this node; L{None} when not away."""
-        for connection in hub.connections_of(user_id):
-            text = self.away.get(connection)
-            if text is not None:
-                return text
-        return None
 
     def is_operator(self, hub: Any, user_id: int) -> bool:
         """Whether one of the user's connections on this node is an IRC operator."""
@@ -70,14 +61,15 @@ class UserCommands:
     server: Any
     marks: ConnectionMarks
 
-    def who_flags(self, user_id: int, online: bool, role: str | None) -> str:
-        """The flags of a C{352}: C{H} here or C{G} gone (away or offline), C{*} an operator, the role's prefix."""
-        hub = self.server.hub
-        here = online and self.marks.away_text(hub, user_id) is None
+    def who_flags(self, user_id: int, here: bool, role: str | None) -> str:
+        """
+        The flags of a C{352}: C{H} here or C{G} gone (away or offline),
+        C{*} an operator, the role's prefixes.
+        """
         flags = "H" if here else "G"
-        if self.marks.is_operator(hub, user_id):
+        if self.marks.is_operator(self.server.hub, user_id):
             flags += "*"
-        return flags + (PREFIX_OF.get(role, "") if role else "")
+        return flags + prefixes(role)
 
     def who_reply(self, connection: Any, where: str, nick: str, flags: str, realname: str | None = None) -> Message:
         """One C{352 RPL_WHOREPLY} line (the user name is the nick, the host the server; the real name the nick)."""
@@ -105,12 +97,12 @@ class UserCommands:
                 name = channel(roster.room.name)
                 for status in roster.members:
                     member = status.member
-                    flags = self.who_flags(member.user_id, status.online, member.role)
+                    flags = self.who_flags(member.user_id, status.online and not status.away, member.role)
                     lines.append(self.who_reply(connection, name, member.username, flags))
             else:
                 user = await accounts.known(actor, validation.username(target))
-                online = await accounts.is_online(actor, user)
-                lines.append(self.who_reply(connection, "*", user.username, self.who_flags(user.id, online, None)))
+                away = await accounts.away(actor, user)
+                lines.append(self.who_reply(connection, "*", user.username, self.who_flags(user.id, away == "", None)))
         except ChatError:
             pass
         lines.append(self.numeric(connection, "315", target, "End of /WHO list"))
@@ -120,7 +112,7 @@ class UserCommands:
         """
         C{WHOIS [server] nick}: C{311}, C{312}, C{313} for an operator,
         C{301} when away or offline, C{319} the rooms the asker can see,
-        C{330} the account, C{318}; C{401} and C{318} for no such account.
+        C{330} the account (a guest has none), C{318}; C{401} and C{318} for no such account.
         """
         if not params or not params[-1]:
             raise Numeric("431", "No nickname given")
@@ -138,31 +130,34 @@ class UserCommands:
         except ChatError:
             return [self.numeric(connection, "401", target, "No such nick/channel"), end]
         nick = user.username
-        online = await accounts.is_online(actor, user)
+        away = await accounts.away(actor, user)
         lines = [self.numeric(connection, "311", nick, nick, server_name, "*", nick),
                  self.numeric(connection, "312", nick, server_name, SERVER_INFO)]
         if self.marks.is_operator(self.server.hub, user.id):
             lines.append(self.numeric(connection, "313", nick, "is an IRC operator"))
-        away = self.marks.away_text(self.server.hub, user.id) if online else OFFLINE
-        if away is not None:
-            lines.append(self.numeric(connection, "301", nick, away))
+        if away is None or away:
+            lines.append(self.numeric(connection, "301", nick, OFFLINE if away is None else away))
         if memberships:
-            names = " ".join(PREFIX_OF.get(role, "") + channel(room.name) for room, role in memberships)
+            names = " ".join(prefixes(role) + channel(room.name) for room, role in memberships)
             lines.append(self.numeric(connection, "319", nick, names))
-        lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
+        if not user.guest:
+            lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
         lines.append(self.numeric(connection, "318", nick, "End of /WHOIS list"))
         return lines
 
     async def irc_AWAY(self, connection: Any, params: tuple) -> list:
         """
-        C{AWAY :text} marks this connection away (C{306}); C{AWAY} alone,
-        or with an empty text, takes the mark off (C{305}).  Kept in memory
-        for this connection only.
+        C{AWAY :text} marks the user away (C{306}); C{AWAY} alone, or with
+        an empty text, takes the mark off (C{305}).  The mark is the
+        domain's (L{accounts.set_away}): every node shows it, and clients
+        with C{away-notify} in the user's rooms read C{AWAY}; it lasts
+        until the user comes back or is online nowhere.
         """
-        if params and params[0]:
-            self.marks.away[connection] = params[0][:validation.TOPIC_MAX]
+        text = params[0][:validation.TOPIC_MAX] if params and params[0] else ""
+        if connection.user is not None:
+            await accounts.set_away(self.actor(connection), text)
+        if text:
             return [self.numeric(connection, "306", "You have been marked as being away")]
-        self.marks.away.pop(connection, None)
         return [self.numeric(connection, "305", "You are no longer marked as being away")]
 
     async def irc_OPER(self, connection: Any, params: tuple) -> list:

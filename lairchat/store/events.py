@@ -202,6 +202,7 @@ class EventLog:
                 "ORDER BY u.id",
                 (node, node),
             )
+            await tx.execute("DELETE FROM away WHERE user_id = ANY(%s)", ([r[0] for r in rows],))
             await tx.execute("DELETE FROM nodes WHERE id = %s", (node,))
             await outbox.add_in(tx, [offline(r[0], r[1], r[2]) for r in rows])
 
@@ -261,9 +262,48 @@ class EventLog:
                 return
             row = await tx.fetchone("SELECT EXISTS (SELECT 1 FROM online WHERE user_id = %s)", (user_id,))
             if not row[0]:
+                await tx.execute("DELETE FROM away WHERE user_id = %s", (user_id,))
                 await outbox.add_in(tx, [announce(user_id, username, await _room_ids(tx, user_id))])
 
         await self._db.transaction(work)
+
+    async def set_away(self, user_id: int, text: str, outbox: "Outbox", announce: Callable) -> bool:
+        """
+        Give a user who is online on some node an away text (C{text}), or
+        take it off (C{text} empty); when that changed it, record
+        C{announce(room_ids)} in C{outbox}, in the same transaction.  A
+        user online nowhere (their last connection just went) gets none.
+
+        @return: whether it changed.
+        """
+
+        async def work(tx: Transaction) -> bool:
+            await tx.execute("SELECT pg_advisory_xact_lock(%s)", (PRESENCE_LOCK_KEY,))
+            if text:
+                changed = await tx.fetchone(
+                    "INSERT INTO away (user_id, text) SELECT %(user)s, %(text)s "
+                    "WHERE EXISTS (SELECT 1 FROM online WHERE user_id = %(user)s) "
+                    "ON CONFLICT (user_id) DO UPDATE SET text = excluded.text, set_at = now() "
+                    "WHERE away.text <> excluded.text RETURNING 1",
+                    {"user": user_id, "text": text},
+                )
+            else:
+                changed = await tx.fetchone("DELETE FROM away WHERE user_id = %s RETURNING 1", (user_id,))
+            if changed is None:
+                return False
+            await outbox.add_in(tx, [announce(await _room_ids(tx, user_id))])
+            return True
+
+        return await self._db.transaction(work)
+
+    async def online_with_away(self, user_ids: list[int]) -> dict[int, str]:
+        """Which of C{user_ids} are online on any node, each with their away text (empty: not away)."""
+        rows = await self._db.fetchall(
+            "SELECT o.user_id, coalesce(a.text, '') FROM (SELECT DISTINCT user_id FROM online "
+            "WHERE user_id = ANY(%s)) o LEFT JOIN away a ON a.user_id = o.user_id",
+            (list(user_ids),),
+        )
+        return {r[0]: r[1] for r in rows}
 
     async def online_user_ids(self, user_ids: list[int] | None = None) -> set[int]:
         """Who is online on any node (of C{user_ids}, when given)."""

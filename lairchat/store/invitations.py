@@ -34,13 +34,12 @@ from lairchat.events import (
     InvitationReminder,
     InvitationRevoked,
     RoomRef,
-    UserJoined,
 )
 from lairchat.models import Invitation, InvitationEvent, InvitationStats, User, to_ms
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
 from lairchat.store.events import Outbox
-from lairchat.store.rooms import RoomStore
+from lairchat.store.rooms import RoomStore, joined_event_in
 
 COLUMNS = (
     "i.id, i.sender_id, s.username, i.recipient_id, t.username, i.room_id, r.name, i.kind, "
@@ -80,10 +79,13 @@ def moment(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
-def received_event(invitation: Invitation) -> InvitationReceived:
-    """What the recipient of a pending invitation is told of it (when sent, and at each login)."""
+def received_event(invitation: Invitation, guest: bool = False) -> InvitationReceived:
+    """
+    What the recipient of a pending invitation is told of it (when sent, and
+    at each login); C{guest}: whether its sender is an IRC guest.
+    """
     i = invitation
-    return InvitationReceived(i.id, i.recipient_id, i.sender, i.room, i.role, i.expires_ms, i.message)
+    return InvitationReceived(i.id, i.recipient_id, i.sender, i.room, i.role, i.expires_ms, i.message, guest)
 
 
 def _status_filter(status: str | None) -> tuple[str, tuple]:
@@ -151,7 +153,7 @@ class InvitationStore:
                 tx, sender.username, "invite", recipient.username, "ok",
                 f"invitation {invitation.id} to {invitation.room} as {role}",
             )
-            await outbox.add_in(tx, [received_event(invitation)])
+            await outbox.add_in(tx, [received_event(invitation, sender.guest)])
             return invitation
 
         try:
@@ -251,7 +253,7 @@ class InvitationStore:
             joined = await RoomStore.add_member_in(tx, invitation.room_id, user.id, invitation.role)
             caused = [InvitationAccepted(invitation.id, invitation.sender_id, user.username, invitation.room)]
             if joined:
-                caused.append(UserJoined(RoomRef(invitation.room_id, invitation.room), user.id, user.username))
+                caused.append(await joined_event_in(tx, RoomRef(invitation.room_id, invitation.room), user))
             await outbox.add_in(tx, caused)
             return invitation, joined
 

@@ -185,7 +185,7 @@ class RoomStore:
                 raise AccessDenied("you are banned from this room")
             if not await self.add_member_in(tx, room.id, user.id, "member"):
                 return False
-            await outbox.add_in(tx, [UserJoined(_ref(room), user.id, user.username)])
+            await outbox.add_in(tx, [await joined_event_in(tx, _ref(room), user)])
             return True
 
         return await self._db.transaction(join_in)
@@ -227,7 +227,7 @@ class RoomStore:
                     (room.id,),
                 )
                 if owner is None:
-                    successor = await _promote_successor(tx, room.id)
+                    successor, previous = await _promote_successor(tx, room.id)
                     owner_id = successor.user_id
                 else:
                     owner_id = owner[0]
@@ -235,7 +235,8 @@ class RoomStore:
                     await tx.execute("UPDATE rooms SET owner_id = %s WHERE id = %s", (owner_id, room.id))
             changes = [UserLeft(ref, user.id, user.username)]
             if successor is not None:
-                changes.append(RoleChanged(ref, successor.user_id, successor.username, "owner", user.username))
+                changes.append(RoleChanged(ref, successor.user_id, successor.username, "owner", user.username,
+                                           previous))
             await outbox.add_in(tx, changes)
             return Departure(role, successor=successor)
 
@@ -286,7 +287,8 @@ class RoomStore:
             await AuditStore.record_in(
                 tx, actor.username, "set_role", _target(room, target), detail=f"{target_role} -> {role}"
             )
-            await outbox.add_in(tx, [RoleChanged(_ref(room), target.id, target.username, role, actor.username)])
+            await outbox.add_in(tx, [RoleChanged(_ref(room), target.id, target.username, role, actor.username,
+                                                 target_role)])
             return True
 
         return await self._db.transaction(set_role_in)
@@ -483,20 +485,28 @@ async def _roles_for(
     return roles[actor_id], roles.get(target_id)
 
 
-async def _promote_successor(tx: Transaction, room_id: int) -> Member:
+async def _promote_successor(tx: Transaction, room_id: int) -> tuple[Member, str]:
     """
     Make the longest-standing member of the highest role below owner the
-    room's owner (the room has members and no owner left).
+    room's owner (the room has members and no owner left); that member and
+    the role they had.
     """
     row = await tx.fetchone(
-        "UPDATE room_members AS m SET role = 'owner' FROM users u "
-        "WHERE u.id = m.user_id AND (m.room_id, m.user_id) = ("
-        "  SELECT room_id, user_id FROM room_members WHERE room_id = %s AND role = ANY(%s::text[]) "
+        "WITH pick AS ("
+        "  SELECT room_id, user_id, role FROM room_members WHERE room_id = %s AND role = ANY(%s::text[]) "
         "  ORDER BY array_position(%s::text[], role), joined_at, user_id LIMIT 1) "
-        f"RETURNING {MEMBER_COLUMNS}",
+        "UPDATE room_members AS m SET role = 'owner' FROM users u, pick "
+        "WHERE u.id = m.user_id AND (m.room_id, m.user_id) = (pick.room_id, pick.user_id) "
+        f"RETURNING {MEMBER_COLUMNS}, pick.role",
         (room_id, list(SUCCESSION), list(SUCCESSION)),
     )
-    return member_from_row(row)
+    return member_from_row(row), row[-1]
+
+
+async def joined_event_in(tx: Transaction, ref: RoomRef, user: User) -> UserJoined:
+    """The L{UserJoined} of C{user} joining a room, with their away text as it is in C{tx}."""
+    row = await tx.fetchone("SELECT text FROM away WHERE user_id = %s", (user.id,))
+    return UserJoined(ref, user.id, user.username, user.guest, row[0] if row else "")
 
 
 def _ref(room: Room) -> RoomRef:

@@ -17,12 +17,12 @@ from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
 from lairchat.store.events import Outbox
 
-USER_COLUMNS = "u.id, u.username, u.server_role, u.suspended, u.created_at, u.locked_until"
+USER_COLUMNS = "u.id, u.username, u.server_role, u.suspended, u.created_at, u.locked_until, u.guest"
 """The columns L{user_from_row} reads, for a C{users} table aliased C{u}."""
 
 
 def user_from_row(row: tuple) -> User:
-    """Build a L{User} from the first six columns of C{row} (L{USER_COLUMNS})."""
+    """Build a L{User} from the first seven columns of C{row} (L{USER_COLUMNS})."""
     return User(
         id=row[0],
         username=row[1],
@@ -30,6 +30,7 @@ def user_from_row(row: tuple) -> User:
         suspended=row[3],
         created_ms=to_ms(row[4]),
         locked_until_ms=to_ms(row[5]),
+        guest=row[6],
     )
 
 
@@ -149,7 +150,7 @@ class UserStore:
         )
         if row is None:
             return None
-        return Credentials(user=user_from_row(row), password_hash=row[6], failed_logins=row[7])
+        return Credentials(user=user_from_row(row), password_hash=row[7], failed_logins=row[8])
 
     async def login_succeeded(self, user_id: int) -> None:
         """
