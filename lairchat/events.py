@@ -20,7 +20,7 @@ L{ConversationOpened}); they exist to keep every node's memory current.
 import json
 from typing import Any
 
-from attrs import field, fields, frozen
+from attrs import NOTHING, field, fields, frozen
 
 
 @frozen
@@ -148,7 +148,12 @@ class MembershipEvent(RoomEvent):
 
 @frozen
 class MessageSent(RoomEvent):
-    """A new message in a room or direct conversation."""
+    """
+    A new message in a room or direct conversation.
+
+    @ivar notice: it was sent as an IRC C{NOTICE}: stored and shown as a
+        message, and shown to IRC clients as a C{NOTICE} again.
+    """
 
     room: RoomRef
     message_id: int
@@ -156,6 +161,7 @@ class MessageSent(RoomEvent):
     sender: str
     ts: int
     text: str
+    notice: bool = False
     origin: Origin | None = _origin()
 
 
@@ -178,6 +184,8 @@ class DirectMessageSent(Event):
     """
     A direct message (C{DM}, or C{SEND_MESSAGE} to C{@user}): for the
     recipient and the sender's other connections.
+
+    @ivar notice: it was sent as an IRC C{NOTICE} (see L{MessageSent}).
     """
 
     room_id: int
@@ -188,6 +196,7 @@ class DirectMessageSent(Event):
     recipient: str
     ts: int
     text: str
+    notice: bool = False
     origin: Origin | None = _origin()
 
     def audience(self) -> Audience:
@@ -305,11 +314,18 @@ class UserJoined(MembershipEvent):
 
 @frozen
 class UserLeft(MembershipEvent):
-    """A member left (the room goes when its last member leaves)."""
+    """
+    A member left (the room goes when its last member leaves).
+
+    @ivar quitting: the member is a guest whose connection closed: it
+        leaves every room, and L{UserQuit} says so once (IRC shows that
+        instead of a C{PART} per room).
+    """
 
     room: RoomRef
     user_id: int
     user: str
+    quitting: bool = False
     origin: Origin | None = _origin()
     joins = False
 
@@ -498,6 +514,43 @@ class ServerRoleChanged(UserEvent):
 
 
 @frozen
+class UserQuit(Event):
+    """
+    A guest's connection closed, with C{reason}: it is about to leave
+    every room (C{room_ids}), each with a L{UserLeft}.  For the members of
+    those rooms but the guest, once each; IRC shows it as one C{QUIT}.
+    """
+
+    user_id: int
+    user: str
+    reason: str
+    room_ids: tuple = ()
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the guest's rooms, but not the guest."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
+class UserRenamed(Event):
+    """
+    A guest took another nick (C{old} is now C{user}); for the members of
+    its rooms (C{room_ids}) but itself, which its own reply told.
+    """
+
+    user_id: int
+    old: str
+    user: str
+    room_ids: tuple = ()
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the guest's rooms, but not the guest."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
 class Notice(UserEvent):
     """A notice from the server to a user (C{SYSTEM_MESSAGE})."""
 
@@ -516,7 +569,7 @@ EVENT_TYPES: dict[str, type] = {
         ReactionRemoved, RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, UserJoined, UserLeft, UserKicked, UserBanned,
         RoleChanged, TopicChanged, InvitationReceived, InvitationAccepted, InvitationDeclined,
         InvitationRevoked, InvitationExpired, InvitationReminder, PresenceChanged, AccountSuspended,
-        SessionsRevoked, ServerRoleChanged, Notice,
+        SessionsRevoked, ServerRoleChanged, Notice, UserQuit, UserRenamed,
     )
 }
 """Every event class by its kind (its class name)."""
@@ -548,14 +601,18 @@ def encode(event: Event) -> str:
 
 def decode(kind_name: str, data: dict, origin: Origin | None = None) -> Event:
     """
-    The event of C{kind_name} from the fields L{payload} gave.
+    The event of C{kind_name} from the fields L{payload} gave.  A field
+    with a default that C{data} lacks (an event recorded before the field
+    existed) takes its default.
 
-    @raise KeyError: an unknown kind.
+    @raise KeyError: an unknown kind, or a field without a default missing.
     """
     cls = EVENT_TYPES[kind_name]
     values = {}
     for attribute in fields(cls):
         if attribute.name == "origin":
+            continue
+        if attribute.name not in data and attribute.default is not NOTHING:
             continue
         value = data[attribute.name]
         if attribute.name == "room" and isinstance(value, list):

@@ -51,6 +51,8 @@ from lairchat.events import (
     UserJoined,
     UserKicked,
     UserLeft,
+    UserQuit,
+    UserRenamed,
 )
 from lairchat.validation import ROLES, SERVER_ROLES
 from lairchat.wire import event_variant, has_control_characters, parse_text, render_event, split_arguments
@@ -145,6 +147,9 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "role": st.sampled_from(ROLES),
     "online": st.booleans(),
     "room_ids": st.lists(IDS, max_size=5, unique=True).map(tuple),
+    "old": USERNAMES,
+    "notice": st.booleans(),
+    "quitting": st.booleans(),
 }
 """How each field is drawn, by its name (L{room} and a few others depend on the kind)."""
 
@@ -273,6 +278,8 @@ EXPECTED_LINES: dict[type, Callable[[events.Event, int], tuple[str, list[str]] |
     MemberAdded: lambda e, v: None,
     MemberRemoved: lambda e, v: None,
     ServerRoleChanged: lambda e, v: None,
+    UserQuit: lambda e, v: None,
+    UserRenamed: lambda e, v: None,
 }
 """
 The kind and fields of the line each event is shown as to a viewer
@@ -314,6 +321,8 @@ EXPECTED_AUDIENCES: dict[type, Callable[[events.Event], Audience]] = {
     SessionsRevoked: lambda e: Audience(None, frozenset({e.user_id})),
     ServerRoleChanged: lambda e: Audience(None, frozenset({e.user_id})),
     Notice: lambda e: Audience(None, frozenset({e.user_id})),
+    UserQuit: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    UserRenamed: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
 }
 """Who each event is for."""
 
@@ -400,6 +409,19 @@ class CodecTests(SynchronousTestCase):
         Decoding a kind this node does not know raises L{KeyError}.
         """
         self.assertRaises(KeyError, events.decode, "FromTheFuture", {}, None)
+
+    def test_missing_field_with_default(self):
+        """
+        An event recorded before a field with a default existed (a message
+        event without C{notice}) decodes with the default; a missing field
+        without a default is a L{KeyError}, as for an unknown kind.
+        """
+        event = MessageSent(RoomRef(7, "lounge"), 1, 3, "alice", 1000, "hi", notice=True)
+        data = json.loads(events.encode(event))
+        del data["notice"]
+        self.assertEqual(events.decode("MessageSent", data), MessageSent(RoomRef(7, "lounge"), 1, 3, "alice", 1000, "hi"))
+        del data["text"]
+        self.assertRaises(KeyError, events.decode, "MessageSent", data)
 
     def test_direct_room_round_trip(self):
         """

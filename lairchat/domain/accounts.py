@@ -31,6 +31,7 @@ from lairchat.domain import access
 from lairchat.errors import (
     AccessDenied, AccountLocked, ChatError, InvalidCredentials, PermissionDenied, SessionExpired,
 )
+from lairchat.events import UserQuit
 from lairchat.login_throttle import ADDRESS, Reservation, ThrottleRule
 from lairchat.models import User, iso_moment
 
@@ -151,23 +152,32 @@ async def rename_guest(actor: Any, nick: str) -> User:
     @raise lairchat.errors.Conflict: the nick is taken.
     @raise AccessDenied: the actor is no guest.
     """
-    renamed = await actor.store.users.rename_guest(actor.user.id, nick)
+    outbox = actor.outbox()
+    renamed = await actor.store.users.rename_guest(actor.user.id, nick, outbox)
     if renamed is None:
         raise AccessDenied("only a guest can change its name")
+    await actor.deliver(outbox)
     return renamed
 
 
-async def end_guest(actor: Any) -> None:
+async def end_guest(actor: Any, reason: str = "Connection closed") -> None:
     """
-    The acting guest's connection closed: leave every room it is in, as
-    C{LEAVE_ROOM} does (its events go out; a room it leaves empty is
-    deleted, so the next joiner founds it afresh), then delete it.  Its
-    messages stay, anonymised (see L{lairchat.store.users.UserStore.remove_guest}).
+    The acting guest's connection closed (saying C{reason}): the members
+    of its rooms are told once (L{UserQuit}), then it leaves every room as
+    C{LEAVE_ROOM} does (its events go out, marked C{quitting}; a room it
+    leaves empty is deleted, so the next joiner founds it afresh), then it
+    is deleted.  Its messages stay, anonymised (see
+    L{lairchat.store.users.UserStore.remove_guest}).
     """
     user, store = actor.user, actor.store
-    for room in await store.rooms.rooms_of_member(user.id):
+    rooms = await store.rooms.rooms_of_member(user.id)
+    if rooms:
+        quit_event = UserQuit(user.id, user.username, reason, tuple(r.id for r in rooms), origin=actor.origin)
+        seqs = await store.events.record([quit_event], actor.origin)
+        await actor.server.bus.committed(seqs, [quit_event])
+    for room in rooms:
         outbox = actor.outbox()
-        if await store.rooms.leave(room, user, outbox) is not None:
+        if await store.rooms.leave(room, user, outbox, quitting=True) is not None:
             await actor.deliver(outbox)
     await store.users.remove_guest(user.id)
 

@@ -193,18 +193,19 @@ async def send(actor: Any, ref: str, text: str) -> Sent:
     return await send_to_room(actor, ref, text)
 
 
-async def send_to_room(actor: Any, name: str, text: str) -> Sent:
+async def send_to_room(actor: Any, name: str, text: str, notice: bool = False) -> Sent:
     """
     Send a message to a room by name.  The room's id comes from the node's
     memory of names it resolved before, or from a look-up, which also says
-    why a message is refused.
+    why a message is refused.  A C{notice} (IRC's C{NOTICE}) is stored and
+    shown as any message, and marked so that IRC shows it as one.
     """
     me, names = actor.user, actor.server.room_names
     ref = names.get(name.lower())
     if ref is None:
         room, _ = await resolve(actor, name, "send")
         ref = names.remember(RoomRef(room.id, room.name))
-    template = MessageSent(ref, 0, me.id, me.username, 0, text, origin=actor.origin)
+    template = MessageSent(ref, 0, me.id, me.username, 0, text, notice, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         names.forget(ref)
@@ -222,12 +223,13 @@ async def send_to_room(actor: Any, name: str, text: str) -> Sent:
     return Sent(posted.message, ref.name)
 
 
-async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
+async def send_direct(actor: Any, name: str, text: str, notice: bool = False) -> tuple[Message, User]:
     """
     Send a direct message, starting the conversation on first use.  The
     recipient's connections, on any node, get it now (and the first that
     shows it notes it as delivered: L{Receipts}); otherwise it is handed
-    to them at their next login.
+    to them at their next login.  A C{notice} is marked as in
+    L{send_to_room}.
 
     @return: the message and its recipient.
     @raise NotFound: no such user.
@@ -238,7 +240,7 @@ async def send_direct(actor: Any, name: str, text: str) -> tuple[Message, User]:
     outbox = actor.outbox()
     room = await actor.store.conversations.open(Party(me.id, me.username), Party(other.id, other.username), outbox)
     await actor.deliver(outbox)
-    template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text,
+    template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text, notice,
                                  origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:

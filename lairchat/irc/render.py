@@ -10,7 +10,10 @@ message id) and C{time} when the viewer asked for C{message-tags} and
 C{server-time}.  Events IRC has a word for become that word (C{PRIVMSG},
 C{JOIN}, C{PART}, C{KICK}, C{TOPIC}, C{MODE} for roles and bans, C{INVITE});
 edits, deletions, reactions, invitation answers and server notices become
-C{NOTICE}s; the rest (presence, the memory-only events) is not shown.  See
+C{NOTICE}s; the rest (presence, the memory-only events) is not shown.
+A message sent as an IRC C{NOTICE} is a message marked C{notice}, shown
+as a C{NOTICE} again; a guest whose connection closed is one C{QUIT}
+(L{lairchat.events.UserQuit}), not a C{PART} per room.  See
 C{docs/irc.md}.
 
 IRC formatting and C{CTCP ACTION} are mapped at the edge too: an action
@@ -102,6 +105,11 @@ def message_tags(caps: frozenset, message_id: int | None = None, ts: int | None 
     return tags
 
 
+def message_command(event: events.Event) -> str:
+    """The command a message event is shown with: C{NOTICE} for one sent as a notice, else C{PRIVMSG}."""
+    return "NOTICE" if getattr(event, "notice", False) else "PRIVMSG"
+
+
 def role_mode(room_name: str, nick: str, role: str, by_source: str) -> Message:
     """
     The C{MODE} line of a role change: every role mode taken off, the new
@@ -123,7 +131,8 @@ def variant(event: events.Event, viewer_id: int, caps: frozenset) -> tuple:
     conversation, the viewer.  Viewers with the same variant get the same
     lines (rendered once).
     """
-    shared = isinstance(event, events.RoomEvent) and not event.room.is_direct
+    shared = (isinstance(event, events.RoomEvent) and not event.room.is_direct) \
+        or isinstance(event, (events.UserQuit, events.UserRenamed))
     return ("irc", caps & TAG_CAPS, None if shared else viewer_id)
 
 
@@ -144,14 +153,22 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
             target = event.room.other_party(viewer_id) if event.sender_id == viewer_id else viewer_nick
         else:
             target = channel(event.room.name)
-        return [message("PRIVMSG", target, irc_text(event.text), source=src(event.sender), tags=tags)]
+        return [message(message_command(event), target, irc_text(event.text), source=src(event.sender), tags=tags)]
     if isinstance(event, events.DirectMessageSent):
         tags = message_tags(caps, event.message_id, event.ts)
-        return [message("PRIVMSG", event.recipient, irc_text(event.text), source=src(event.sender), tags=tags)]
+        return [message(message_command(event), event.recipient, irc_text(event.text), source=src(event.sender),
+                        tags=tags)]
     if isinstance(event, events.UserJoined):
         return [message("JOIN", channel(event.room.name), source=src(event.user))]
     if isinstance(event, events.UserLeft):
+        if event.quitting:
+            # the guest's one QUIT (UserQuit) said it
+            return []
         return [message("PART", channel(event.room.name), source=src(event.user))]
+    if isinstance(event, events.UserQuit):
+        return [message("QUIT", event.reason, source=src(event.user))]
+    if isinstance(event, events.UserRenamed):
+        return [message("NICK", event.user, source=src(event.old))]
     if isinstance(event, events.UserKicked):
         return [message("KICK", channel(event.room.name), event.user, event.reason or event.by, source=src(event.by))]
     if isinstance(event, events.UserBanned):
