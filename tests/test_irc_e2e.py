@@ -252,6 +252,26 @@ class SameRoomTests(TestCase):
         [refusal] = await client.sync()
         self.assertEqual(refusal.params[:2], ("JOIN", "ACCOUNT_REQUIRED"))
 
+    async def test_sasl_before_nick(self):
+        """
+        A client that logs in with SASL before it sends C{NICK} and C{USER}
+        (irssi does, after C{CAP END}) registers when they come, as the account.
+        """
+        server = await start_server(self, irc=True)
+        await account(server, "bob")
+        client = await irc_client(self, server.irc_port)
+        client.send("CAP LS 302")
+        client.send("CAP REQ :sasl")
+        client.send("AUTHENTICATE PLAIN")
+        await client.expect("AUTHENTICATE")
+        client.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{PASSWORD}".encode()).decode())
+        await client.expect("903")
+        client.send("CAP END")
+        client.send("NICK bob")
+        client.send("USER root root 127.0.0.1 :root")
+        welcome = await client.until("376")
+        self.assertEqual((welcome[0].command, welcome[0].params[0]), ("001", "bob"))
+
     async def test_user_needs_a_realname(self):
         """C{USER} with an empty real name (or user name) is C{461}; a full one then registers."""
         server = await start_server(self, irc=True)
