@@ -230,6 +230,28 @@ class ModerationTests(TestCase):
             [reply] = await carol.sync()
             self.assertEqual(reply.command, numeric, line)
 
+    async def test_fixed_modes(self):
+        """
+        The modes C{324} shows are lairchat's rules: setting one again says
+        nothing, taking it off is refused (C{FAIL MODE FIXED_MODE}), and the
+        topic stays the moderators' (C{482} for a member).
+        """
+        server = await start_server(self, irc=True)
+        bob = await irc_user(self, server, "bob")
+        carol = await irc_user(self, server, "carol")
+        await joined(bob, "#den")
+        await joined(carol, "#den")
+        self.assertEqual((await bob.expect("JOIN")).source.split("!")[0], "carol")
+        bob.send("MODE #den +t")
+        self.assertEqual(await bob.sync(), [])
+        bob.send("MODE #den -t")
+        [refused] = await bob.sync()
+        self.assertEqual((refused.command, refused.params[:4]), ("FAIL", ("MODE", "FIXED_MODE", "#den", "t")))
+        bob.send("MODE #den +i")
+        self.assertEqual([m.command for m in await bob.sync()], ["472"])
+        carol.send("TOPIC #den :mine")
+        self.assertEqual([m.command for m in await carol.sync()], ["482"])
+
 
 class InviteTests(TestCase):
     """INVITE, and JOIN as the answer."""
