@@ -84,6 +84,7 @@ class GuestTests(TestCase):
             client.send("JOIN #lounge,#den")
             await client.until("366")
             await client.until("366")
+        self.assertEqual((await bar.expect("JOIN")).source.split("!")[0], "qux")
         qux.send("NICK quux")
         renamed = await qux.expect("NICK")
         self.assertEqual((renamed.source.split("!")[0], renamed.params), ("qux", ("quux",)))
@@ -93,12 +94,17 @@ class GuestTests(TestCase):
         self.assertEqual(nicks, [("qux", ("quux",))])
 
         qux.send("QUIT :qux out")
+        await qux.expect("ERROR")
+        # told in the QUIT's turn: before anything bar asks next is answered
+        seen = await bar.sync()
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in seen],
+                         [("QUIT", "quux", ("Quit: qux out",))])
         await qux.closed
         self.assertEqual(await alice.event("USER_LEFT:"), "USER_LEFT:lounge:quux")
         await alice.ok("SEND_MESSAGE:lounge:after the quit")
         seen = await bar.until("PRIVMSG")
         self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in seen],
-                         [("QUIT", "quux", ("Quit: qux out",)), ("PRIVMSG", "alice", ("#lounge", "after the quit"))])
+                         [("PRIVMSG", "alice", ("#lounge", "after the quit"))])
 
     async def test_guest_cannot_log_in_on_the_line_protocol(self):
         """A guest has no password: C{LOGIN} as it fails like an unknown user."""

@@ -160,14 +160,10 @@ async def rename_guest(actor: Any, nick: str) -> User:
     return renamed
 
 
-async def end_guest(actor: Any, reason: str = "Connection closed") -> None:
+async def guest_quits(actor: Any, reason: str) -> None:
     """
-    The acting guest's connection closed (saying C{reason}): the members
-    of its rooms are told once (L{UserQuit}), then it leaves every room as
-    C{LEAVE_ROOM} does (its events go out, marked C{quitting}; a room it
-    leaves empty is deleted, so the next joiner founds it afresh), then it
-    is deleted.  Its messages stay, anonymised (see
-    L{lairchat.store.users.UserStore.remove_guest}).
+    Tell the members of the acting guest's rooms, once each, that it
+    quits, saying C{reason} (L{UserQuit}); L{end_guest} then takes it out.
     """
     user, store = actor.user, actor.store
     rooms = await store.rooms.rooms_of_member(user.id)
@@ -175,7 +171,22 @@ async def end_guest(actor: Any, reason: str = "Connection closed") -> None:
         quit_event = UserQuit(user.id, user.username, reason, tuple(r.id for r in rooms), origin=actor.origin)
         seqs = await store.events.record([quit_event], actor.origin)
         await actor.server.bus.committed(seqs, [quit_event])
-    for room in rooms:
+
+
+async def end_guest(actor: Any, reason: str | None = "Connection closed") -> None:
+    """
+    The acting guest's connection closed: unless told already
+    (L{guest_quits}; C{reason} is then L{None}), the members of its rooms
+    are told once, then it leaves every room as C{LEAVE_ROOM} does (its
+    events go out, marked C{quitting}; a room it leaves empty is deleted,
+    so the next joiner founds it afresh), then it is deleted.  Its
+    messages stay, anonymised (see
+    L{lairchat.store.users.UserStore.remove_guest}).
+    """
+    user, store = actor.user, actor.store
+    if reason is not None:
+        await guest_quits(actor, reason)
+    for room in await store.rooms.rooms_of_member(user.id):
         outbox = actor.outbox()
         if await store.rooms.leave(room, user, outbox, quitting=True) is not None:
             await actor.deliver(outbox)

@@ -498,11 +498,11 @@ class CommandTable(ChannelCommands, UserCommands):
         """Fires once the guest removals under way are done (the server stops after them)."""
         return gatherResults(list(self._departures))
 
-    async def guest_left(self, connection: Any, user: Any, reason: str) -> None:
+    async def guest_left(self, connection: Any, user: Any, reason: str | None) -> None:
         """
         A guest's connection closed (or it logged in to an account), saying
-        C{reason}: it quits its rooms and is deleted (L{accounts.end_guest});
-        never raises.
+        C{reason} (L{None}: its C{QUIT} told its rooms already): it quits
+        its rooms and is deleted (L{accounts.end_guest}); never raises.
         """
         actor = Actor(self.server, user, Origin(self.server.node, connection.connection_id), connection.address)
         try:
@@ -713,7 +713,11 @@ class CommandTable(ChannelCommands, UserCommands):
     async def irc_QUIT(self, connection: Any, params: tuple) -> list:
         """C{QUIT [:reason]}: C{ERROR}, then the connection closes (a guest's rooms read C{QUIT :Quit: <reason>})."""
         reason = params[0] if params else "Client quit"
-        connection.quit_reason = f"Quit: {reason}"
+        if connection.guest and connection.user is not None:
+            # told now, in this command's turn, as IRC servers do: the
+            # others read the QUIT before anything they ask next is answered
+            await accounts.guest_quits(self.actor(connection), f"Quit: {reason}")
+            connection.quit_reason = None
         return [message("ERROR", f"Closing link: {connection.display_nick} (Quit: {reason})"), CLOSE]
 
 

@@ -67,7 +67,7 @@ class IRCProtocol(ChatProtocol):
     @ivar guest_gone: fires once a guest's removal after the close is done
         (at once for a connection that was no guest).
     @ivar quit_reason: what a guest's rooms read in its C{QUIT} when this
-        connection closes (the client's C{QUIT} reason, if it sent one).
+        connection closes; L{None} once its C{QUIT} command told them.
     """
 
     MAX_LENGTH = MAX_LINE
@@ -86,7 +86,7 @@ class IRCProtocol(ChatProtocol):
         self.sasl: Any = None
         self.guest = False
         self.guest_gone: Deferred = Deferred()
-        self.quit_reason = "Connection closed"
+        self.quit_reason: str | None = "Connection closed"
         self._discarding = False
 
     # What differs from the line front end
