@@ -276,12 +276,7 @@ class CommandTable(ChannelCommands, UserCommands):
             connection.user = renamed
             connection.nick = renamed.username
             return [message("NICK", renamed.username, source=old)]
-        if connection.user is not None:
-            if not connection.registered:
-                # logged in with SASL before NICK (irssi's order): the
-                # welcome then addresses the account's name
-                connection.nick = nick
-                return await self.registration(connection)
+        if connection.user is not None and connection.registered:
             if nick.lower() == connection.user.username.lower():
                 return []
             raise Numeric("FAIL", "NICK", "CANNOT_CHANGE_NICK", "your nick is your account name")
