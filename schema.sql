@@ -132,6 +132,8 @@ CREATE TABLE IF NOT EXISTS messages (
     deleted_at  timestamptz,
     search      tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED
 );
+-- a message sent as an IRC NOTICE (shown as one to IRC clients, as a message to the rest)
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS notice boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS messages_room_id ON messages (room_id, id) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (search);

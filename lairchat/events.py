@@ -154,6 +154,8 @@ class MessageSent(RoomEvent):
     @ivar guest: whether the sender is an IRC guest (no account).
     @ivar client_tags: the client-only tags the sender attached (IRC
         C{+tag}s, as a tag section without its C{@}); relayed, never stored.
+    @ivar notice: it was sent as an IRC C{NOTICE}: stored and shown as a
+        message, and shown to IRC clients as a C{NOTICE} again.
     """
 
     room: RoomRef
@@ -164,12 +166,16 @@ class MessageSent(RoomEvent):
     text: str
     guest: bool = False
     client_tags: str = ""
+    notice: bool = False
     origin: Origin | None = _origin()
 
 
 @frozen
 class ReplySent(RoomEvent):
-    """A reply in a thread (C{parent_id} is the thread's root); C{guest} and C{client_tags} as for L{MessageSent}."""
+    """
+    A reply in a thread (C{parent_id} is the thread's root); C{guest},
+    C{client_tags} and C{notice} as for L{MessageSent}.
+    """
 
     room: RoomRef
     message_id: int
@@ -180,6 +186,7 @@ class ReplySent(RoomEvent):
     text: str
     guest: bool = False
     client_tags: str = ""
+    notice: bool = False
     origin: Origin | None = _origin()
 
 
@@ -187,8 +194,8 @@ class ReplySent(RoomEvent):
 class DirectMessageSent(Event):
     """
     A direct message (C{DM}, or C{SEND_MESSAGE} to C{@user}): for the
-    recipient and the sender's other connections.  C{guest} and
-    C{client_tags} as for L{MessageSent}.
+    recipient and the sender's other connections.  C{guest},
+    C{client_tags} and C{notice} as for L{MessageSent}.
     """
 
     room_id: int
@@ -201,6 +208,7 @@ class DirectMessageSent(Event):
     text: str
     guest: bool = False
     client_tags: str = ""
+    notice: bool = False
     origin: Origin | None = _origin()
 
     def audience(self) -> Audience:
@@ -327,11 +335,18 @@ class UserJoined(MembershipEvent):
 
 @frozen
 class UserLeft(MembershipEvent):
-    """A member left (the room goes when its last member leaves)."""
+    """
+    A member left (the room goes when its last member leaves).
+
+    @ivar quitting: the member is a guest whose connection closed: it
+        leaves every room, and L{UserQuit} says so once (IRC shows that
+        instead of a C{PART} per room).
+    """
 
     room: RoomRef
     user_id: int
     user: str
+    quitting: bool = False
     origin: Origin | None = _origin()
     joins = False
 
@@ -585,6 +600,43 @@ class ServerRoleChanged(UserEvent):
 
 
 @frozen
+class UserQuit(Event):
+    """
+    A guest's connection closed, with C{reason}: it is about to leave
+    every room (C{room_ids}), each with a L{UserLeft}.  For the members of
+    those rooms but the guest, once each; IRC shows it as one C{QUIT}.
+    """
+
+    user_id: int
+    user: str
+    reason: str
+    room_ids: tuple = ()
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the guest's rooms, but not the guest."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
+class UserRenamed(Event):
+    """
+    A guest took another nick (C{old} is now C{user}); for the members of
+    its rooms (C{room_ids}) but itself, which its own reply told.
+    """
+
+    user_id: int
+    old: str
+    user: str
+    room_ids: tuple = ()
+    origin: Origin | None = _origin()
+
+    def audience(self) -> Audience:
+        """The members of the guest's rooms, but not the guest."""
+        return Audience(more_rooms=frozenset(self.room_ids), but=self.user_id)
+
+
+@frozen
 class Notice(UserEvent):
     """A notice from the server to a user (C{SYSTEM_MESSAGE})."""
 
@@ -603,7 +655,7 @@ EVENT_TYPES: dict[str, type] = {
         ReactionRemoved, RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, UserJoined, UserLeft, UserKicked, UserBanned,
         RoleChanged, TopicChanged, TagsSent, InvitationReceived, InvitationAccepted, InvitationDeclined,
         InvitationRevoked, InvitationExpired, InvitationReminder, PresenceChanged, AwayChanged, GuestLoggedIn,
-        AccountSuspended, SessionsRevoked, ServerRoleChanged, Notice,
+        AccountSuspended, SessionsRevoked, ServerRoleChanged, Notice, UserQuit, UserRenamed,
     )
 }
 """Every event class by its kind (its class name)."""
@@ -636,8 +688,8 @@ def encode(event: Event) -> str:
 def decode(kind_name: str, data: dict, origin: Origin | None = None) -> Event:
     """
     The event of C{kind_name} from the fields L{payload} gave.  A field
-    with a default may be missing (an event written before the field was
-    added).
+    with a default that C{data} lacks (an event recorded before the field
+    existed) takes its default.
 
     @raise KeyError: an unknown kind, or a field without a default missing.
     """

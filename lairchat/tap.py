@@ -423,6 +423,9 @@ class LairchatService(MultiService):
             for connection in connections:
                 connection.close()
             await gatherResults([c.lost for c in connections])
+            if self._irc_factory is not None:
+                # guests whose connections closed leave their rooms first
+                await self._irc_factory.commands.settled()
         if self.server is not None:
             await self.server.presence.settled()
         await super().stopService()

@@ -54,6 +54,8 @@ from lairchat.events import (
     UserJoined,
     UserKicked,
     UserLeft,
+    UserQuit,
+    UserRenamed,
 )
 from lairchat.validation import ROLES, SERVER_ROLES
 from lairchat.wire import event_variant, has_control_characters, parse_text, render_event, split_arguments
@@ -155,6 +157,9 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "away": OPTIONAL_TEXTS,
     "previous": st.sampled_from(("",) + ROLES),
     "account": USERNAMES,
+    "old": USERNAMES,
+    "notice": st.booleans(),
+    "quitting": st.booleans(),
 }
 """How each field is drawn, by its name (L{room} and a few others depend on the kind)."""
 
@@ -286,6 +291,8 @@ EXPECTED_LINES: dict[type, Callable[[events.Event, int], tuple[str, list[str]] |
     MemberAdded: lambda e, v: None,
     MemberRemoved: lambda e, v: None,
     ServerRoleChanged: lambda e, v: None,
+    UserQuit: lambda e, v: None,
+    UserRenamed: lambda e, v: None,
 }
 """
 The kind and fields of the line each event is shown as to a viewer
@@ -333,6 +340,8 @@ EXPECTED_AUDIENCES: dict[type, Callable[[events.Event], Audience]] = {
     SessionsRevoked: lambda e: Audience(None, frozenset({e.user_id})),
     ServerRoleChanged: lambda e: Audience(None, frozenset({e.user_id})),
     Notice: lambda e: Audience(None, frozenset({e.user_id})),
+    UserQuit: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    UserRenamed: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
 }
 """Who each event is for."""
 

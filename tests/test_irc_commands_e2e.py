@@ -102,6 +102,45 @@ class WhoTests(TestCase):
         bob.send("WHOIS alice")
         self.assertEqual(replies(await bob.sync(), "319"), [("alice", "@#lounge")])
 
+    async def test_user_names_and_masks(self):
+        """
+        WHO and WHOIS show the user name and real name of a user's C{USER}
+        (the nick for a user with no IRC connection here); a mask lists
+        only the client and those who share a room with it.
+        """
+        server = await start_server(self, irc=True)
+        alice = await server.user("alice", PASSWORD)
+        await alice.ok("CREATE_ROOM:lounge")
+        await account(server, "bob")
+        bob = await irc_client(self, server.irc_port)
+        bob.send(f"PASS :bob:{PASSWORD}")
+        bob.send("NICK bob")
+        bob.send("USER bobby 0 * :Bob the Builder")
+        await bob.until("376")
+        await joined(bob, "#lounge")
+        carol = await irc_user(self, server, "carol")
+        await irc_user(self, server, "bobcat")
+        server_name = server.server.config.server_name
+
+        carol.send("WHOIS bob")
+        self.assertEqual(replies(await carol.sync(), "311"), [("bob", "bobby", server_name, "*", "Bob the Builder")])
+        carol.send("WHO bob")
+        self.assertEqual(replies(await carol.sync(), "352"),
+                         [("*", "bobby", server_name, server_name, "bob", "H", "0 Bob the Builder")])
+        carol.send("WHO bob*")
+        self.assertEqual([m.command for m in await carol.sync()], ["315"])
+        await joined(carol, "#lounge")
+        carol.send("WHO BOB*")
+        found = await carol.sync()
+        self.assertEqual(replies(found, "352"),
+                         [("*", "bobby", server_name, server_name, "bob", "H", "0 Bob the Builder")])
+        self.assertEqual(replies(found, "315"), [("BOB*", "End of /WHO list")])
+        carol.send("WHO *")
+        self.assertEqual([r[4] for r in replies(await carol.sync(), "352")], ["alice", "bob", "carol"])
+        carol.send("WHO a?ice")
+        self.assertEqual(replies(await carol.sync(), "352"),
+                         [("*", "alice", server_name, server_name, "alice", "H", "0 alice")])
+
 
 class ListTests(TestCase):
     """LIST."""
@@ -190,6 +229,28 @@ class ModerationTests(TestCase):
             carol.send(line)
             [reply] = await carol.sync()
             self.assertEqual(reply.command, numeric, line)
+
+    async def test_fixed_modes(self):
+        """
+        The modes C{324} shows are lairchat's rules: setting one again says
+        nothing, taking it off is refused (C{FAIL MODE FIXED_MODE}), and the
+        topic stays the moderators' (C{482} for a member).
+        """
+        server = await start_server(self, irc=True)
+        bob = await irc_user(self, server, "bob")
+        carol = await irc_user(self, server, "carol")
+        await joined(bob, "#den")
+        await joined(carol, "#den")
+        self.assertEqual((await bob.expect("JOIN")).source.split("!")[0], "carol")
+        bob.send("MODE #den +t")
+        self.assertEqual(await bob.sync(), [])
+        bob.send("MODE #den -t")
+        [refused] = await bob.sync()
+        self.assertEqual((refused.command, refused.params[:4]), ("FAIL", ("MODE", "FIXED_MODE", "#den", "t")))
+        bob.send("MODE #den +i")
+        self.assertEqual([m.command for m in await bob.sync()], ["472"])
+        carol.send("TOPIC #den :mine")
+        self.assertEqual([m.command for m in await carol.sync()], ["482"])
 
 
 class InviteTests(TestCase):

@@ -252,6 +252,39 @@ class SameRoomTests(TestCase):
         [refusal] = await client.sync()
         self.assertEqual(refusal.params[:2], ("JOIN", "ACCOUNT_REQUIRED"))
 
+    async def test_sasl_before_nick(self):
+        """
+        A client that logs in with SASL before it sends C{NICK} and C{USER}
+        (irssi does, after C{CAP END}) registers when they come, as the account.
+        """
+        server = await start_server(self, irc=True)
+        await account(server, "bob")
+        client = await irc_client(self, server.irc_port)
+        client.send("CAP LS 302")
+        client.send("CAP REQ :sasl")
+        client.send("AUTHENTICATE PLAIN")
+        await client.expect("AUTHENTICATE")
+        client.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{PASSWORD}".encode()).decode())
+        await client.expect("903")
+        client.send("CAP END")
+        client.send("NICK bob")
+        client.send("USER root root 127.0.0.1 :root")
+        welcome = await client.until("376")
+        self.assertEqual((welcome[0].command, welcome[0].params[0]), ("001", "bob"))
+
+    async def test_user_needs_a_realname(self):
+        """C{USER} with an empty real name (or user name) is C{461}; a full one then registers."""
+        server = await start_server(self, irc=True)
+        client = await irc_client(self, server.irc_port)
+        client.send("NICK carol")
+        for line in ("USER carol 0 * :", "USER  0 * :Carol"):
+            client.send(line)
+            [refusal] = await client.sync()
+            self.assertEqual((refusal.command, refusal.params[1]), ("461", "USER"), line)
+        client.send("USER carol 0 * :Carol")
+        welcome = await client.until("376")
+        self.assertEqual(welcome[0].command, "001")
+
     async def test_pass_login(self):
         """PASS <account>:<password> logs in at registration."""
         server = await start_server(self, irc=True)
@@ -291,6 +324,46 @@ class TwoNodeTests(TestCase):
         bob.send("PRIVMSG alice :across")
         event = await alice.event("PRIVATE_MESSAGE:")
         self.assertTrue(event.endswith(":across"), event)
+
+    async def test_notices_across_nodes(self):
+        """
+        A C{NOTICE} is a message marked as a notice: IRC members on any node
+        (and the sender, with echo-message) read a C{NOTICE}, a line user
+        the message event a C{PRIVMSG} gives; a C{NOTICE} to a nick is a
+        direct message read as a C{NOTICE}.
+        """
+        first, second = await start_nodes(self, 2, irc=True)
+        alice = await second.user("alice", PASSWORD)
+        await alice.ok("CREATE_ROOM:lounge")
+        await account(first, "bob")
+        await account(second, "carol")
+        bob = await irc_client(self, first.irc_port)
+        await bob.login("bob", caps="echo-message")
+        carol = await irc_client(self, second.irc_port)
+        await carol.login("carol", caps="")
+        for client in (bob, carol):
+            client.send("JOIN #lounge")
+            await client.until("366")
+        bob.send("PRIVMSG #lounge :a message")
+        said = await alice.event("MESSAGE:")
+        bob.send("NOTICE #lounge :a notice")
+        echoed = await bob.until("NOTICE")
+        self.assertEqual([(m.command, m.params) for m in echoed if m.command in ("PRIVMSG", "NOTICE")],
+                         [("PRIVMSG", ("#lounge", "a message")), ("NOTICE", ("#lounge", "a notice"))])
+        noticed = await alice.event("MESSAGE:")
+        # the line a message gets: MESSAGE:<room>:<id>:<sender>:<ts>:<text>
+        for line, text in ((said, "a message"), (noticed, "a notice")):
+            self.assertEqual(line.split(":", 5)[:2] + line.split(":", 5)[3:4] + line.split(":", 5)[5:],
+                             ["MESSAGE", "lounge", "bob", text])
+        seen = await carol.until("NOTICE")
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in seen if m.source.startswith("bob")],
+                         [("PRIVMSG", "bob", ("#lounge", "a message")), ("NOTICE", "bob", ("#lounge", "a notice"))])
+        bob.send("NOTICE carol :just you")
+        direct = await carol.expect("NOTICE")
+        self.assertEqual((direct.source.split("!")[0], direct.params), ("bob", ("carol", "just you")))
+        rows = await first.server.store.db.fetchall(
+            "SELECT body, notice FROM messages WHERE sender_id IS NOT NULL ORDER BY id")
+        self.assertEqual([tuple(r) for r in rows], [("a message", False), ("a notice", True), ("just you", True)])
 
 
 __all__ = ["IRCClient", "irc_client", "serialize"]

@@ -69,6 +69,43 @@ class GuestTests(TestCase):
             welcome = await client.until("376")
             self.assertEqual((welcome[0].command, welcome[0].params[0]), ("001", "other" + taken.lower()))
 
+    async def test_quit_and_nick_shown_once(self):
+        """
+        Another IRC member sees a guest's new nick as one C{NICK}, and its
+        leaving as one C{QUIT} with the client's reason, however many rooms
+        they share (no C{PART}); a line user still reads C{USER_LEFT} per room.
+        """
+        server = await start_server(self, irc=True, irc_guests=True)
+        alice = await server.user("alice", PASSWORD)
+        await alice.ok("CREATE_ROOM:lounge")
+        bar = await guest(self, server, "bar")
+        qux = await guest(self, server, "qux")
+        for client in (bar, qux):
+            client.send("JOIN #lounge,#den")
+            await client.until("366")
+            await client.until("366")
+        self.assertEqual((await bar.expect("JOIN")).source.split("!")[0], "qux")
+        qux.send("NICK quux")
+        renamed = await qux.expect("NICK")
+        self.assertEqual((renamed.source.split("!")[0], renamed.params), ("qux", ("quux",)))
+        await alice.ok("SEND_MESSAGE:lounge:after the nick")
+        seen = await bar.until("PRIVMSG")
+        nicks = [(m.source.split("!")[0], m.params) for m in seen if m.command == "NICK"]
+        self.assertEqual(nicks, [("qux", ("quux",))])
+
+        qux.send("QUIT :qux out")
+        await qux.expect("ERROR")
+        # told in the QUIT's turn: before anything bar asks next is answered
+        seen = await bar.sync()
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in seen],
+                         [("QUIT", "quux", ("Quit: qux out",))])
+        await qux.closed
+        self.assertEqual(await alice.event("USER_LEFT:"), "USER_LEFT:lounge:quux")
+        await alice.ok("SEND_MESSAGE:lounge:after the quit")
+        seen = await bar.until("PRIVMSG")
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in seen],
+                         [("PRIVMSG", "alice", ("#lounge", "after the quit"))])
+
     async def test_guest_cannot_log_in_on_the_line_protocol(self):
         """A guest has no password: C{LOGIN} as it fails like an unknown user."""
         server = await start_server(self, irc=True, irc_guests=True)
@@ -121,6 +158,35 @@ class GuestTests(TestCase):
         refused = await client.expect("FAIL")
         self.assertEqual(refused.params[:2], ("JOIN", "ACCOUNT_REQUIRED"))
 
+    async def test_without_guests_nicks_not_shared(self):
+        """
+        Without C{--irc-guests}, two connections with no account cannot
+        hold one nick (C{433}, registration waits for another C{NICK}), nor
+        change to one held; a nick a connection gave up is free again.
+        """
+        server = await start_server(self, irc=True)
+        first = await irc_client(self, server.irc_port)
+        first.send("NICK visitor")
+        first.send("USER x 0 * :x")
+        await first.until("376")
+        second = await irc_client(self, server.irc_port)
+        second.send("NICK VISITOR")
+        second.send("USER y 0 * :y")
+        refused = await second.next()
+        self.assertEqual((refused.command, refused.params[1]), ("433", "VISITOR"))
+        second.send("NICK caller")
+        welcome = await second.until("376")
+        self.assertEqual((welcome[0].command, welcome[0].params[0]), ("001", "caller"))
+        await second.expect("NOTICE")
+        second.send("NICK visitor")
+        [refused] = await second.sync()
+        self.assertEqual((refused.command, refused.params[1]), ("433", "visitor"))
+        first.send("NICK moved")
+        await first.expect("NICK")
+        second.send("NICK visitor")
+        [renamed] = await second.sync()
+        self.assertEqual((renamed.command, renamed.params), ("NICK", ("visitor",)))
+
     async def test_guest_logs_in_with_sasl(self):
         """A guest that authenticates with SASL after registering becomes the account; the guest row goes."""
         server = await start_server(self, irc=True, irc_guests=True)
@@ -137,8 +203,10 @@ class GuestTests(TestCase):
         await client.expect("AUTHENTICATE")
         payload = base64.b64encode(f"\0bob\0{PASSWORD}".encode()).decode()
         client.send(f"AUTHENTICATE {payload}")
-        renamed = await client.expect("NICK")
-        self.assertEqual(renamed.params, ("bob",))
-        await client.expect("903")
+        logged_in = await client.until("NICK")
+        self.assertEqual([m.command for m in logged_in], ["900", "903", "NICK"])
+        self.assertEqual(logged_in[0].params[:3], ("visitor", "visitor!visitor@" + server.server.config.server_name,
+                                                   "bob"))
+        self.assertEqual(logged_in[-1].params, ("bob",))
         self.assertFalse(gone.guest)
         self.assertIsNone(await server.server.store.users.by_name("visitor"))

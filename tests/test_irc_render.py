@@ -59,6 +59,8 @@ EVERY_EVENT = [
     events.SessionsRevoked(1, 4),
     events.ServerRoleChanged(1, "admin"),
     events.Notice(1, "hello"),
+    events.UserQuit(2, "bob", "Quit: bye", (7,)),
+    events.UserRenamed(2, "bob", "robert", (7,)),
 ]
 """One event of every kind."""
 
@@ -104,6 +106,27 @@ class RenderTests(SynchronousTestCase):
                          [":bob!bob@irc.test PRIVMSG alice :hi"])
         self.assertEqual(lines(events.ReplySent(ROOM, 2, 1, 2, "bob", 1000, "re"))[0],
                          "@msgid=2;time=1970-01-01T00:00:01.000Z;+draft/reply=1 :bob!bob@irc.test PRIVMSG #lounge :re")
+
+    def test_notices_and_quits(self):
+        """
+        A message sent as a notice is a C{NOTICE} again (in a room, in a
+        direct conversation, as a direct message); a guest's quit is one
+        C{QUIT}, and the C{UserLeft} of each room it leaves so is shown as
+        nothing; a guest's new nick is a C{NICK} from the old mask.
+        """
+        none = frozenset()
+        self.assertEqual(lines(events.MessageSent(ROOM, 1, 2, "bob", 1000, "hi", notice=True), none),
+                         [":bob!bob@irc.test NOTICE #lounge :hi"])
+        self.assertEqual(lines(events.MessageSent(DIRECT, 1, 2, "bob", 1000, "hi", notice=True), none),
+                         [":bob!bob@irc.test NOTICE alice :hi"])
+        self.assertEqual(lines(events.DirectMessageSent(9, 3, 2, "bob", 1, "alice", 1000, "psst", notice=True), none),
+                         [":bob!bob@irc.test NOTICE alice :psst"])
+        self.assertEqual(lines(events.DirectMessageSent(9, 3, 2, "bob", 1, "alice", 1000, "psst"), none),
+                         [":bob!bob@irc.test PRIVMSG alice :psst"])
+        self.assertEqual(lines(events.UserQuit(2, "bob", "Quit: bye", (7, 8))), [":bob!bob@irc.test QUIT :Quit: bye"])
+        self.assertEqual(lines(events.UserLeft(ROOM, 2, "bob", quitting=True)), [])
+        self.assertEqual(lines(events.UserLeft(ROOM, 2, "bob")), [":bob!bob@irc.test PART #lounge"])
+        self.assertEqual(lines(events.UserRenamed(2, "bob", "robert", (7,))), [":bob!bob@irc.test NICK robert"])
 
     def test_roles(self):
         """

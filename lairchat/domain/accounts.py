@@ -31,7 +31,7 @@ from lairchat.domain import access
 from lairchat.errors import (
     AccessDenied, AccountLocked, ChatError, InvalidCredentials, PermissionDenied, SessionExpired,
 )
-from lairchat.events import AwayChanged, GuestLoggedIn
+from lairchat.events import AwayChanged, GuestLoggedIn, UserQuit
 from lairchat.login_throttle import ADDRESS, Reservation, ThrottleRule
 from lairchat.models import User, iso_moment
 
@@ -152,29 +152,49 @@ async def rename_guest(actor: Any, nick: str) -> User:
     @raise lairchat.errors.Conflict: the nick is taken.
     @raise AccessDenied: the actor is no guest.
     """
-    renamed = await actor.store.users.rename_guest(actor.user.id, nick)
+    outbox = actor.outbox()
+    renamed = await actor.store.users.rename_guest(actor.user.id, nick, outbox)
     if renamed is None:
         raise AccessDenied("only a guest can change its name")
+    await actor.deliver(outbox)
     return renamed
 
 
-async def end_guest(actor: Any, account: str = "") -> None:
+async def guest_quits(actor: Any, reason: str) -> None:
     """
-    The acting guest's connection closed, or it logged in to C{account}:
-    leave every room it is in, as C{LEAVE_ROOM} does (its events go out; a
-    room it leaves empty is deleted, so the next joiner founds it afresh),
-    then delete it.  Its messages stay, anonymised (see
-    L{lairchat.store.users.UserStore.remove_guest}).  A guest that logged
-    in first tells the members of its rooms so (L{GuestLoggedIn}).
+    Tell the members of the acting guest's rooms, once each, that it
+    quits, saying C{reason} (L{UserQuit}); L{end_guest} then takes it out.
+    """
+    user, store = actor.user, actor.store
+    rooms = await store.rooms.rooms_of_member(user.id)
+    if rooms:
+        quit_event = UserQuit(user.id, user.username, reason, tuple(r.id for r in rooms), origin=actor.origin)
+        seqs = await store.events.record([quit_event], actor.origin)
+        await actor.server.bus.committed(seqs, [quit_event])
+
+
+async def end_guest(actor: Any, reason: str | None = "Connection closed", account: str = "") -> None:
+    """
+    The acting guest's connection closed, or it logged in to C{account}.
+    A guest that logged in tells the members of its rooms so
+    (L{GuestLoggedIn}); one whose connection closed tells them once that
+    it quits, unless told already (L{guest_quits}; C{reason} is then
+    L{None}).  Then it leaves every room as C{LEAVE_ROOM} does (its events
+    go out, marked C{quitting} when it quit; a room it leaves empty is
+    deleted, so the next joiner founds it afresh), and is deleted.  Its
+    messages stay, anonymised (see
+    L{lairchat.store.users.UserStore.remove_guest}).
     """
     user, store = actor.user, actor.store
     if account:
         event = GuestLoggedIn(user.id, user.username, account, tuple(await store.events.room_ids_of(user.id)),
                               origin=actor.origin)
         await actor.server.bus.committed(await store.events.record([event], actor.origin), [event])
+    elif reason is not None:
+        await guest_quits(actor, reason)
     for room in await store.rooms.rooms_of_member(user.id):
         outbox = actor.outbox()
-        if await store.rooms.leave(room, user, outbox) is not None:
+        if await store.rooms.leave(room, user, outbox, quitting=not account) is not None:
             await actor.deliver(outbox)
     await store.users.remove_guest(user.id)
 

@@ -197,19 +197,21 @@ async def send(actor: Any, ref: str, text: str) -> Sent:
     return await send_to_room(actor, ref, text)
 
 
-async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "") -> Sent:
+async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "", notice: bool = False) -> Sent:
     """
     Send a message to a room by name.  The room's id comes from the node's
     memory of names it resolved before, or from a look-up, which also says
     why a message is refused.  C{client_tags} (IRC's C{+tag}s) go with its
-    event to the members, and are not stored.
+    event to the members, and are not stored.  A C{notice} (IRC's
+    C{NOTICE}) is stored and shown as any message, and marked so that IRC
+    shows it as one.
     """
     me, names = actor.user, actor.server.room_names
     ref = names.get(name.lower())
     if ref is None:
         room, _ = await resolve(actor, name, "send")
         ref = names.remember(RoomRef(room.id, room.name))
-    template = MessageSent(ref, 0, me.id, me.username, 0, text, me.guest, client_tags, origin=actor.origin)
+    template = MessageSent(ref, 0, me.id, me.username, 0, text, me.guest, client_tags, notice, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         names.forget(ref)
@@ -227,13 +229,14 @@ async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "") 
     return Sent(posted.message, ref.name)
 
 
-async def send_direct(actor: Any, name: str, text: str, client_tags: str = "") -> tuple[Message, User]:
+async def send_direct(actor: Any, name: str, text: str, client_tags: str = "",
+                      notice: bool = False) -> tuple[Message, User]:
     """
     Send a direct message, starting the conversation on first use.  The
     recipient's connections, on any node, get it now (and the first that
     shows it notes it as delivered: L{Receipts}); otherwise it is handed
     to them at their next login (without C{client_tags}, which only go
-    with the live event).
+    with the live event).  A C{notice} is marked as in L{send_to_room}.
 
     @return: the message and its recipient.
     @raise NotFound: no such user.
@@ -243,7 +246,7 @@ async def send_direct(actor: Any, name: str, text: str, client_tags: str = "") -
     other = await direct_recipient(actor, name)
     room = await _conversation(actor, other)
     template = DirectMessageSent(room.id, 0, me.id, me.username, other.id, other.username, 0, text, me.guest,
-                                 client_tags, origin=actor.origin)
+                                 client_tags, notice, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         raise AccessDenied(f"you cannot write to {other.username}")
@@ -285,11 +288,11 @@ async def send_tags(actor: Any, ref: str, tags: str) -> TagsSent:
     return event
 
 
-async def reply(actor: Any, parent_id: int, text: str, client_tags: str = "") -> Sent:
+async def reply(actor: Any, parent_id: int, text: str, client_tags: str = "", notice: bool = False) -> Sent:
     """
     Reply to a message, in its room, in its thread (threads are one level
-    deep: a reply to a reply joins the same thread).  C{client_tags} as for
-    L{send_to_room}.
+    deep: a reply to a reply joins the same thread).  C{client_tags} and
+    C{notice} as for L{send_to_room}.
 
     @raise NotFound: no such message (or not the actor's to see, or gone meanwhile).
     """
@@ -297,7 +300,7 @@ async def reply(actor: Any, parent_id: int, text: str, client_tags: str = "") ->
     root = access.message.parent_id or access.message.id
     ref = await room_ref(actor, access.room)
     me = actor.user
-    template = ReplySent(ref, 0, root, me.id, me.username, 0, text, me.guest, client_tags, origin=actor.origin)
+    template = ReplySent(ref, 0, root, me.id, me.username, 0, text, me.guest, client_tags, notice, origin=actor.origin)
     posted = await _post(actor, template)
     if posted is None:
         raise NotFound(f"no message {parent_id}")

@@ -128,8 +128,11 @@ class ChannelCommands:
         """
         C{MODE #room}: the room's modes (C{324}).  C{MODE #room b} (or
         C{+b}): its ban list (C{367}s, C{368}).  C{MODE #room +b mask} /
-        C{-b mask}: ban (admin and above) or unban an account.  Other mode
-        letters are C{472}; C{MODE nick} is the client's own modes.
+        C{-b mask}: ban (admin and above) or unban an account.  A mode the
+        room has (C{324}'s letters are lairchat's rules, always on): set
+        again, nothing to do and nothing said; taken off, C{FAIL MODE
+        FIXED_MODE}.  Other mode letters are C{472}; C{MODE nick} is the
+        client's own modes.
         """
         if not params or not params[0]:
             raise Numeric("461", "MODE", "Not enough parameters")
@@ -139,14 +142,19 @@ class ChannelCommands:
             return self.user_mode(connection, target)
         room = await self.visible_room(connection, target)
         name = channel(room.name)
+        modes = CHANNEL_MODES.get(room.privacy, "+nt")
         if len(params) < 2:
-            return [self.numeric(connection, "324", name, CHANNEL_MODES.get(room.privacy, "+nt"))]
+            return [self.numeric(connection, "324", name, modes)]
         arguments = list(params[2:])
         lines: list = []
         adding = True
         for letter in params[1]:
             if letter in "+-":
                 adding = letter == "+"
+            elif letter in modes[1:]:
+                if not adding:
+                    lines.append(self.numeric(connection, "FAIL", "MODE", "FIXED_MODE", name, letter,
+                                              f"+{letter} is one of lairchat's rules for this room: it stays on"))
             elif letter != "b":
                 lines.append(self.numeric(connection, "472", letter, "is unknown mode char to me"))
             elif not arguments:

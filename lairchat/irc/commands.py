@@ -22,7 +22,9 @@ import base64
 import binascii
 import secrets
 from typing import Any
+from weakref import WeakValueDictionary
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
 from lairchat import __version__, validation
@@ -115,6 +117,10 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
 
     @ivar line_router: the line protocol's router, for the requests sent
         to the service nick.
+    @ivar _departures: the removals of guests whose connection closed, under way.
+    @ivar anonymous_nicks: the connections of this node registered with
+        neither an account nor a guest, by lower-cased nick (weakly held),
+        so that two of them do not share a nick (L{claim_nick}).
     """
 
     log = Logger()
@@ -123,6 +129,8 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         self.server = server
         self.marks = ConnectionMarks()
         self.line_router = Router(server)
+        self.anonymous_nicks: WeakValueDictionary = WeakValueDictionary()
+        self._departures: set[Deferred] = set()
 
     # Dispatch
 
@@ -261,6 +269,24 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             return await self.registration(connection)
         raise Numeric("410", params[0], "Invalid CAP command")
 
+    def claim_nick(self, connection: Any, nick: str) -> bool:
+        """
+        Hold C{nick} for a connection registered with no account and no
+        guest (without C{--irc-guests}; these nicks live only in this
+        node's memory); whether it was free of other such connections.
+        """
+        holder = self.anonymous_nicks.get(nick.lower())
+        if holder is not None and holder is not connection and holder.user is None and not holder._closed:
+            return False
+        self.release_nick(connection)
+        self.anonymous_nicks[nick.lower()] = connection
+        return True
+
+    def release_nick(self, connection: Any) -> None:
+        """Let go of the nick L{claim_nick} held for C{connection} (it logged in)."""
+        if connection.nick is not None and self.anonymous_nicks.get(connection.nick.lower()) is connection:
+            del self.anonymous_nicks[connection.nick.lower()]
+
     def valid_nick(self, nick: str) -> bool:
         """Whether C{nick} may be asked for: a username, or (with C{--irc-guests}) an IRC nick."""
         try:
@@ -305,16 +331,18 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
                 return []
             raise Numeric("FAIL", "NICK", "CANNOT_CHANGE_NICK", "your nick is your account name")
         if connection.registered:
+            if not self.claim_nick(connection, nick):
+                raise Numeric("433", nick, "Nickname is already in use")
             old, connection.nick = connection.source, nick
             return [message("NICK", nick, source=old)]
         connection.nick = nick
         return await self.registration(connection)
 
     async def irc_USER(self, connection: Any, params: tuple) -> list:
-        """C{USER <user> <mode> <unused> :<real name>}."""
+        """C{USER <user> <mode> <unused> :<real name>}; an empty user name or real name is C{461}."""
         if connection.registered:
             raise Numeric("462", "You may not reregister")
-        if len(params) < 4 or not params[0]:
+        if len(params) < 4 or not params[0] or not params[3]:
             raise Numeric("461", "USER", "Not enough parameters")
         connection.ident, connection.realname = params[0], params[3]
         return await self.registration(connection)
@@ -370,17 +398,19 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         failure = await self.log_in(connection, account, password)
         if failure is not None:
             raise Numeric("904", f"SASL authentication failed: {failure}")
+        username = connection.user.username
+        self.release_nick(connection)
         if guest is not None:
             # a guest that logs in to an account stops being one
             connection.guest = False
-            await self.guest_left(connection, guest, connection.user.username)
-        username = connection.user.username
-        lines = []
+            await self.guest_left(connection, guest, None, account=username)
+        # 900 and 903 first (to the nick the client had), then the nick
+        # becomes the account's name
+        lines = [self.numeric(connection, "900", connection.source, username, f"You are now logged in as {username}"),
+                 self.numeric(connection, "903", "SASL authentication successful")]
         if connection.registered and connection.nick != username:
             old, connection.nick = connection.source, username
             lines.append(message("NICK", username, source=old))
-        lines += [self.numeric(connection, "900", connection.source, username, f"You are now logged in as {username}"),
-                  self.numeric(connection, "903", "SASL authentication successful")]
         if connection.registered:
             lines += await self.after_login(connection)
         return lines
@@ -414,7 +444,8 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         password closes the connection, as IRC does); without an account,
         become a guest with C{--irc-guests} (C{433} when the nick is an
         account's or a connected guest's: registration waits for another
-        C{NICK}); then the welcome.
+        C{NICK}); without guests, C{433} too when another connection here
+        without an account holds the nick; then the welcome.
         """
         if connection.registered or connection.negotiating or connection.nick is None or connection.ident is None:
             return []
@@ -432,6 +463,8 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             except Conflict:
                 return [self.numeric(connection, "433", connection.nick, "Nickname is already in use")]
             connection.guest = True
+        if connection.user is None and not self.claim_nick(connection, connection.nick):
+            return [self.numeric(connection, "433", connection.nick, "Nickname is already in use")]
         if connection.user is not None:
             connection.nick = connection.user.username
         connection.registered = True
@@ -495,15 +528,32 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         connection.caught_up()
         return lines
 
-    async def guest_left(self, connection: Any, user: Any, account: str = "") -> None:
+    def guest_closed(self, connection: Any, user: Any) -> Deferred:
         """
-        A guest's connection closed, or it logged in to C{account} (which
+        A guest's connection closed: L{guest_left} with the connection's
+        C{QUIT} reason, kept until done so that L{settled} waits for it.
+        """
+        done = Deferred.fromCoroutine(self.guest_left(connection, user, connection.quit_reason))
+        if not done.called:
+            self._departures.add(done)
+            done.addBoth(lambda result: (self._departures.discard(done), result)[1])
+        return done
+
+    def settled(self) -> Deferred:
+        """Fires once the guest removals under way are done (the server stops after them)."""
+        return gatherResults(list(self._departures))
+
+    async def guest_left(self, connection: Any, user: Any, reason: str | None, account: str = "") -> None:
+        """
+        A guest's connection closed, saying C{reason} (L{None}: its C{QUIT}
+        told its rooms already), or it logged in to C{account} (which
         clients with C{account-notify} in its rooms read as C{ACCOUNT}): it
-        leaves its rooms and is deleted (L{accounts.end_guest}); never raises.
+        leaves its rooms and is deleted (L{accounts.end_guest}); never
+        raises.
         """
         actor = Actor(self.server, user, Origin(self.server.node, connection.connection_id), connection.address)
         try:
-            await accounts.end_guest(actor, account)
+            await accounts.end_guest(actor, reason, account)
         except Exception:
             self.log.failure("guest {nick} not removed", nick=user.username)
 
@@ -667,11 +717,13 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             return {}
         return {key: value for key, value in tags.items() if key.startswith("+")}
 
-    async def replied(self, actor: Actor, ref: str, reply_to: str | None, text: str, section: str) -> bool:
+    async def replied(self, actor: Actor, ref: str, reply_to: str | None, text: str, section: str,
+                      notice: bool) -> bool:
         """
-        Send C{text} as a reply to the message C{reply_to} (a C{+draft/reply}
-        tag) when that is a message of the conversation C{ref} the actor may
-        send to; whether it was (otherwise the caller sends a plain message).
+        Send C{text} (a C{notice} or not) as a reply to the message
+        C{reply_to} (a C{+draft/reply} tag) when that is a message of the
+        conversation C{ref} the actor may send to; whether it was (otherwise
+        the caller sends a plain message).
         """
         if reply_to is None or not reply_to.isdigit():
             return False
@@ -681,7 +733,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
                 return False
         except ChatError:
             return False
-        await messages.reply(actor, int(reply_to), text, section)
+        await messages.reply(actor, int(reply_to), text, section, notice)
         return True
 
     async def irc_PRIVMSG(self, connection: Any, params: tuple, command: str = "PRIVMSG",
@@ -715,11 +767,12 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         actor = self.actor(connection)
         relayed = self.relayed_tags(connection, tags)
         reply_to, section = relayed.get(REPLY_TAG), serialize_tags(relayed)
+        notice = command == "NOTICE"
         if target.startswith("#"):
             name = room_of(target)
             try:
-                if not await self.replied(actor, name, reply_to, text, section):
-                    await messages.send_to_room(actor, name, text, section)
+                if not await self.replied(actor, name, reply_to, text, section, notice):
+                    await messages.send_to_room(actor, name, text, section, notice)
             except NotFound:
                 raise Numeric("403", target, "No such channel") from None
             except (AccessDenied, PermissionDenied) as refusal:
@@ -728,10 +781,10 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         if not self.valid_nick(target):
             raise Numeric("401", target, "No such nick/channel")
         try:
-            if await self.replied(actor, "@" + target, reply_to, text, section):
+            if await self.replied(actor, "@" + target, reply_to, text, section, notice):
                 recipient = await accounts.known(actor, target)
             else:
-                _, recipient = await messages.send_direct(actor, target, text, section)
+                _, recipient = await messages.send_direct(actor, target, text, section, notice)
         except NotFound:
             raise Numeric("401", target, "No such nick/channel") from None
         if command == "PRIVMSG":
@@ -742,8 +795,9 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
 
     async def irc_NOTICE(self, connection: Any, params: tuple, tags: dict | None = None) -> list:
         """
-        C{NOTICE}: stored and shown as a message, like C{PRIVMSG} (the core
-        has no notices); never answered with an error, as IRC says.
+        C{NOTICE}: stored as a message marked as a notice (line-protocol
+        users read it as any message, IRC clients as a C{NOTICE}); never
+        answered with an error, nor with C{301}, as IRC says.
         """
         return await self.irc_PRIVMSG(connection, params, "NOTICE", tags)
 
@@ -854,8 +908,13 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         return []
 
     async def irc_QUIT(self, connection: Any, params: tuple) -> list:
-        """C{QUIT [:reason]}: C{ERROR}, then the connection closes."""
+        """C{QUIT [:reason]}: C{ERROR}, then the connection closes (a guest's rooms read C{QUIT :Quit: <reason>})."""
         reason = params[0] if params else "Client quit"
+        if connection.guest and connection.user is not None:
+            # told now, in this command's turn, as IRC servers do: the
+            # others read the QUIT before anything they ask next is answered
+            await accounts.guest_quits(self.actor(connection), f"Quit: {reason}")
+            connection.quit_reason = None
         return [message("ERROR", f"Closing link: {connection.display_nick} (Quit: {reason})"), CLOSE]
 
 

@@ -80,6 +80,8 @@ class IRCProtocol(ChatProtocol):
         deleted when this connection closes.
     @ivar guest_gone: fires once a guest's removal after the close is done
         (at once for a connection that was no guest).
+    @ivar quit_reason: what a guest's rooms read in its C{QUIT} when this
+        connection closes; L{None} once its C{QUIT} command told them.
     """
 
     MAX_LENGTH = MAX_LINE
@@ -98,6 +100,7 @@ class IRCProtocol(ChatProtocol):
         self.sasl: Any = None
         self.guest = False
         self.guest_gone: Deferred = Deferred()
+        self.quit_reason: str | None = "Connection closed"
         self._discarding = False
         self._batch_refs = itertools.count(1)
         self._echoes: list | None = None
@@ -151,14 +154,13 @@ class IRCProtocol(ChatProtocol):
         return echoes
 
     def connectionLost(self, reason: Any = None) -> None:
-        """Forget the connection as the line front end does; a guest then leaves its rooms and is deleted."""
+        """Forget the connection as the line front end does; a guest then quits its rooms and is deleted."""
         guest = self.user if self.guest else None
         super().connectionLost(reason)
         if guest is None:
             self.guest_gone.callback(None)
             return
-        done = Deferred.fromCoroutine(self.router.guest_left(self, guest))
-        done.chainDeferred(self.guest_gone)
+        self.router.guest_closed(self, guest).chainDeferred(self.guest_gone)
 
     # Framing: bytes first, IRC's limits, never a close for a long line
 

@@ -13,7 +13,10 @@ C{TAGMSG}, C{AWAY}, C{ACCOUNT}); the IRCv3 capabilities of the viewer
 (L{RENDER_CAPS}) decide the forms (C{account} tags, C{extended-join},
 reactions as C{TAGMSG}, deletions as C{REDACT}); edits, the rest of
 deletions and reactions, invitation answers and server notices become
-C{NOTICE}s; the rest (presence, the memory-only events) is not shown.  See
+C{NOTICE}s; the rest (presence, the memory-only events) is not shown.
+A message sent as an IRC C{NOTICE} is a message marked C{notice}, shown
+as a C{NOTICE} again; a guest whose connection closed is one C{QUIT}
+(L{lairchat.events.UserQuit}), not a C{PART} per room.  See
 C{docs/irc.md}.
 
 IRC formatting and C{CTCP ACTION} are mapped at the edge too: an action
@@ -163,6 +166,11 @@ def client_tags(caps: frozenset, section: str) -> dict:
     return parse_tags(section) if section and "message-tags" in caps else {}
 
 
+def message_command(event: events.Event) -> str:
+    """The command a message event is shown with: C{NOTICE} for one sent as a notice, else C{PRIVMSG}."""
+    return "NOTICE" if getattr(event, "notice", False) else "PRIVMSG"
+
+
 def role_modes(room_name: str, nick: str, role: str, previous: str, by_source: str) -> list[Message]:
     """
     The C{MODE} line of a role change from C{previous} to C{role}: the
@@ -207,7 +215,8 @@ def variant(event: events.Event, viewer_id: int, caps: frozenset) -> tuple:
     lines (rendered once).
     """
     shared = isinstance(event, events.RoomEvent) and not event.room.is_direct
-    shared = shared or isinstance(event, (events.AwayChanged, events.GuestLoggedIn))
+    shared = shared or isinstance(event, (events.AwayChanged, events.GuestLoggedIn, events.UserQuit,
+                                          events.UserRenamed))
     return ("irc", caps & RENDER_CAPS, None if shared else viewer_id)
 
 
@@ -238,12 +247,13 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
             target = event.room.other_party(viewer_id) if event.sender_id == viewer_id else viewer_nick
         else:
             target = channel(event.room.name)
-        return [message("PRIVMSG", target, irc_text(event.text), source=src(event.sender), tags=tags)]
+        return [message(message_command(event), target, irc_text(event.text), source=src(event.sender), tags=tags)]
     if isinstance(event, events.DirectMessageSent):
         tags = message_tags(caps, event.message_id, event.ts)
         tags.update(client_tags(caps, event.client_tags))
         tags.update(account_tag(caps, event.sender, event.guest))
-        return [message("PRIVMSG", event.recipient, irc_text(event.text), source=src(event.sender), tags=tags)]
+        return [message(message_command(event), event.recipient, irc_text(event.text), source=src(event.sender),
+                        tags=tags)]
     if isinstance(event, events.TagsSent):
         if "message-tags" not in caps:
             return []
@@ -261,7 +271,14 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
             lines.append(message("AWAY", event.away, source=src(event.user)))
         return lines
     if isinstance(event, events.UserLeft):
+        if event.quitting:
+            # the guest's one QUIT (UserQuit) said it
+            return []
         return [message("PART", channel(event.room.name), source=src(event.user))]
+    if isinstance(event, events.UserQuit):
+        return [message("QUIT", event.reason, source=src(event.user))]
+    if isinstance(event, events.UserRenamed):
+        return [message("NICK", event.user, source=src(event.old))]
     if isinstance(event, events.UserKicked):
         return [message("KICK", channel(event.room.name), event.user, event.reason or event.by, source=src(event.by))]
     if isinstance(event, events.UserBanned):

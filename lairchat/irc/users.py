@@ -14,6 +14,7 @@ node (L{lairchat.domain.accounts.set_away}); being an IRC operator
 Both answer for the service nick too (L{lairchat.irc.service}).
 """
 
+import re
 from typing import Any
 from weakref import WeakSet
 
@@ -35,6 +36,11 @@ SERVICE_INFO = "the server's service: line-protocol commands (/msg Lair|Serv HEL
 """What C{312} says of the service nick (L{lairchat.irc.service})."""
 
 
+def mask_pattern(mask: str) -> re.Pattern:
+    """An IRC mask (C{*} any characters, C{?} one; the rest literal) as a case-insensitive pattern."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in mask), re.IGNORECASE)
+
+
 class ConnectionMarks:
     """
     What IRC keeps about its connections in memory only: the connections
@@ -48,6 +54,18 @@ class ConnectionMarks:
     def is_operator(self, hub: Any, user_id: int) -> bool:
         """Whether one of the user's connections on this node is an IRC operator."""
         return any(connection in self.operators for connection in hub.connections_of(user_id))
+
+    def identity(self, hub: Any, user_id: int, nick: str) -> tuple[str, str]:
+        """
+        The user name and real name a user's IRC connection on this node
+        gave with C{USER}; the nick for both when it has none here (a user
+        offline, on the line protocol only, or on another node).
+        """
+        for connection in hub.connections_of(user_id):
+            ident = getattr(connection, "ident", None)
+            if ident:
+                return ident, connection.realname or nick
+        return nick, nick
 
 
 class UserCommands:
@@ -71,16 +89,53 @@ class UserCommands:
             flags += "*"
         return flags + prefixes(role)
 
-    def who_reply(self, connection: Any, where: str, nick: str, flags: str, realname: str | None = None) -> Message:
-        """One C{352 RPL_WHOREPLY} line (the user name is the nick, the host the server; the real name the nick)."""
+    def who_reply(self, connection: Any, where: str, user_id: int | None, nick: str, flags: str,
+                  realname: str | None = None) -> Message:
+        """
+        One C{352 RPL_WHOREPLY} line: the user name and real name of the
+        user's C{USER} (L{ConnectionMarks.identity}), the host the server;
+        for no user (C{user_id} L{None}: the service nick) the nick and
+        C{realname}.
+        """
         server_name = self.server.config.server_name
-        return self.numeric(connection, "352", where, nick, server_name, server_name, nick, flags,
-                            f"0 {realname or nick}")
+        if user_id is None:
+            ident, realname = nick, realname or nick
+        else:
+            ident, realname = self.marks.identity(self.server.hub, user_id, nick)
+        return self.numeric(connection, "352", where, ident, server_name, server_name, nick, flags, f"0 {realname}")
+
+    async def who_mask(self, connection: Any, mask: str) -> list:
+        """
+        The C{352} lines of C{WHO <mask>} (C{*} and C{?} wildcards, matched
+        against nicks case-insensitively): only the client itself and those
+        who share a room with it, as if every user were invisible (C{+i}):
+        a mask does not list the server's accounts.
+        """
+        actor = self.actor(connection)
+        me = connection.user
+        pattern = mask_pattern(mask)
+        here = await accounts.away(actor, me) == ""
+        found: dict[int, tuple[str, str]] = {me.id: (me.username, self.who_flags(me.id, here, None))}
+        _, mine = await rooms.memberships(actor, me.username)
+        for room, _ in mine:
+            try:
+                roster = await rooms.members(actor, room.name)
+            except ChatError:
+                continue
+            for status in roster.members:
+                member = status.member
+                if member.user_id not in found:
+                    found[member.user_id] = (member.username,
+                                             self.who_flags(member.user_id, status.online and not status.away, None))
+        return [self.who_reply(connection, "*", user_id, nick, flags)
+                for user_id, (nick, flags) in sorted(found.items(), key=lambda item: item[1][0].lower())
+                if pattern.fullmatch(nick)]
 
     async def irc_WHO(self, connection: Any, params: tuple) -> list:
         """
         C{WHO #room}: a C{352} for each member (offline ones gone, C{G});
-        C{WHO nick}: one for that account; then C{315}.  An unknown or
+        C{WHO nick}: one for that account; C{WHO <mask>}: those who share a
+        room with the client (L{who_mask}); then C{315}.  An unknown or
         hidden room or an unknown nick has just the C{315}.
         """
         if not params or not params[0]:
@@ -91,18 +146,21 @@ class UserCommands:
         lines: list = []
         try:
             if is_service(target):
-                lines.append(self.who_reply(connection, "*", SERVICE_NICK, "H", SERVICE_REALNAME))
+                lines.append(self.who_reply(connection, "*", None, SERVICE_NICK, "H", SERVICE_REALNAME))
             elif target.startswith("#"):
                 roster = await rooms.members(actor, validation.room_name(target[1:]))
                 name = channel(roster.room.name)
                 for status in roster.members:
                     member = status.member
                     flags = self.who_flags(member.user_id, status.online and not status.away, member.role)
-                    lines.append(self.who_reply(connection, name, member.username, flags))
+                    lines.append(self.who_reply(connection, name, member.user_id, member.username, flags))
+            elif "*" in target or "?" in target:
+                lines += await self.who_mask(connection, target)
             else:
-                user = await accounts.known(actor, validation.username(target))
+                user = await accounts.known(actor, validation.any_username(target))
                 away = await accounts.away(actor, user)
-                lines.append(self.who_reply(connection, "*", user.username, self.who_flags(user.id, away == "", None)))
+                lines.append(self.who_reply(connection, "*", user.id, user.username,
+                                            self.who_flags(user.id, away == "", None)))
         except ChatError:
             pass
         lines.append(self.numeric(connection, "315", target, "End of /WHO list"))
@@ -126,12 +184,13 @@ class UserCommands:
                     self.numeric(connection, "312", SERVICE_NICK, server_name, SERVICE_INFO),
                     self.numeric(connection, "318", SERVICE_NICK, "End of /WHOIS list")]
         try:
-            user, memberships = await rooms.memberships(actor, validation.username(target))
+            user, memberships = await rooms.memberships(actor, validation.any_username(target))
         except ChatError:
             return [self.numeric(connection, "401", target, "No such nick/channel"), end]
         nick = user.username
         away = await accounts.away(actor, user)
-        lines = [self.numeric(connection, "311", nick, nick, server_name, "*", nick),
+        ident, realname = self.marks.identity(self.server.hub, user.id, nick)
+        lines = [self.numeric(connection, "311", nick, ident, server_name, "*", realname),
                  self.numeric(connection, "312", nick, server_name, SERVER_INFO)]
         if self.marks.is_operator(self.server.hub, user.id):
             lines.append(self.numeric(connection, "313", nick, "is an IRC operator"))
@@ -190,4 +249,4 @@ class UserCommands:
         return [self.numeric(connection, "221", "+o" if connection in self.marks.operators else "+")]
 
 
-__all__ = ["ConnectionMarks", "UserCommands"]
+__all__ = ["ConnectionMarks", "UserCommands", "mask_pattern"]

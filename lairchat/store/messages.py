@@ -77,8 +77,9 @@ _POST_SQL = (
     "SELECT pg_advisory_xact_lock(%(lock)s); "
     "WITH input AS ("
     "  SELECT * FROM unnest(%(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[], %(parents)s::bigint[],"
-    "                       %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[], %(connections)s::bigint[])"
-    "  WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, kind, payload, node, connection, n)"
+    "                       %(notices)s::boolean[], %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[],"
+    "                       %(connections)s::bigint[])"
+    "  WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, notice, kind, payload, node, connection, n)"
     "), ok AS ("
     "  SELECT i.*, nextval('messages_id_seq') AS id FROM input i"
     "  JOIN rooms r ON r.id = i.room_id"
@@ -86,8 +87,8 @@ _POST_SQL = (
     "  WHERE i.parent_id IS NULL OR EXISTS ("
     "    SELECT 1 FROM messages p WHERE p.id = i.parent_id AND p.room_id = i.room_id AND p.deleted_at IS NULL)"
     "), m AS ("
-    "  INSERT INTO messages (id, room_id, sender_id, body, parent_id)"
-    "  SELECT id, room_id, sender_id, body, parent_id FROM ok ORDER BY n RETURNING id, created_at"
+    "  INSERT INTO messages (id, room_id, sender_id, body, parent_id, notice)"
+    "  SELECT id, room_id, sender_id, body, parent_id, notice FROM ok ORDER BY n RETURNING id, created_at"
     "), ev AS ("
     "  INSERT INTO events (node, connection, kind, payload)"
     "  SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object("
@@ -166,6 +167,7 @@ class MessageStore:
             "senders": [t.sender_id for t in items],
             "bodies": [t.text for t in items],
             "parents": [t.parent_id if isinstance(t, ReplySent) else None for t in items],
+            "notices": [getattr(t, "notice", False) for t in items],
             "kinds": [kind(t) for t in items],
             "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in items],
             "nodes": [t.origin.node if t.origin else "" for t in items],

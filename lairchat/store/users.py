@@ -11,7 +11,7 @@ statement.
 import psycopg2
 
 from lairchat.errors import Conflict
-from lairchat.events import AccountSuspended, ServerRoleChanged, SessionsRevoked
+from lairchat.events import AccountSuspended, ServerRoleChanged, SessionsRevoked, UserRenamed
 from lairchat.models import Credentials, User, to_ms
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
@@ -82,18 +82,32 @@ class UserStore:
             raise Conflict("that nick is taken") from None
         return user_from_row(row)
 
-    async def rename_guest(self, user_id: int, nick: str) -> User | None:
+    async def rename_guest(self, user_id: int, nick: str, outbox: Outbox) -> User | None:
         """
-        Give a guest another nick; the guest as it is now, or L{None} when
-        it is no guest (any more).
+        Give a guest another nick, and record L{UserRenamed} (for the
+        members of its rooms) in the same transaction; the guest as it is
+        now, or L{None} when it is no guest (any more).
 
         @raise Conflict: the name is taken.
         """
-        try:
-            row = await self._db.fetchone(
-                f"UPDATE users AS u SET username = %s WHERE u.id = %s AND u.guest RETURNING {USER_COLUMNS}",
-                (nick, user_id),
+
+        async def rename_in(tx: Transaction) -> tuple | None:
+            old = await tx.fetchone("SELECT username FROM users WHERE id = %s AND guest FOR UPDATE", (user_id,))
+            if old is None:
+                return None
+            row = await tx.fetchone(
+                f"UPDATE users AS u SET username = %s WHERE u.id = %s RETURNING {USER_COLUMNS}", (nick, user_id)
             )
+            rooms = await tx.fetchall(
+                "SELECT m.room_id FROM room_members m JOIN rooms r ON r.id = m.room_id "
+                "WHERE m.user_id = %s AND r.kind = 'room' ORDER BY m.room_id",
+                (user_id,),
+            )
+            await outbox.add_in(tx, [UserRenamed(user_id, old[0], nick, tuple(r[0] for r in rooms))])
+            return row
+
+        try:
+            row = await self._db.transaction(rename_in)
         except psycopg2.errors.UniqueViolation:
             raise Conflict("that nick is taken") from None
         return user_from_row(row) if row else None
