@@ -149,6 +149,25 @@ class TagTests(TestCase):
         event = await line.event("REPLY:")
         self.assertTrue(event.startswith(f"REPLY:test:") and f":{msgid}:alice:" in event, event)
 
+    async def test_reply_tag_in_a_direct_conversation(self):
+        """
+        A direct PRIVMSG with +draft/reply naming a message of that
+        conversation is a reply there, between guests too: the sender's
+        echo carries the tag, a recipient without message-tags reads none.
+        """
+        server = await start_server(self, irc=True, irc_guests=True)
+        alice = await guest(self, server, "alice")
+        alice.send("CAP REQ :message-tags echo-message")
+        await alice.expect("CAP")
+        bob = await guest(self, server, "bob")
+        bob.send("PRIVMSG alice :hey")
+        msgid = (await alice.expect("PRIVMSG")).tags["msgid"]
+        alice.send(f"@+draft/reply={msgid} PRIVMSG bob :hey yourself")
+        echo = await alice.expect("PRIVMSG")
+        self.assertEqual((echo.params, echo.tags["+draft/reply"]), (("bob", "hey yourself"), msgid))
+        received = await bob.expect("PRIVMSG")
+        self.assertEqual((received.params, received.tags), (("bob", "hey yourself"), {}))
+
     async def test_react_and_redact(self):
         """
         A TAGMSG with +draft/react and +draft/reply is a lairchat
@@ -286,3 +305,15 @@ class RoleTests(TestCase):
         self.assertEqual(flags, {"alice": "H@", "bob": "H", "carol": "H@"})
         bob.send("WHOIS carol")
         self.assertEqual(replies(await bob.sync(), "319"), [("carol", "@#lounge")])
+
+    async def test_userhost_in_names(self):
+        """With userhost-in-names, 353 names each member by the mask its lines come from."""
+        server = await start_server(self, irc=True)
+        alice = await server.user("alice", PASSWORD)
+        await alice.ok("CREATE_ROOM:lounge")
+        bob = await irc_user(self, server, "bob", "userhost-in-names")
+        bob.send("JOIN #lounge")
+        [names] = [m for m in await bob.until("366") if m.command == "353"]
+        server_name = server.server.config.server_name
+        self.assertEqual(sorted(names.params[-1].split()),
+                         [f"@alice!alice@{server_name}", f"bob!bob@{server_name}"])

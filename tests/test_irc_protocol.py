@@ -106,7 +106,7 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(set(ls[3].split()), {"account-notify", "account-tag", "away-notify", "batch", "cap-notify",
                                               "draft/chathistory", "draft/message-redaction", "draft/read-marker",
                                               "echo-message", "extended-join", "labeled-response", "message-tags",
-                                              "multi-prefix", "sasl=PLAIN", "server-time"})
+                                              "multi-prefix", "sasl=PLAIN", "server-time", "userhost-in-names"})
         connection.request("NICK alice")
         self.assertEqual(connection.request("USER alice 0 * :Alice"), [])
         self.assertEqual(connection.commands("CAP REQ :echo-message bogus"), [("CAP", "alice", "NAK", "echo-message bogus")])

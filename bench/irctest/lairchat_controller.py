@@ -121,9 +121,12 @@ class LairchatController(BaseServerController, DirectoryBasedController):
         subprocess.run([createdb, f"--maintenance-db={base}", name], check=True)
         self.dsn = database_dsn(base, name)
         twistd = os.path.join(_env("LAIRCHAT_IRCTEST_BIN"), "twistd")
+        # LAIRCHAT_IRCTEST_LOGS=DIR keeps each test's server log there (by database name)
+        logs = os.environ.get("LAIRCHAT_IRCTEST_LOGS")
+        logfile = os.path.join(logs, f"{name}.log") if logs else self.directory / "lairchat.log"
         self.proc = self.execute(
             [
-                twistd, "-n", "--pidfile=", f"--logfile={self.directory / 'lairchat.log'}",
+                twistd, "-n", "--pidfile=", f"--logfile={logfile}",
                 "lairchat",
                 "--port", "tcp:0:interface=127.0.0.1",
                 "--irc-port", f"tcp:{port}:interface={hostname}",

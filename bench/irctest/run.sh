@@ -11,6 +11,8 @@
 # never modified) with the controller lairchat_controller.py, which starts
 # a fresh server on a fresh database per test.  Prints pass/fail/skip per
 # file; the full pytest output is in $OUT (default /tmp/lairchat-irctest).
+# IRCTEST_FILES="away_notify account_tag ..." runs those files of
+# irctest/server_tests instead of the core set.
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -44,11 +46,13 @@ LAIRCHAT_IRCTEST_BIN=$LAIRCHAT_VENV/bin
 LAIRCHAT_IRCTEST_PGBIN=$("$LAIRCHAT_VENV/bin/python" -c \
     'import os, pgserver; print(os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin"))')
 export LAIRCHAT_IRCTEST_DSN LAIRCHAT_IRCTEST_BIN LAIRCHAT_IRCTEST_PGBIN
-export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
+# the controller, and this tree's code ahead of the copy installed in the venv
+export PYTHONPATH="$HERE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
 FILES=""
-for f in connection_registration cap sasl join part messages topic names who whois invite kick \
-         pingpong quit labeled_responses chathistory message_tags echo_message buffering; do
+CORE="connection_registration cap sasl join part messages topic names who whois invite kick
+      pingpong quit labeled_responses chathistory message_tags echo_message buffering"
+for f in ${IRCTEST_FILES:-$CORE}; do
     FILES="$FILES irctest/server_tests/$f.py"
 done
 

@@ -41,7 +41,7 @@ from lairchat.irc.history import CHATHISTORY_MAX, HistoryCommands
 from lairchat.irc.batch import labeled
 from lairchat.irc.message import Message, echoed, message, parse, serialize, serialize_tags
 from lairchat.irc.render import (
-    ISUPPORT_PREFIX, REACT_TAG, REPLY_TAG, channel, plain_text, prefixes, render_event,
+    ISUPPORT_PREFIX, REACT_TAG, REPLY_TAG, channel, mask, plain_text, prefixes, render_event,
 )
 from lairchat.irc.replies import Numeric
 from lairchat.irc.service import ServiceCommands, is_service
@@ -50,7 +50,7 @@ from lairchat.router import Outcome, Router
 
 CAPABILITIES = ("account-notify", "account-tag", "away-notify", "batch", "cap-notify", "draft/chathistory",
                 "draft/message-redaction", "draft/read-marker", "echo-message", "extended-join", "labeled-response",
-                "message-tags", "multi-prefix", "sasl", "server-time")
+                "message-tags", "multi-prefix", "sasl", "server-time", "userhost-in-names")
 """The capabilities this server offers (only those it implements)."""
 
 TAGGED = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
@@ -579,11 +579,18 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
         return lines
 
     async def names(self, connection: Any, room_name: str) -> list:
-        """C{353} (members with their role prefixes) and C{366}."""
+        """
+        C{353} (members with their role prefixes; with
+        C{userhost-in-names}, each as its full C{nick!user@host}) and C{366}.
+        """
         roster = await rooms.members(self.actor(connection), room_name)
         name = channel(roster.room.name)
         symbol = "@" if roster.room.privacy == "private" else "="
-        nicks = [prefixes(m.member.role) + m.member.username for m in roster.members]
+        if "userhost-in-names" in connection.caps:
+            server_name = self.server.config.server_name
+            nicks = [prefixes(m.member.role) + mask(m.member.username, server_name) for m in roster.members]
+        else:
+            nicks = [prefixes(m.member.role) + m.member.username for m in roster.members]
         lines = []
         while nicks:
             batch, size = [], 0

@@ -243,13 +243,12 @@ class IRCProtocol(ChatProtocol):
         """
         if not self.registered or self.user is None or self._closed:
             return False
-        if is_origin and isinstance(event, _ECHOED) and "echo-message" in self.caps:
+        if is_origin and (isinstance(event, _ECHOED) and "echo-message" in self.caps
+                          or any(isinstance(event, kind) and wanted <= self.caps for kind, wanted in _ECHOED_WITH)):
             if self._echoes is not None:
                 self._echoes += render_event(event, self.user.id, self.user.username, self.server.config.server_name,
                                              frozenset(self.caps))
                 return True
-            return self._show(event, cache)
-        if is_origin and any(isinstance(event, kind) and wanted <= self.caps for kind, wanted in _ECHOED_WITH):
             return self._show(event, cache)
         if isinstance(event, events.SessionsRevoked):
             if is_origin or self.session_id == event.kept_session:
