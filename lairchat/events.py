@@ -341,12 +341,15 @@ class UserLeft(MembershipEvent):
     @ivar quitting: the member is a guest whose connection closed: it
         leaves every room, and L{UserQuit} says so once (IRC shows that
         instead of a C{PART} per room).
+    @ivar reason: why, as the member said (IRC's C{PART} message; may be
+        empty).
     """
 
     room: RoomRef
     user_id: int
     user: str
     quitting: bool = False
+    reason: str = ""
     origin: Origin | None = _origin()
     joins = False
 

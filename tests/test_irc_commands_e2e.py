@@ -253,6 +253,32 @@ class ModerationTests(TestCase):
         self.assertEqual([m.command for m in await carol.sync()], ["482"])
 
 
+class PartTests(TestCase):
+    """PART with a reason."""
+
+    timeout = 60
+
+    async def test_part_reason(self):
+        """
+        A PART's reason reaches the other IRC members and the client's own
+        PART; line users read USER_LEFT as always.
+        """
+        server = await start_server(self, irc=True)
+        line = await server.user("dave", PASSWORD)
+        await line.ok("CREATE_ROOM:lounge")
+        alice = await irc_user(self, server, "alice")
+        bob = await irc_user(self, server, "bob")
+        await joined(alice, "#lounge")
+        await joined(bob, "#lounge")
+        await alice.expect("JOIN")
+        bob.send("PART #lounge :bye everyone")
+        own = await bob.expect("PART")
+        self.assertEqual(own.params, ("#lounge", "bye everyone"))
+        seen = await alice.expect("PART")
+        self.assertEqual((seen.source.split("!")[0], seen.params), ("bob", ("#lounge", "bye everyone")))
+        self.assertEqual(await line.event("USER_LEFT:lounge:bob"), "USER_LEFT:lounge:bob")
+
+
 class InviteTests(TestCase):
     """INVITE, and JOIN as the answer."""
 

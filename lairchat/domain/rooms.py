@@ -88,9 +88,9 @@ async def join(actor: Any, name: str) -> Room:
     return room
 
 
-async def leave(actor: Any, name: str) -> Room:
+async def leave(actor: Any, name: str, reason: str = "") -> Room:
     """
-    Leave a room.  The last owner's successor is chosen by role, then
+    Leave a room (saying C{reason}, which IRC shows).  The last owner's successor is chosen by role, then
     seniority (see L{lairchat.store.rooms.RoomStore.leave}); the room goes
     with its last member.
 
@@ -100,7 +100,7 @@ async def leave(actor: Any, name: str) -> Room:
     user = actor.user
     room, member = await visible_room(actor, name)
     outbox = actor.outbox()
-    departure = await actor.store.rooms.leave(room, user, outbox) if member is not None else None
+    departure = await actor.store.rooms.leave(room, user, outbox, reason=reason) if member is not None else None
     if departure is None:
         raise AccessDenied(f"you are not a member of {room.name}")
     await actor.deliver(outbox)

@@ -661,11 +661,12 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             raise Numeric("461", "PART", "Not enough parameters")
         self.require_login(connection, "PART")
         actor = self.actor(connection)
-        reason = params[1:2]
+        said = plain_text(params[1])[:validation.TOPIC_MAX] if len(params) > 1 and plain_text(params[1]) else ""
+        reason = (said,) if said else ()
         lines: list = []
         for target in params[0].split(","):
             try:
-                room = await rooms.leave(actor, room_of(target))
+                room = await rooms.leave(actor, room_of(target), *reason)
                 lines.append(message("PART", channel(room.name), *reason, source=connection.source))
             except Numeric as reply:
                 lines.append(self.numeric(connection, reply.command, *reply.params))

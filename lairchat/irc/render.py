@@ -274,7 +274,8 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
         if event.quitting:
             # the guest's one QUIT (UserQuit) said it
             return []
-        return [message("PART", channel(event.room.name), source=src(event.user))]
+        reason = (event.reason,) if event.reason else ()
+        return [message("PART", channel(event.room.name), *reason, source=src(event.user))]
     if isinstance(event, events.UserQuit):
         return [message("QUIT", event.reason, source=src(event.user))]
     if isinstance(event, events.UserRenamed):

@@ -190,13 +190,15 @@ class RoomStore:
 
         return await self._db.transaction(join_in)
 
-    async def leave(self, room: Room, user: User, outbox: Outbox, quitting: bool = False) -> Departure | None:
+    async def leave(self, room: Room, user: User, outbox: Outbox, quitting: bool = False,
+                    reason: str = "") -> Departure | None:
         """
         Take the user out of the room.  When they were its last owner, the
         longest-standing member of the highest role left (see
         L{lairchat.permissions.SUCCESSION}) becomes owner; when nobody is
         left, the room is deleted with its history.  Records L{UserLeft}
-        (marked C{quitting} for a guest whose connection closed) and, when
+        (marked C{quitting} for a guest whose connection closed; with the
+        member's C{reason}) and, when
         a successor became owner, L{RoleChanged}, in the same transaction.
 
         @return: what changed, or L{None} when they were not a member (and
@@ -217,7 +219,7 @@ class RoomStore:
             left = await tx.fetchone("SELECT count(*) FROM room_members WHERE room_id = %s", (room.id,))
             if left[0] == 0:
                 await tx.execute("DELETE FROM rooms WHERE id = %s", (room.id,))
-                await outbox.add_in(tx, [UserLeft(ref, user.id, user.username, quitting)])
+                await outbox.add_in(tx, [UserLeft(ref, user.id, user.username, quitting, reason)])
                 return Departure(role, deleted=True)
             successor = None
             if role == "owner":
@@ -233,7 +235,7 @@ class RoomStore:
                     owner_id = owner[0]
                 if owner_id != locked.owner_id:
                     await tx.execute("UPDATE rooms SET owner_id = %s WHERE id = %s", (owner_id, room.id))
-            changes = [UserLeft(ref, user.id, user.username, quitting)]
+            changes = [UserLeft(ref, user.id, user.username, quitting, reason)]
             if successor is not None:
                 changes.append(RoleChanged(ref, successor.user_id, successor.username, "owner", user.username,
                                            previous))
