@@ -8,7 +8,7 @@ real server on real TCP over the real database, IRC clients
 from twisted.trial.unittest import TestCase
 
 from lairchat.irc.render import parse_time_tag
-from tests.support import start_server
+from tests.support import start_nodes, start_server
 from tests.test_irc_commands_e2e import irc_user, joined
 from tests.test_irc_e2e import PASSWORD, account, irc_client
 
@@ -265,3 +265,52 @@ class ReadMarkerTests(TestCase):
         alice.send("JOIN #room")
         found = await alice.sync()
         self.assertEqual([m.params for m in found if m.command == "MARKREAD"], [("#room", "*")])
+
+    async def test_markread_across_nodes(self):
+        """
+        A read marker moved anywhere (C{MARK_READ} on the line protocol,
+        C{MARKREAD} on another node) reaches every IRC connection of the
+        user with C{draft/read-marker}, on every node, as C{MARKREAD} of the
+        channel or the nick; the connection that moved it reads its reply
+        only, and neither a connection without the capability nor the line
+        protocol reads anything.
+        """
+        first, second = await start_nodes(self, 2, irc=True)
+        await account(first, "alice")
+        here = await irc_client(self, first.irc_port)
+        await here.login("alice", caps="draft/read-marker message-tags server-time")
+        there = await irc_client(self, second.irc_port)
+        await there.login("alice", caps="draft/read-marker")
+        plain = await irc_client(self, second.irc_port)
+        await plain.login("alice")
+        await joined(here, "#room")
+        bob = await second.user("bob", PASSWORD)
+        await bob.ok("JOIN_ROOM:room")
+        sent = [(await bob.ok(f"SEND_MESSAGE:room:message {n}"))[-1].split(":")[3] for n in range(2)]
+        times = [(await here.expect("PRIVMSG")).tags["time"] for _ in sent]
+        for client in (here, there, plain):
+            await client.sync()
+        line = await second.connect()
+        await line.ok(f"LOGIN:alice:{PASSWORD}")
+
+        await line.ok(f"MARK_READ:room:{sent[0]}")
+        for client in (here, there):
+            self.assertEqual((await client.expect("MARKREAD")).params, ("#room", f"timestamp={times[0]}"))
+        self.assertEqual([m for m in await plain.sync() if m.command == "MARKREAD"], [])
+        await line.no_event()
+
+        here.send(f"MARKREAD #room timestamp={times[1]}")
+        self.assertEqual([(m.command, m.params) for m in await here.sync()],
+                         [("MARKREAD", ("#room", f"timestamp={times[1]}"))])
+        self.assertEqual((await there.expect("MARKREAD")).params, ("#room", f"timestamp={times[1]}"))
+        # not moved (an older message): nobody is told
+        await line.ok(f"MARK_READ:room:{sent[0]}")
+        self.assertEqual([m for m in await there.sync() if m.command == "MARKREAD"], [])
+
+        direct = (await bob.ok("DM:alice:psst"))[-1].split(":")[3]
+        dm_time = (await here.expect("PRIVMSG")).tags["time"]
+        await line.ok(f"MARK_READ:@bob:{direct}")
+        self.assertEqual((await here.expect("MARKREAD")).params, ("bob", f"timestamp={dm_time}"))
+        self.assertEqual((await there.expect("MARKREAD")).params, ("bob", f"timestamp={dm_time}"))
+        self.assertEqual([m for m in await plain.sync() if m.command == "MARKREAD"], [])
+        self.assertEqual([seen for seen in line.events if not seen.startswith("PRIVATE_MESSAGE:")], [])

@@ -468,23 +468,37 @@ class MessageStore:
         )
         return [Found(message_from_row(r), r[9], r[10] or "") for r in rows]
 
-    async def mark_read(self, room_id: int, user_id: int, message_id: int) -> bool:
+    async def mark_read(self, room_id: int, user_id: int, message_id: int, outbox: Outbox | None = None,
+                        announce: Callable[[int], Any] | None = None) -> bool:
         """
         Move a member's read marker of a room up to C{message_id} (never
-        back); a read message also counts as delivered.
+        back); a read message also counts as delivered.  When the marker
+        moved, record C{announce(<the message's time, epoch ms>)} in
+        C{outbox}, in the same transaction.
 
         @return: whether C{message_id} is a message of that room and the user
             a member of it.
         """
-        rows = await self._db.fetchall(
-            "UPDATE room_members SET last_read_id = GREATEST(last_read_id, %(id)s), "
-            "delivered_id = GREATEST(delivered_id, %(id)s) "
-            "WHERE room_id = %(room)s AND user_id = %(user)s "
-            "AND EXISTS (SELECT 1 FROM messages WHERE id = %(id)s AND room_id = %(room)s) RETURNING 1",
-            {"room": room_id, "user": user_id, "id": message_id},
-            retry=False,
-        )
-        return bool(rows)
+
+        async def work(tx: Transaction) -> bool:
+            row = await tx.fetchone(
+                "SELECT me.last_read_id, m.created_at FROM room_members me "
+                "JOIN messages m ON m.id = %(id)s AND m.room_id = me.room_id "
+                "WHERE me.room_id = %(room)s AND me.user_id = %(user)s FOR UPDATE OF me",
+                {"room": room_id, "user": user_id, "id": message_id},
+            )
+            if row is None:
+                return False
+            await tx.execute(
+                "UPDATE room_members SET last_read_id = GREATEST(last_read_id, %(id)s), "
+                "delivered_id = GREATEST(delivered_id, %(id)s) WHERE room_id = %(room)s AND user_id = %(user)s",
+                {"room": room_id, "user": user_id, "id": message_id},
+            )
+            if message_id > (row[0] or 0) and outbox is not None and announce is not None:
+                await outbox.add_in(tx, [announce(to_ms(row[1]))])
+            return True
+
+        return await self._db.transaction(work)
 
     async def unread(self, user_id: int) -> list[Unread]:
         """
