@@ -314,3 +314,53 @@ class ReadMarkerTests(TestCase):
         self.assertEqual((await there.expect("MARKREAD")).params, ("bob", f"timestamp={dm_time}"))
         self.assertEqual([m for m in await plain.sync() if m.command == "MARKREAD"], [])
         self.assertEqual([seen for seen in line.events if not seen.startswith("PRIVATE_MESSAGE:")], [])
+
+
+class NoticeHistoryTests(TestCase):
+    """Notices read back as notices."""
+
+    timeout = 60
+
+    async def test_notices_in_history(self):
+        """
+        C{CHATHISTORY} replays a notice as a C{NOTICE} and a message as a
+        C{PRIVMSG}, in a channel and in a conversation; a notice to an
+        offline nick is handed over at login as a C{NOTICE}; the line
+        protocol's C{GET_HISTORY} shows both as the C{HISTORY} lines of any
+        message.
+        """
+        server = await start_server(self, irc=True)
+        await account(server, "alice")
+        await account(server, "bob")
+        alice = await irc_client(self, server.irc_port)
+        await alice.login("alice", caps=HISTORY_CAPS)
+        await joined(alice, "#hist")
+        alice.send("PRIVMSG #hist :a message")
+        alice.send("NOTICE #hist :a notice")
+        alice.send("NOTICE bob :while you were out")
+        await alice.sync()
+
+        alice.send("CHATHISTORY LATEST #hist * 10")
+        found = await alice.sync()
+        ids = [m[0] for m in history_of(found)]
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in found[1:-1]],
+                         [("PRIVMSG", "alice", ("#hist", "a message")), ("NOTICE", "alice", ("#hist", "a notice"))])
+
+        bob = await irc_client(self, server.irc_port)
+        await bob.login("bob", caps=HISTORY_CAPS)
+        handed = [m for m in await bob.sync() if m.command in ("PRIVMSG", "NOTICE")]
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in handed],
+                         [("NOTICE", "alice", ("bob", "while you were out"))])
+        bob.send("CHATHISTORY LATEST alice * 10")
+        found = await bob.sync()
+        history_of(found)
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in found[1:-1]],
+                         [("NOTICE", "alice", ("bob", "while you were out"))])
+
+        line = await server.connect()
+        await line.ok(f"LOGIN:alice:{PASSWORD}")
+        listed = await line.ok("GET_HISTORY:hist")
+        self.assertEqual([entry.split(":", 7)[:4] + entry.split(":", 7)[5:] for entry in listed[:-1]],
+                         [["HISTORY", "hist", ids[0], "alice", "0", "0", "a message"],
+                          ["HISTORY", "hist", ids[1], "alice", "0", "0", "a notice"]])
+        self.assertEqual(listed[-1], "OK:GET_HISTORY:hist:2")

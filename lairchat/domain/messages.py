@@ -520,7 +520,8 @@ async def offline_deliveries(actor: Any, user: User) -> tuple[int, list[DirectMe
     await actor.server.receipts.settled(user.id)
     messages, left_out = await actor.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
     return left_out, [
-        DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text)
+        DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text,
+                          notice=m.notice)
         for m in messages
     ]
 

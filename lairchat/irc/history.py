@@ -10,7 +10,7 @@ a nick), read within a L{lairchat.models.HistoryWindow}: C{msgid=}
 selectors bound by message id, C{timestamp=} selectors by the time a
 message shows (to the millisecond); every bound is exclusive, except the
 middle of C{AROUND}.  Results are oldest first, at most
-L{CHATHISTORY_MAX}, in a C{chathistory} batch, each message a C{PRIVMSG}
+L{CHATHISTORY_MAX}, in a C{chathistory} batch, each message a C{PRIVMSG} (a notice a C{NOTICE})
 from its sender with its C{msgid} and C{time} (rendered as the live
 message was, L{lairchat.irc.render.render_event}).
 

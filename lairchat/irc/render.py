@@ -198,13 +198,15 @@ def stored_message_event(stored: Any, room: events.RoomRef) -> events.Event:
     A stored message (L{lairchat.models.Message}) of C{room} as the event
     that showed it when it was sent, so history renders as live messages
     do: a reply as L{events.ReplySent}, the rest as
-    L{events.MessageSent}.  An anonymised sender (a guest gone) is C{*}.
+    L{events.MessageSent}, a notice marked so.  An anonymised sender (a
+    guest gone) is C{*}.
     """
     sender = stored.sender or "*"
     if stored.parent_id:
         return events.ReplySent(room, stored.id, stored.parent_id, stored.sender_id, sender, stored.created_ms,
-                                stored.text)
-    return events.MessageSent(room, stored.id, stored.sender_id, sender, stored.created_ms, stored.text)
+                                stored.text, notice=stored.notice)
+    return events.MessageSent(room, stored.id, stored.sender_id, sender, stored.created_ms, stored.text,
+                              notice=stored.notice)
 
 
 def markread_line(target: str, ts: int | None, server_name: str) -> Message:
