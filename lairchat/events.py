@@ -552,6 +552,21 @@ class AwayChanged(Event):
 
 
 @frozen
+class ReadMarkerMoved(UserEvent):
+    """
+    A user's read marker of a room or conversation (C{room}) moved up to a
+    message (C{message_id}, sent at C{ts}); for that user's connections on
+    every node.  The line protocol shows nothing of it.
+    """
+
+    user_id: int
+    room: RoomRef
+    message_id: int
+    ts: int
+    origin: Origin | None = _origin()
+
+
+@frozen
 class GuestLoggedIn(Event):
     """
     An IRC guest logged in to an account (C{account}) and stops being a
@@ -658,6 +673,7 @@ EVENT_TYPES: dict[str, type] = {
         ReactionRemoved, RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, UserJoined, UserLeft, UserKicked, UserBanned,
         RoleChanged, TopicChanged, TagsSent, InvitationReceived, InvitationAccepted, InvitationDeclined,
         InvitationRevoked, InvitationExpired, InvitationReminder, PresenceChanged, AwayChanged, GuestLoggedIn,
+        ReadMarkerMoved,
         AccountSuspended, SessionsRevoked, ServerRoleChanged, Notice, UserQuit, UserRenamed,
     )
 }

@@ -185,6 +185,7 @@ class Message:
     @ivar parent_id: the root of the thread it replies to, or 0.
     @ivar edited_ms: when it was last edited (0: never).
     @ivar deleted: whether it was deleted (it then leaves history and search).
+    @ivar notice: whether it was sent as a notice (IRC's C{NOTICE}).
     """
 
     id: int
@@ -196,6 +197,7 @@ class Message:
     created_ms: int
     edited_ms: int = 0
     deleted: bool = False
+    notice: bool = False
 
     @property
     def edited(self) -> bool:

@@ -42,6 +42,7 @@ from lairchat.events import (
     PresenceChanged,
     ReactionAdded,
     ReactionRemoved,
+    ReadMarkerMoved,
     ReplySent,
     RoleChanged,
     RoomCreated,
@@ -116,7 +117,8 @@ def direct_rooms(draw: Callable) -> RoomRef:
 ANY_ROOM = st.one_of(NAMED_ROOMS, direct_rooms())
 """Either kind of room."""
 
-DIRECT_CAPABLE = (MessageSent, ReplySent, MessageEdited, MessageDeleted, ReactionAdded, ReactionRemoved, TagsSent)
+DIRECT_CAPABLE = (MessageSent, ReplySent, MessageEdited, MessageDeleted, ReactionAdded, ReactionRemoved, TagsSent,
+                  ReadMarkerMoved)
 """The kinds that happen in direct conversations as well as in rooms."""
 
 ORIGINS = st.one_of(
@@ -283,6 +285,7 @@ EXPECTED_LINES: dict[type, Callable[[events.Event, int], tuple[str, list[str]] |
     TagsSent: lambda e, v: None,
     AwayChanged: lambda e, v: None,
     GuestLoggedIn: lambda e, v: None,
+    ReadMarkerMoved: lambda e, v: None,
     AccountSuspended: lambda e, v: ("SYSTEM_MESSAGE", [_suspended(e)]),
     SessionsRevoked: lambda e, v: ("SYSTEM_MESSAGE", ["your password was changed; log in again"]),
     Notice: lambda e, v: ("SYSTEM_MESSAGE", [e.text]),
@@ -303,7 +306,7 @@ L{None} for the internal events no client is shown.
 INTERNAL = (RoomCreated, ConversationOpened, MemberAdded, MemberRemoved, ServerRoleChanged)
 """The events that only keep the servers' memory current."""
 
-IRC_ONLY = (TagsSent, AwayChanged, GuestLoggedIn)
+IRC_ONLY = (TagsSent, AwayChanged, GuestLoggedIn, ReadMarkerMoved)
 """The events only IRC clients are shown: the line protocol has no line for them (its wire does not change)."""
 
 _NOBODY = Audience(None, frozenset())
@@ -335,6 +338,7 @@ EXPECTED_AUDIENCES: dict[type, Callable[[events.Event], Audience]] = {
     PresenceChanged: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
     AwayChanged: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
     GuestLoggedIn: lambda e: Audience(more_rooms=frozenset(e.room_ids), but=e.user_id),
+    ReadMarkerMoved: lambda e: Audience(None, frozenset({e.user_id})),
     TagsSent: lambda e: Audience(e.room.id),
     AccountSuspended: lambda e: Audience(None, frozenset({e.user_id})),
     SessionsRevoked: lambda e: Audience(None, frozenset({e.user_id})),

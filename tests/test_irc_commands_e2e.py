@@ -230,6 +230,71 @@ class ModerationTests(TestCase):
             [reply] = await carol.sync()
             self.assertEqual(reply.command, numeric, line)
 
+    async def test_role_modes(self):
+        """
+        C{MODE #room +o/-o/+h/-h nick} sets roles through the domain: C{+o}
+        admin, C{+h} moderator, C{-o}/C{-h} member when the nick holds that
+        mode; everyone reads the role change (the client in its reply, line
+        users C{ROLE_CHANGED}); a change that changes nothing says nothing;
+        several modes in one line are done in turn; the domain's refusals
+        are 482, 441, 401.
+        """
+        server = await start_server(self, irc=True)
+        bob = await irc_user(self, server, "bob")
+        carol = await irc_user(self, server, "carol")
+        dave = await irc_user(self, server, "dave")
+        await account(server, "frank")
+        for client in (bob, carol, dave):
+            await joined(client, "#den")
+        erin = await server.user("erin", PASSWORD)
+        await erin.ok("JOIN_ROOM:den")
+        for client in (bob, carol, dave):
+            await client.sync()
+
+        def said(found: list) -> list:
+            return [(m.command, m.source.split("!")[0], m.params) for m in found]
+
+        bob.send("MODE #den +h carol")
+        self.assertEqual(said(await bob.sync()),
+                         [("MODE", "bob", ("#den", "+h", "carol")),
+                          ("NOTICE", server.server.config.server_name,
+                           ("#den", "bob made carol moderator of #den"))])
+        self.assertEqual((await carol.expect("MODE")).params, ("#den", "+h", "carol"))
+        self.assertEqual(await erin.event("ROLE_CHANGED:"), "ROLE_CHANGED:den:carol:moderator:bob")
+        await carol.sync()
+        # a moderator sets no roles
+        carol.send("MODE #den +h dave")
+        self.assertEqual([m.command for m in await carol.sync()], ["482"])
+        bob.send("MODE #den +o carol")
+        self.assertEqual([(m.command, m.params) for m in await bob.sync()][0],
+                         ("MODE", ("#den", "-h+o", "carol", "carol")))
+        self.assertEqual(await erin.event("ROLE_CHANGED:"), "ROLE_CHANGED:den:carol:admin:bob")
+        # nothing to change: a mode held, one below it, one not held
+        for line in ("MODE #den +o carol", "MODE #den +h carol", "MODE #den -h carol", "MODE #den -o dave"):
+            bob.send(line)
+            self.assertEqual(await bob.sync(), [], line)
+        # an admin cannot take the owner's mode
+        await carol.sync()
+        carol.send("MODE #den -o bob")
+        self.assertEqual([m.command for m in await carol.sync()], ["482"])
+        bob.send("MODE #den -o carol")
+        self.assertEqual([(m.command, m.params) for m in await bob.sync()][0], ("MODE", ("#den", "-o", "carol")))
+        self.assertEqual(await erin.event("ROLE_CHANGED:"), "ROLE_CHANGED:den:carol:member:bob")
+        bob.send("MODE #den +hh carol dave")
+        self.assertEqual([(m.command, m.params) for m in await bob.sync() if m.command == "MODE"],
+                         [("MODE", ("#den", "+h", "carol")), ("MODE", ("#den", "+h", "dave"))])
+        bob.send("MODE #den -h+o dave dave")
+        self.assertEqual([(m.command, m.params) for m in await bob.sync() if m.command == "MODE"],
+                         [("MODE", ("#den", "-h", "dave")), ("MODE", ("#den", "+o", "dave"))])
+        await carol.sync()
+        carol.send("NAMES #den")
+        [names] = replies(await carol.sync(), "353")
+        self.assertEqual(sorted(names[-1].split()), ["%carol", "@bob", "@dave", "erin"])
+        for line, numeric in [("MODE #den +o nobody", "401"), ("MODE #den +o frank", "441"),
+                              ("MODE #den -h frank", "441"), ("MODE #den +o", "461")]:
+            bob.send(line)
+            self.assertEqual([m.command for m in await bob.sync()], [numeric], line)
+
     async def test_fixed_modes(self):
         """
         The modes C{324} shows are lairchat's rules: setting one again says

@@ -8,7 +8,7 @@ real server on real TCP over the real database, IRC clients
 from twisted.trial.unittest import TestCase
 
 from lairchat.irc.render import parse_time_tag
-from tests.support import start_server
+from tests.support import start_nodes, start_server
 from tests.test_irc_commands_e2e import irc_user, joined
 from tests.test_irc_e2e import PASSWORD, account, irc_client
 
@@ -265,3 +265,102 @@ class ReadMarkerTests(TestCase):
         alice.send("JOIN #room")
         found = await alice.sync()
         self.assertEqual([m.params for m in found if m.command == "MARKREAD"], [("#room", "*")])
+
+    async def test_markread_across_nodes(self):
+        """
+        A read marker moved anywhere (C{MARK_READ} on the line protocol,
+        C{MARKREAD} on another node) reaches every IRC connection of the
+        user with C{draft/read-marker}, on every node, as C{MARKREAD} of the
+        channel or the nick; the connection that moved it reads its reply
+        only, and neither a connection without the capability nor the line
+        protocol reads anything.
+        """
+        first, second = await start_nodes(self, 2, irc=True)
+        await account(first, "alice")
+        here = await irc_client(self, first.irc_port)
+        await here.login("alice", caps="draft/read-marker message-tags server-time")
+        there = await irc_client(self, second.irc_port)
+        await there.login("alice", caps="draft/read-marker")
+        plain = await irc_client(self, second.irc_port)
+        await plain.login("alice")
+        await joined(here, "#room")
+        bob = await second.user("bob", PASSWORD)
+        await bob.ok("JOIN_ROOM:room")
+        sent = [(await bob.ok(f"SEND_MESSAGE:room:message {n}"))[-1].split(":")[3] for n in range(2)]
+        times = [(await here.expect("PRIVMSG")).tags["time"] for _ in sent]
+        for client in (here, there, plain):
+            await client.sync()
+        line = await second.connect()
+        await line.ok(f"LOGIN:alice:{PASSWORD}")
+
+        await line.ok(f"MARK_READ:room:{sent[0]}")
+        for client in (here, there):
+            self.assertEqual((await client.expect("MARKREAD")).params, ("#room", f"timestamp={times[0]}"))
+        self.assertEqual([m for m in await plain.sync() if m.command == "MARKREAD"], [])
+        await line.no_event()
+
+        here.send(f"MARKREAD #room timestamp={times[1]}")
+        self.assertEqual([(m.command, m.params) for m in await here.sync()],
+                         [("MARKREAD", ("#room", f"timestamp={times[1]}"))])
+        self.assertEqual((await there.expect("MARKREAD")).params, ("#room", f"timestamp={times[1]}"))
+        # not moved (an older message): nobody is told
+        await line.ok(f"MARK_READ:room:{sent[0]}")
+        self.assertEqual([m for m in await there.sync() if m.command == "MARKREAD"], [])
+
+        direct = (await bob.ok("DM:alice:psst"))[-1].split(":")[3]
+        dm_time = (await here.expect("PRIVMSG")).tags["time"]
+        await line.ok(f"MARK_READ:@bob:{direct}")
+        self.assertEqual((await here.expect("MARKREAD")).params, ("bob", f"timestamp={dm_time}"))
+        self.assertEqual((await there.expect("MARKREAD")).params, ("bob", f"timestamp={dm_time}"))
+        self.assertEqual([m for m in await plain.sync() if m.command == "MARKREAD"], [])
+        self.assertEqual([seen for seen in line.events if not seen.startswith("PRIVATE_MESSAGE:")], [])
+
+
+class NoticeHistoryTests(TestCase):
+    """Notices read back as notices."""
+
+    timeout = 60
+
+    async def test_notices_in_history(self):
+        """
+        C{CHATHISTORY} replays a notice as a C{NOTICE} and a message as a
+        C{PRIVMSG}, in a channel and in a conversation; a notice to an
+        offline nick is handed over at login as a C{NOTICE}; the line
+        protocol's C{GET_HISTORY} shows both as the C{HISTORY} lines of any
+        message.
+        """
+        server = await start_server(self, irc=True)
+        await account(server, "alice")
+        await account(server, "bob")
+        alice = await irc_client(self, server.irc_port)
+        await alice.login("alice", caps=HISTORY_CAPS)
+        await joined(alice, "#hist")
+        alice.send("PRIVMSG #hist :a message")
+        alice.send("NOTICE #hist :a notice")
+        alice.send("NOTICE bob :while you were out")
+        await alice.sync()
+
+        alice.send("CHATHISTORY LATEST #hist * 10")
+        found = await alice.sync()
+        ids = [m[0] for m in history_of(found)]
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in found[1:-1]],
+                         [("PRIVMSG", "alice", ("#hist", "a message")), ("NOTICE", "alice", ("#hist", "a notice"))])
+
+        bob = await irc_client(self, server.irc_port)
+        await bob.login("bob", caps=HISTORY_CAPS)
+        handed = [m for m in await bob.sync() if m.command in ("PRIVMSG", "NOTICE")]
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in handed],
+                         [("NOTICE", "alice", ("bob", "while you were out"))])
+        bob.send("CHATHISTORY LATEST alice * 10")
+        found = await bob.sync()
+        history_of(found)
+        self.assertEqual([(m.command, m.source.split("!")[0], m.params) for m in found[1:-1]],
+                         [("NOTICE", "alice", ("bob", "while you were out"))])
+
+        line = await server.connect()
+        await line.ok(f"LOGIN:alice:{PASSWORD}")
+        listed = await line.ok("GET_HISTORY:hist")
+        self.assertEqual([entry.split(":", 7)[:4] + entry.split(":", 7)[5:] for entry in listed[:-1]],
+                         [["HISTORY", "hist", ids[0], "alice", "0", "0", "a message"],
+                          ["HISTORY", "hist", ids[1], "alice", "0", "0", "a notice"]])
+        self.assertEqual(listed[-1], "OK:GET_HISTORY:hist:2")

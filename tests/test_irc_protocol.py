@@ -18,7 +18,7 @@ from lairchat.context import Config, ServerContext
 from lairchat.irc.message import parse
 from lairchat.irc.protocol import IRCFactory, IRCProtocol
 from lairchat.protocol import ChatFactory, RefusedConnection
-from tests.test_protocol import PASSWORD, FakePasswords, FakeStore
+from tests.test_protocol import PASSWORD, FakePasswords, FakeStore, TransportConnection
 
 SERVER = "irc.test"
 
@@ -31,8 +31,10 @@ class FakeRooms:
         return succeed([])
 
 
-class IRCConnection:
-    """One L{IRCProtocol} on a L{StringTransport}; lines in, parsed lines out."""
+class IRCConnection(TransportConnection):
+    """One L{IRCProtocol} on a L{StringTransport} (see L{TransportConnection}); lines it is sent end with CR LF."""
+
+    line_ending = b"\r\n"
 
     def __init__(self, **settings: Any) -> None:
         settings.setdefault("rate_limits", False)
@@ -41,30 +43,7 @@ class IRCConnection:
         self.store.rooms = FakeRooms()
         self.server = ServerContext(config=Config(server_name=SERVER, **settings), store=self.store,
                                     clock=self.clock, passwords=FakePasswords())
-        self.factory = IRCFactory(self.server)
-        self.protocol = self.factory.buildProtocol(None)
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: bytes | str) -> None:
-        """Deliver bytes (a str is encoded and given CR LF)."""
-        if isinstance(data, str):
-            data = data.encode("utf-8") + b"\r\n"
-        self.protocol.dataReceived(data)
-
-    def lines(self) -> list[str]:
-        """The lines written since the last call."""
-        data = self.transport.value()
-        self.transport.clear()
-        if not data:
-            return []
-        assert data.endswith(b"\r\n"), data
-        return data.decode("utf-8").split("\r\n")[:-1]
-
-    def request(self, line: str) -> list[str]:
-        """Send a line; what was written for it."""
-        self.send(line)
-        return self.lines()
+        self.attach(IRCFactory(self.server))
 
     def commands(self, line: str) -> list[tuple]:
         """Send a line; the command and parameters of each line written for it."""

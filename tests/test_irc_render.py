@@ -61,6 +61,7 @@ EVERY_EVENT = [
     events.Notice(1, "hello"),
     events.UserQuit(2, "bob", "Quit: bye", (7,)),
     events.UserRenamed(2, "bob", "robert", (7,)),
+    events.ReadMarkerMoved(1, ROOM, 1, 1000),
 ]
 """One event of every kind."""
 
@@ -127,6 +128,19 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(lines(events.UserLeft(ROOM, 2, "bob", quitting=True)), [])
         self.assertEqual(lines(events.UserLeft(ROOM, 2, "bob")), [":bob!bob@irc.test PART #lounge"])
         self.assertEqual(lines(events.UserRenamed(2, "bob", "robert", (7,))), [":bob!bob@irc.test NICK robert"])
+
+    def test_read_marker(self):
+        """
+        A moved read marker is C{MARKREAD} of the channel, or of the other
+        party's nick in a direct conversation, at the message's time, for a
+        viewer with C{draft/read-marker}; nothing for others.
+        """
+        caps = frozenset({"draft/read-marker"})
+        self.assertEqual(lines(events.ReadMarkerMoved(1, ROOM, 4, 1000), caps),
+                         [":irc.test MARKREAD #lounge timestamp=1970-01-01T00:00:01.000Z"])
+        self.assertEqual(lines(events.ReadMarkerMoved(1, DIRECT, 4, 2000), caps),
+                         [":irc.test MARKREAD bob timestamp=1970-01-01T00:00:02.000Z"])
+        self.assertEqual(lines(events.ReadMarkerMoved(1, ROOM, 4, 1000), CAPS), [])
 
     def test_roles(self):
         """

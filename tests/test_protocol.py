@@ -271,32 +271,28 @@ def registry(*extra: Any) -> dict:
     return names
 
 
-class Connection:
+class TransportConnection:
     """
-    One L{ChatProtocol} on a L{StringTransport}, with helpers to send bytes
-    and read the lines written since the last read.
+    A protocol of a factory on a L{StringTransport}, with helpers to send
+    bytes and read the lines written since the last read.  Subclasses
+    make the factory and say how a line they send ends (L{line_ending});
+    the server ends its lines with CRLF on either front end.
     """
 
-    def __init__(self, *commands: Any, extensions: Any = (), **settings: Any) -> None:
-        self.clock = Clock()
-        self.store = FakeStore()
-        self.server = ServerContext(
-            config=Config(**settings),
-            store=self.store,
-            clock=self.clock,
-            passwords=FakePasswords(),
-            registry=registry(*commands),
-            extensions=list(extensions),
-        )
-        self.factory = ChatFactory(self.server)
-        self.protocol = self.factory.buildProtocol(None)
-        self.transport = StringTransport()
+    line_ending = b"\n"
+    """What ends a line L{send} is given as a str."""
+
+    def attach(self, factory: Any, transport: StringTransport | None = None) -> None:
+        """Build the factory's protocol and connect it to C{transport} (a fresh L{StringTransport})."""
+        self.factory = factory
+        self.protocol = factory.buildProtocol(None)
+        self.transport = transport or StringTransport()
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes | str) -> None:
-        """Deliver bytes (a str is encoded and given an LF)."""
+        """Deliver bytes (a str is encoded and given L{line_ending})."""
         if isinstance(data, str):
-            data = data.encode("utf-8") + b"\n"
+            data = data.encode("utf-8") + self.line_ending
         self.protocol.dataReceived(data)
 
     def lines(self) -> list[str]:
@@ -312,6 +308,26 @@ class Connection:
         """Send a line and return what was written for it."""
         self.send(line)
         return self.lines()
+
+
+class Connection(TransportConnection):
+    """
+    One L{ChatProtocol} on a L{StringTransport} (see L{TransportConnection});
+    lines it is sent end with LF.
+    """
+
+    def __init__(self, *commands: Any, extensions: Any = (), **settings: Any) -> None:
+        self.clock = Clock()
+        self.store = FakeStore()
+        self.server = ServerContext(
+            config=Config(**settings),
+            store=self.store,
+            clock=self.clock,
+            passwords=FakePasswords(),
+            registry=registry(*commands),
+            extensions=list(extensions),
+        )
+        self.attach(ChatFactory(self.server))
 
     def register(self, name: str = "alice") -> None:
         """Log in as a new account through C{REGISTER}."""
@@ -919,20 +935,14 @@ class QuitTests(SynchronousTestCase):
         self.assertEqual(connection.lines(), [])
 
 
-class Peer:
+class Peer(TransportConnection):
     """
     Another connection to the server of a L{Connection}, from C{host}.
     """
 
     def __init__(self, connection: Connection, host: str) -> None:
-        self.protocol = connection.factory.buildProtocol(None)
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
-        self.protocol.makeConnection(self.transport)
+        self.attach(connection.factory, StringTransport(peerAddress=IPv4Address("TCP", host, 40000)))
         self.lines()
-
-    send = Connection.send
-    lines = Connection.lines
-    request = Connection.request
 
 
 def tiny(**rates: Rate) -> dict:

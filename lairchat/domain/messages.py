@@ -33,6 +33,7 @@ from lairchat.events import (
     MessageSent,
     ReactionAdded,
     ReactionRemoved,
+    ReadMarkerMoved,
     ReplySent,
     RoomRef,
     TagsSent,
@@ -443,7 +444,7 @@ async def mark_read(actor: Any, ref: str, message_id: int) -> str:
     @raise NotFound: the id is no message of that conversation.
     """
     room, name = await resolve(actor, ref, "mark_read")
-    if not await actor.store.messages.mark_read(room.id, actor.user.id, message_id):
+    if not await _move_read_marker(actor, room, message_id):
         raise NotFound(f"no message {message_id} in {name}")
     return name
 
@@ -463,8 +464,28 @@ async def mark_read_until(actor: Any, ref: str, ms: int) -> tuple[str, Message |
     room, name = await resolve(actor, ref, "mark_read")
     found = await actor.store.messages.last_before(room.id, ms)
     if found is not None:
-        await actor.store.messages.mark_read(room.id, actor.user.id, found.id)
+        await _move_read_marker(actor, room, found.id)
     return name, await actor.store.messages.read_marker(room.id, actor.user.id)
+
+
+async def _move_read_marker(actor: Any, room: Room, message_id: int) -> bool:
+    """
+    Move the actor's read marker of C{room} up to C{message_id}; when it
+    moved, every connection of the actor, on every node, is told
+    (L{ReadMarkerMoved}).
+
+    @return: whether C{message_id} is a message of the room and the actor a member.
+    """
+    ref = await room_ref(actor, room)
+    user_id = actor.user.id
+    outbox = actor.outbox()
+
+    def announce(ts: int) -> ReadMarkerMoved:
+        return ReadMarkerMoved(user_id, ref, message_id, ts)
+
+    moved = await actor.store.messages.mark_read(room.id, user_id, message_id, outbox, announce)
+    await actor.deliver(outbox)
+    return moved
 
 
 async def read_marker(actor: Any, ref: str) -> tuple[str, Message | None]:
@@ -499,7 +520,8 @@ async def offline_deliveries(actor: Any, user: User) -> tuple[int, list[DirectMe
     await actor.server.receipts.settled(user.id)
     messages, left_out = await actor.store.conversations.take_undelivered(user.id, OFFLINE_MAX)
     return left_out, [
-        DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text)
+        DirectMessageSent(m.room_id, m.id, m.sender_id, m.sender, user.id, user.username, m.created_ms, m.text,
+                          notice=m.notice)
         for m in messages
     ]
 

@@ -7,21 +7,30 @@ Each calls one operation of the domain (L{lairchat.domain.rooms},
 L{lairchat.domain.invitations}) and answers in IRC's numerics; the
 others in the room see the domain's events (rendered by
 L{lairchat.irc.render}).  A ban mask names one account: C{nick!*@*} or a
-bare nick (lairchat bans accounts, not addresses).
+bare nick (lairchat bans accounts, not addresses).  The role modes
+(C{+o}/C{-o}, C{+h}/C{-h}) set lairchat roles (L{ROLE_OF_MODE}).
 """
 
 from typing import Any
 
-from lairchat import validation
+from lairchat import events, validation
 from lairchat.domain import invitations, rooms
 from lairchat.errors import AccessDenied, ChatError, Conflict, NotFound, PermissionDenied
 from lairchat.irc.message import message
-from lairchat.irc.render import ban_mask, channel
+from lairchat.irc.render import MODE_OF, ban_mask, channel, render_event
 from lairchat.irc.replies import Numeric
 
 CHANNEL_MODES = {"public": "+nt", "private": "+inst"}
 """What C{324} says of a room: no messages from outside and topics for moderators; a private room is
 also invite-only and secret."""
+
+ROLE_OF_MODE = {"o": "admin", "h": "moderator"}
+"""
+The role a role mode gives (C{+o} admin, C{+h} moderator); taking the
+mode off (C{-o}, C{-h}) makes the member a plain member.  A member holds
+one role: giving a mode they hold, or one below it (C{+h} to an operator),
+or taking off one they do not hold, changes nothing.
+"""
 
 
 def room_of(target: str) -> str:
@@ -131,8 +140,10 @@ class ChannelCommands:
         C{-b mask}: ban (admin and above) or unban an account.  A mode the
         room has (C{324}'s letters are lairchat's rules, always on): set
         again, nothing to do and nothing said; taken off, C{FAIL MODE
-        FIXED_MODE}.  Other mode letters are C{472}; C{MODE nick} is the
-        client's own modes.
+        FIXED_MODE}.  C{+o}/C{-o}/C{+h}/C{-h nick} set roles
+        (L{change_role}).  Several modes may come in one line, each
+        with its argument, done one after another.  Other mode letters are
+        C{472}; C{MODE nick} is the client's own modes.
         """
         if not params or not params[0]:
             raise Numeric("461", "MODE", "Not enough parameters")
@@ -155,6 +166,11 @@ class ChannelCommands:
                 if not adding:
                     lines.append(self.numeric(connection, "FAIL", "MODE", "FIXED_MODE", name, letter,
                                               f"+{letter} is one of lairchat's rules for this room: it stays on"))
+            elif letter in ROLE_OF_MODE:
+                if not arguments:
+                    lines.append(self.numeric(connection, "461", "MODE", "Not enough parameters"))
+                else:
+                    lines += await self.change_role(connection, room.name, adding, letter, arguments.pop(0))
             elif letter != "b":
                 lines.append(self.numeric(connection, "472", letter, "is unknown mode char to me"))
             elif not arguments:
@@ -202,6 +218,44 @@ class ChannelCommands:
         sign = "+" if adding else "-"
         return [message("MODE", channel(done.room.name), f"{sign}b", ban_mask(done.target.username),
                         source=connection.source)]
+
+    async def change_role(self, connection: Any, room_name: str, adding: bool, letter: str, nick: str) -> list:
+        """
+        Give a member the role of a role mode (C{+o} admin, C{+h}
+        moderator) or take it off (C{-o}, C{-h}: member), through the
+        domain's L{rooms.set_role} and its rules; the client reads the
+        lines the others read of the L{events.RoleChanged}.  A change that
+        changes nothing (L{ROLE_OF_MODE}) says nothing.  Refusals: C{401}
+        no such nick, C{441} not a member, C{442} the client is not one,
+        C{482} the roles do not allow it.
+        """
+        name = channel(room_name)
+        actor = self.actor(connection)
+        roster = await rooms.members(actor, room_name)
+        current = next((s.member.role for s in roster.members if s.member.username.lower() == nick.lower()), None)
+        held = MODE_OF.get(current) if current else None
+        if adding:
+            role = ROLE_OF_MODE[letter]
+            if current is not None and held in ("o", letter):
+                return []
+        else:
+            role = "member"
+            if current is not None and held != letter:
+                return []
+        try:
+            done = await rooms.set_role(actor, room_name, nick, role)
+        except AccessDenied:
+            return [self.numeric(connection, "442", name, "You're not on that channel")]
+        except PermissionDenied:
+            return [self.numeric(connection, "482", name, "You're not channel operator")]
+        except NotFound as refusal:
+            if "no user named" in refusal.message:
+                return [self.numeric(connection, "401", nick, "No such nick/channel")]
+            return [self.numeric(connection, "441", nick, name, "They aren't on that channel")]
+        changed = events.RoleChanged(events.RoomRef(done.room.id, done.room.name), done.target.id,
+                                     done.target.username, role, connection.user.username, current or "")
+        return render_event(changed, connection.user.id, connection.nick, self.server.config.server_name,
+                            frozenset(connection.caps))
 
     async def irc_INVITE(self, connection: Any, params: tuple) -> list:
         """

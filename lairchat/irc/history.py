@@ -10,7 +10,7 @@ a nick), read within a L{lairchat.models.HistoryWindow}: C{msgid=}
 selectors bound by message id, C{timestamp=} selectors by the time a
 message shows (to the millisecond); every bound is exclusive, except the
 middle of C{AROUND}.  Results are oldest first, at most
-L{CHATHISTORY_MAX}, in a C{chathistory} batch, each message a C{PRIVMSG}
+L{CHATHISTORY_MAX}, in a C{chathistory} batch, each message a C{PRIVMSG} (a notice a C{NOTICE})
 from its sender with its C{msgid} and C{time} (rendered as the live
 message was, L{lairchat.irc.render.render_event}).
 
@@ -27,8 +27,10 @@ from lairchat.errors import AccessDenied, InvalidInput, NotFound
 from lairchat.events import RoomRef
 from lairchat.irc.batch import batch_for
 from lairchat.irc.channels import room_of
-from lairchat.irc.message import Message, message, serialize
-from lairchat.irc.render import TAG_CAPS, channel, parse_time_tag, render_event, stored_message_event, time_tag
+from lairchat.irc.message import Message, message
+from lairchat.irc.render import (
+    TAG_CAPS, channel, markread_line, parse_time_tag, render_event, stored_message_event, time_tag,
+)
 from lairchat.irc.replies import Numeric
 from lairchat.messaging import HISTORY_MAX
 from lairchat.models import HistoryWindow
@@ -220,9 +222,10 @@ class HistoryCommands:
         C{MARKREAD <target>}: where the client's read marker of a channel
         or conversation is (C{MARKREAD <target> timestamp=<t>}, or C{*}).
         C{MARKREAD <target> timestamp=<t>} moves it up to the newest message
-        at or before C{t} (never back) and answers where it is; the user's
-        other IRC connections on this node with C{draft/read-marker} are
-        told when it moved.
+        at or before C{t} (never back) and answers where it is; when it
+        moved, the user's other connections on every node are told
+        (L{lairchat.events.ReadMarkerMoved}: a C{MARKREAD} for those with
+        C{draft/read-marker}).
         """
         if not params or not params[0]:
             raise Numeric("FAIL", "MARKREAD", "NEED_MORE_PARAMS", "Missing parameters")
@@ -238,20 +241,11 @@ class HistoryCommands:
             ms = parse_time_tag(value)
         except ValueError:
             raise Numeric("FAIL", "MARKREAD", "INVALID_PARAMS", selector, "the marker is timestamp=<time>") from None
-        ref = self.conversation_of(target)
-        actor = self.actor(connection)
         try:
-            _, marker_was = await messages.read_marker(actor, ref)
-            _, marker = await messages.mark_read_until(actor, ref, ms)
+            _, marker = await messages.mark_read_until(self.actor(connection), self.conversation_of(target), ms)
         except (NotFound, AccessDenied, InvalidInput):
             raise Numeric("FAIL", "MARKREAD", "INVALID_PARAMS", target, "no such channel or conversation") from None
-        line = self.marker_line(connection, target, marker)
-        if marker is not None and (marker_was is None or marker_was.id != marker.id):
-            data = (serialize(line) + "\r\n").encode("utf-8")
-            for other in self.server.hub.connections_of(connection.user.id):
-                if other is not connection and "draft/read-marker" in getattr(other, "caps", ()):
-                    other.write_data(data)
-        return [line]
+        return [self.marker_line(connection, target, marker)]
 
     def conversation_of(self, target: str) -> str:
         """
@@ -277,8 +271,8 @@ class HistoryCommands:
 
     def marker_line(self, connection: Any, target: str, marker: Any) -> Message:
         """C{MARKREAD <target> timestamp=<the marker message's time>}, or C{*} for none."""
-        where = f"timestamp={time_tag(marker.created_ms)}" if marker is not None else "*"
-        return message("MARKREAD", target, where, source=self.server.config.server_name)
+        return markread_line(target, marker.created_ms if marker is not None else None,
+                                self.server.config.server_name)
 
 
 __all__ = ["CHATHISTORY_MAX", "HistoryCommands", "parse_limit", "parse_selector"]

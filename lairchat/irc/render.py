@@ -71,7 +71,7 @@ TAG_CAPS = frozenset({"message-tags", "server-time"})
 """The capabilities that give a line its C{msgid} and C{time} tags (history lines always carry them)."""
 
 RENDER_CAPS = frozenset({"message-tags", "server-time", "account-tag", "account-notify", "extended-join",
-                         "away-notify", "draft/message-redaction"})
+                         "away-notify", "draft/message-redaction", "draft/read-marker"})
 """The capabilities that change how an event is rendered."""
 
 REPLY_TAG = "+draft/reply"
@@ -198,13 +198,20 @@ def stored_message_event(stored: Any, room: events.RoomRef) -> events.Event:
     A stored message (L{lairchat.models.Message}) of C{room} as the event
     that showed it when it was sent, so history renders as live messages
     do: a reply as L{events.ReplySent}, the rest as
-    L{events.MessageSent}.  An anonymised sender (a guest gone) is C{*}.
+    L{events.MessageSent}, a notice marked so.  An anonymised sender (a
+    guest gone) is C{*}.
     """
     sender = stored.sender or "*"
     if stored.parent_id:
         return events.ReplySent(room, stored.id, stored.parent_id, stored.sender_id, sender, stored.created_ms,
-                                stored.text)
-    return events.MessageSent(room, stored.id, stored.sender_id, sender, stored.created_ms, stored.text)
+                                stored.text, notice=stored.notice)
+    return events.MessageSent(room, stored.id, stored.sender_id, sender, stored.created_ms, stored.text,
+                              notice=stored.notice)
+
+
+def markread_line(target: str, ts: int | None, server_name: str) -> Message:
+    """C{MARKREAD <target> timestamp=<ts>}: where a read marker is (C{*} for C{ts} L{None}: nowhere)."""
+    return message("MARKREAD", target, f"timestamp={time_tag(ts)}" if ts is not None else "*", source=server_name)
 
 
 def variant(event: events.Event, viewer_id: int, caps: frozenset) -> tuple:
@@ -297,6 +304,11 @@ def render_event(event: events.Event, viewer_id: int, viewer_nick: str, server_n
         if "away-notify" not in caps:
             return []
         return [message("AWAY", *([event.text] if event.text else []), source=src(event.user))]
+    if isinstance(event, events.ReadMarkerMoved):
+        if "draft/read-marker" not in caps:
+            return []
+        target = event.room.other_party(viewer_id) if event.room.is_direct else channel(event.room.name)
+        return [markread_line(target, event.ts, server_name)]
     if isinstance(event, events.GuestLoggedIn):
         if "account-notify" not in caps:
             return []

@@ -16,7 +16,7 @@ from lairchat.events import ConversationOpened, RoomRef
 from lairchat.models import Conversation, Message, Party, Room, to_ms
 from lairchat.store.database import Database, Transaction
 from lairchat.store.events import Outbox
-from lairchat.store.messages import MESSAGE_COLUMNS, SENDER_JOIN, message_from_row
+from lairchat.store.messages import MESSAGE_COLUMNS, MESSAGE_WIDTH, SENDER_JOIN, message_from_row
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
 
@@ -147,6 +147,6 @@ class ConversationStore:
                 "FROM rooms r WHERE r.id = me.room_id AND r.kind = 'direct' AND me.user_id = %(user)s",
                 {"user": user_id, "newest": newest},
             )
-            return [message_from_row(r) for r in reversed(rows)], rows[0][9] - len(rows)
+            return [message_from_row(r) for r in reversed(rows)], rows[0][MESSAGE_WIDTH] - len(rows)
 
         return await self._db.transaction(take)

@@ -31,12 +31,15 @@ from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
 MESSAGE_COLUMNS = (
     "m.id, m.room_id, m.sender_id, coalesce(s.username, ''), m.body, coalesce(m.parent_id, 0), "
-    "m.created_at, m.edited_at, m.deleted_at IS NOT NULL"
+    "m.created_at, m.edited_at, m.deleted_at IS NOT NULL, m.notice"
 )
 """
 The columns L{message_from_row} reads, for C{messages m} left-joined to
 C{users s} on the sender.
 """
+
+MESSAGE_WIDTH = 10
+"""How many columns L{MESSAGE_COLUMNS} is: the columns a query selects after them start there."""
 
 SENDER_JOIN = "LEFT JOIN users s ON s.id = m.sender_id"
 """The join that L{MESSAGE_COLUMNS} needs."""
@@ -55,7 +58,7 @@ _AT_MS = "(timestamptz 'epoch' + %({})s * interval '1 millisecond')"
 
 
 def message_from_row(row: tuple) -> Message:
-    """Build a L{Message} from the first nine columns of C{row} (L{MESSAGE_COLUMNS})."""
+    """Build a L{Message} from the first L{MESSAGE_WIDTH} columns of C{row} (L{MESSAGE_COLUMNS})."""
     return Message(
         id=row[0],
         room_id=row[1],
@@ -66,6 +69,7 @@ def message_from_row(row: tuple) -> Message:
         created_ms=to_ms(row[6]),
         edited_ms=to_ms(row[7]),
         deleted=row[8],
+        notice=row[9],
     )
 
 
@@ -204,7 +208,7 @@ class MessageStore:
             event = evolve(template, message_id=message_id, ts=ts)
             parent = template.parent_id if isinstance(template, ReplySent) else 0
             message = Message(message_id, _room_id(template), template.sender_id, template.sender, template.text,
-                              parent, ts)
+                              parent, ts, notice=getattr(template, "notice", False))
             results[n - 1] = Posted(message, event, seq)
         return results
 
@@ -248,7 +252,8 @@ class MessageStore:
         )
         if row is None:
             return None
-        return MessageAccess(message_from_row(row), room_from_row(row[9:17]), row[17])
+        rest = row[MESSAGE_WIDTH:]
+        return MessageAccess(message_from_row(row), room_from_row(rest[:-1]), rest[-1])
 
     async def edit(self, message_id: int, editor_id: int, text: str, outbox: Outbox | None = None,
                    announce: Callable[[Message], list] | None = None) -> Message | None:
@@ -466,25 +471,39 @@ class MessageStore:
             "ORDER BY h.rank DESC, h.id DESC",
             {"q": query, "user": user_id, "limit": limit},
         )
-        return [Found(message_from_row(r), r[9], r[10] or "") for r in rows]
+        return [Found(message_from_row(r), r[MESSAGE_WIDTH], r[MESSAGE_WIDTH + 1] or "") for r in rows]
 
-    async def mark_read(self, room_id: int, user_id: int, message_id: int) -> bool:
+    async def mark_read(self, room_id: int, user_id: int, message_id: int, outbox: Outbox | None = None,
+                        announce: Callable[[int], Any] | None = None) -> bool:
         """
         Move a member's read marker of a room up to C{message_id} (never
-        back); a read message also counts as delivered.
+        back); a read message also counts as delivered.  When the marker
+        moved, record C{announce(<the message's time, epoch ms>)} in
+        C{outbox}, in the same transaction.
 
         @return: whether C{message_id} is a message of that room and the user
             a member of it.
         """
-        rows = await self._db.fetchall(
-            "UPDATE room_members SET last_read_id = GREATEST(last_read_id, %(id)s), "
-            "delivered_id = GREATEST(delivered_id, %(id)s) "
-            "WHERE room_id = %(room)s AND user_id = %(user)s "
-            "AND EXISTS (SELECT 1 FROM messages WHERE id = %(id)s AND room_id = %(room)s) RETURNING 1",
-            {"room": room_id, "user": user_id, "id": message_id},
-            retry=False,
-        )
-        return bool(rows)
+
+        async def work(tx: Transaction) -> bool:
+            row = await tx.fetchone(
+                "SELECT me.last_read_id, m.created_at FROM room_members me "
+                "JOIN messages m ON m.id = %(id)s AND m.room_id = me.room_id "
+                "WHERE me.room_id = %(room)s AND me.user_id = %(user)s FOR UPDATE OF me",
+                {"room": room_id, "user": user_id, "id": message_id},
+            )
+            if row is None:
+                return False
+            await tx.execute(
+                "UPDATE room_members SET last_read_id = GREATEST(last_read_id, %(id)s), "
+                "delivered_id = GREATEST(delivered_id, %(id)s) WHERE room_id = %(room)s AND user_id = %(user)s",
+                {"room": room_id, "user": user_id, "id": message_id},
+            )
+            if message_id > (row[0] or 0) and outbox is not None and announce is not None:
+                await outbox.add_in(tx, [announce(to_ms(row[1]))])
+            return True
+
+        return await self._db.transaction(work)
 
     async def unread(self, user_id: int) -> list[Unread]:
         """
