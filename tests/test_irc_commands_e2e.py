@@ -142,6 +142,32 @@ class WhoTests(TestCase):
                          [("*", "alice", server_name, server_name, "alice", "H", "0 alice")])
 
 
+class UserhostTests(TestCase):
+    """USERHOST."""
+
+    timeout = 60
+
+    async def test_userhost(self):
+        """USERHOST names users as nick=+user@host (- when away or offline) and leaves unknown nicks out."""
+        server = await start_server(self, irc=True)
+        server_name = server.server.config.server_name
+        alice = await irc_user(self, server, "alice")
+        await irc_user(self, server, "bob")
+        await account(server, "carol")
+        for _ in range(50):  # carol's QUIT is noted offline as her connection closes, a moment after its OK
+            alice.send("USERHOST carol")
+            if replies(await alice.sync(), "302") == [(f"carol=-carol@{server_name}",)]:
+                break
+        alice.send("USERHOST bob carol nobody")
+        self.assertEqual(replies(await alice.sync(), "302"), [(f"bob=+bob@{server_name} carol=-carol@{server_name}",)])
+        alice.send("AWAY :lunch")
+        await alice.sync()
+        alice.send("USERHOST alice")
+        self.assertEqual(replies(await alice.sync(), "302"), [(f"alice=-alice@{server_name}",)])
+        alice.send("USERHOST")
+        self.assertEqual([m.command for m in await alice.sync()], ["461"])
+
+
 class ListTests(TestCase):
     """LIST."""
 

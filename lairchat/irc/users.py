@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_irc_e2e -*-
 """
-The IRC commands about users: C{WHO}, C{WHOIS}, C{AWAY}, C{OPER} and a
+The IRC commands about users: C{WHO}, C{WHOIS}, C{USERHOST}, C{AWAY}, C{OPER} and a
 user's own C{MODE}.
 
 A nick is an account name, and every account is a nick whether it is
@@ -70,7 +70,7 @@ class ConnectionMarks:
 
 class UserCommands:
     """
-    C{WHO}, C{WHOIS}, C{AWAY} and C{OPER}, for
+    C{WHO}, C{WHOIS}, C{USERHOST}, C{AWAY} and C{OPER}, for
     L{lairchat.irc.commands.CommandTable} (which this is a base of, and
     whose C{numeric}, C{actor}, C{require_login}, C{server} and C{marks}
     these use).
@@ -203,6 +203,29 @@ class UserCommands:
             lines.append(self.numeric(connection, "330", nick, nick, "is logged in as"))
         lines.append(self.numeric(connection, "318", nick, "End of /WHOIS list"))
         return lines
+
+    async def irc_USERHOST(self, connection: Any, params: tuple) -> list:
+        """
+        C{USERHOST nick [nick...]} (at most 5): one C{302} with
+        C{nick[*]=<+|->user@host} for each that is a user (C{*} an
+        operator, C{-} away or offline); unknown nicks are left out.
+        """
+        if not params or not params[0]:
+            raise Numeric("461", "USERHOST", "Not enough parameters")
+        self.require_login(connection, "USERHOST")
+        actor = self.actor(connection)
+        server_name = self.server.config.server_name
+        found = []
+        for nick in params[:5]:
+            try:
+                user = await accounts.known(actor, validation.any_username(nick))
+            except ChatError:
+                continue
+            operator = "*" if self.marks.is_operator(self.server.hub, user.id) else ""
+            here = "+" if await accounts.away(actor, user) == "" else "-"
+            ident, _ = self.marks.identity(self.server.hub, user.id, user.username)
+            found.append(f"{user.username}{operator}={here}{ident}@{server_name}")
+        return [self.numeric(connection, "302", " ".join(found))]
 
     async def irc_AWAY(self, connection: Any, params: tuple) -> list:
         """
