@@ -32,12 +32,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from lairchat.irc.commands import CommandTable
 from lairchat.irc.message import MalformedMessage, parse
 from lairchat.irc.service import SERVICE_NICK
 from tests.support import start_server
 from tests.test_fuzz_e2e import INVARIANTS, LEAKS, seed_for_run
 from tests.test_fuzz_irc import COMMANDS, NORMAL_REPLIES, Failures
+from tests.test_irc_commands_e2e import irc_user, joined
 from tests.test_irc_e2e import PASSWORD, IRCClient, account, irc_client
 
 LINES = int(os.environ.get("LAIRCHAT_IRC_FUZZ_LINES", "1200"))
@@ -381,11 +381,8 @@ class MalformedCommandTests(TestCase):
         running = await start_server(self, irc=True)
         alice = await running.user("alice", PASSWORD)
         await alice.ok("CREATE_ROOM:hall")
-        await account(running, "bob")
-        client = await irc_client(self, running.irc_port)
-        await client.login("bob")
-        client.send("JOIN #hall")
-        await client.until("366")
+        client = await irc_user(self, running, "bob")
+        await joined(client, "#hall")
         got = []
         for line, _ in MALFORMED:
             client.send(line)
