@@ -285,7 +285,7 @@ class JoinRoomTests(RoomsTestCase):
         alice, bob = await self.connect("alice"), await self.connect("bob")
         await self.ok(alice, "CREATE_ROOM:secret:private")
         room = await self.store.rooms.by_name("secret")
-        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, room.id, bob.user.id, "member"))
+        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, RoomRef(room.id, room.name), bob.user, "member"))
         await self.ok(bob, "JOIN_ROOM:secret")
         self.assertEqual(bob.current_room, "secret")
 
@@ -805,8 +805,9 @@ class StoreTests(RoomsTestCase):
         [row] = await self.store.db.fetchall(
             "INSERT INTO rooms (kind, direct_key) VALUES ('direct', 'x') RETURNING id", retry=False
         )
-        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, row[0], alice.user.id, "member"))
-        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, row[0], carol.user.id, "member"))
+        direct = RoomRef(row[0], "")
+        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, direct, alice.user, "member"))
+        await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, direct, carol.user, "member"))
         self.assertEqual(sorted(await self.store.rooms.co_member_ids(alice.user.id)), [bob.user.id, carol.user.id])
         self.assertEqual(await self.store.rooms.co_member_ids(dave.user.id), [])
 

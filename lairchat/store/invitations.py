@@ -39,7 +39,7 @@ from lairchat.models import Invitation, InvitationEvent, InvitationStats, User, 
 from lairchat.store.audit import AuditStore
 from lairchat.store.database import Database, Transaction
 from lairchat.store.events import Outbox
-from lairchat.store.rooms import RoomStore, joined_event_in
+from lairchat.store.rooms import RoomStore
 
 COLUMNS = (
     "i.id, i.sender_id, s.username, i.recipient_id, t.username, i.room_id, r.name, i.kind, "
@@ -250,12 +250,13 @@ class InvitationStore:
                 "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (invitation.room_id, user.id)
             ):
                 raise AccessDenied(f"you are banned from {invitation.room}")
-            joined = await RoomStore.add_member_in(tx, invitation.room_id, user.id, invitation.role)
+            joined = await RoomStore.add_member_in(tx, RoomRef(invitation.room_id, invitation.room), user,
+                                                   invitation.role)
             caused = [InvitationAccepted(invitation.id, invitation.sender_id, user.username, invitation.room)]
-            if joined:
-                caused.append(await joined_event_in(tx, RoomRef(invitation.room_id, invitation.room), user))
+            if joined is not None:
+                caused.append(joined)
             await outbox.add_in(tx, caused)
-            return invitation, joined
+            return invitation, joined is not None
 
         return await self._db.transaction(work)
 

@@ -120,19 +120,24 @@ class RoomStore:
         return row is not None
 
     @staticmethod
-    async def add_member_in(tx: Transaction, room_id: int, user_id: int, role: str) -> bool:
+    async def add_member_in(tx: Transaction, ref: RoomRef, user: User, role: str) -> UserJoined | None:
         """
         Make the user a member with C{role}, inside a transaction that changes
-        something else too (an invitation's acceptance).
+        something else too (an invitation's acceptance), in one statement
+        that also reads their away text as it is in C{tx}.
 
-        @return: whether they became a member (false: they already were).
+        @return: the L{UserJoined} to record, or L{None} when they already
+            were a member.
         """
-        touched = await tx.execute(
+        row = await tx.fetchone(
             "INSERT INTO room_members (room_id, user_id, role) VALUES (%s, %s, %s) "
-            "ON CONFLICT (room_id, user_id) DO NOTHING",
-            (room_id, user_id, role),
+            "ON CONFLICT (room_id, user_id) DO NOTHING "
+            "RETURNING (SELECT text FROM away WHERE user_id = %s)",
+            (ref.id, user.id, role, user.id),
         )
-        return touched == 1
+        if row is None:
+            return None
+        return UserJoined(ref, user.id, user.username, user.guest, row[0] or "")
 
     # Creating, joining, leaving
 
@@ -183,9 +188,10 @@ class RoomStore:
             )
             if banned is not None:
                 raise AccessDenied("you are banned from this room")
-            if not await self.add_member_in(tx, room.id, user.id, "member"):
+            joined = await self.add_member_in(tx, _ref(room), user, "member")
+            if joined is None:
                 return False
-            await outbox.add_in(tx, [await joined_event_in(tx, _ref(room), user)])
+            await outbox.add_in(tx, [joined])
             return True
 
         return await self._db.transaction(join_in)
@@ -503,12 +509,6 @@ async def _promote_successor(tx: Transaction, room_id: int) -> tuple[Member, str
         (room_id, list(SUCCESSION), list(SUCCESSION)),
     )
     return member_from_row(row), row[-1]
-
-
-async def joined_event_in(tx: Transaction, ref: RoomRef, user: User) -> UserJoined:
-    """The L{UserJoined} of C{user} joining a room, with their away text as it is in C{tx}."""
-    row = await tx.fetchone("SELECT text FROM away WHERE user_id = %s", (user.id,))
-    return UserJoined(ref, user.id, user.username, user.guest, row[0] if row else "")
 
 
 def _ref(room: Room) -> RoomRef:
