@@ -661,7 +661,7 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
             raise Numeric("461", "PART", "Not enough parameters")
         self.require_login(connection, "PART")
         actor = self.actor(connection)
-        said = plain_text(params[1])[:validation.TOPIC_MAX] if len(params) > 1 and plain_text(params[1]) else ""
+        said = (plain_text(params[1]) or "")[:validation.TOPIC_MAX] if len(params) > 1 else ""
         reason = (said,) if said else ()
         lines: list = []
         for target in params[0].split(","):
