@@ -208,7 +208,9 @@ class Environment:
         environment = dict(os.environ, PYTHONPATH=str(REPO))
         database = ("--data-dir", str(self.directory / "db")) if self.embedded else ("--dsn", self.dsn)
         undefended = () if self.defended else ("--no-rate-limit", "--exempt-network", "127.0.0.1")
+        profile = os.environ.get("LAIRCHAT_BENCH_PROFILE")
         for node in range(self.nodes):
+            profiling = (f"--profile={profile}.{node}", "--profiler=cprofile", "--savestats") if profile else ()
             port = free_port()
             self.ports.append(port)
             irc: tuple[str, ...] = ()
@@ -216,7 +218,7 @@ class Environment:
                 self.irc_ports.append(free_port())
                 irc = ("--irc-port", f"tcp:{self.irc_ports[-1]}:interface=127.0.0.1")
             self.servers.append(subprocess.Popen(
-                [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=",
+                [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=", *profiling,
                  f"--logfile={self.log_path(node)}", "lairchat", *database,
                  "--port", f"tcp:{port}:interface=127.0.0.1", *irc, *undefended,
                  "--pool-size", str(self.pool_size), *self.extra_args],

@@ -16,6 +16,10 @@ twice and nothing is skipped.
 
 With no event log (a store double in protocol tests) the bus delivers
 committed events straight away.
+
+The events of one local commit, and of one read of the log, are handed
+on under one L{Hub.hold}: each connection writes its share of them at
+once.
 """
 
 import time
@@ -106,13 +110,21 @@ class Bus:
         if not events:
             return
         if self.event_log is None:
-            for event in events:
-                self._hand_on(self.last + 1, event)
+            self.hub.hold()
+            try:
+                for event in events:
+                    self._hand_on(self.last + 1, event)
+            finally:
+                self.hub.release()
             return
         if (not self._pumping and len(events) <= FAST_PATH_MAX and seqs[0] == self.last + 1
                 and seqs[-1] - seqs[0] == len(seqs) - 1):
-            for seq, event in zip(seqs, events):
-                self._hand_on(seq, event)
+            self.hub.hold()
+            try:
+                for seq, event in zip(seqs, events):
+                    self._hand_on(seq, event)
+            finally:
+                self.hub.release()
             return
         if seqs[-1] <= self.last:
             return
@@ -150,12 +162,20 @@ class Bus:
                     self._release_waiters()
                     return
                 began = time.monotonic()
-                for logged in found:
-                    if logged.seq > self.last:
-                        self._hand_on(logged.seq, logged.event)
-                        if self.clock is not None and time.monotonic() - began >= YIELD_AFTER:
-                            await deferLater(self.clock, 0, lambda: None)
-                            began = time.monotonic()
+                self.hub.hold()
+                try:
+                    for logged in found:
+                        if logged.seq > self.last:
+                            self._hand_on(logged.seq, logged.event)
+                            if self.clock is not None and time.monotonic() - began >= YIELD_AFTER:
+                                self.hub.release()
+                                try:
+                                    await deferLater(self.clock, 0, lambda: None)
+                                finally:
+                                    self.hub.hold()
+                                began = time.monotonic()
+                finally:
+                    self.hub.release()
                 if len(found) < FETCH_LIMIT and not self._again:
                     break
             self._release_waiters()

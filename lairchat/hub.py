@@ -14,6 +14,12 @@ what the event looks like and what it does to its own state (the line
 protocol renders a line; a suspension closes the connection).  The
 C{cache} is shared by every recipient of one event, so that an event is
 rendered once per distinct rendering, not once per recipient.
+
+While the bus hands on a run of events (L{hold} ... L{release}), what
+the connections write is held, and each connection's share goes out as
+one write at the end: a connection that hears of ten messages makes one
+write, not ten (the transport's own work per write is most of a
+delivery's cost).
 """
 
 from typing import Any
@@ -38,7 +44,40 @@ class Hub:
         self._members: dict[int, set[int]] = {}
         self._rooms_of: dict[int, set[int]] = {}
         self._loading: dict[int, list[Event]] = {}
+        self._holding = 0
+        self._held: list[Any] = []
         self.delivered = 0
+
+    # Output
+
+    @property
+    def holding(self) -> bool:
+        """Whether writes to connections are held (see L{hold})."""
+        return self._holding > 0
+
+    def hold(self) -> None:
+        """
+        From now until the matching L{release}, a connection's writes are
+        held (it calls L{held_by}) and go out together.
+        """
+        self._holding += 1
+
+    def held_by(self, connection: Any) -> None:
+        """C{connection} holds output until the release; it is flushed then."""
+        self._held.append(connection)
+
+    def release(self) -> None:
+        """
+        End a L{hold}; at the outermost one, every connection that held
+        output writes it (C{release_output()}), in the order they first
+        held some.
+        """
+        self._holding -= 1
+        if self._holding:
+            return
+        held, self._held = self._held, []
+        for connection in held:
+            connection.release_output()
 
     # Connections
 

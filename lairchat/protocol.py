@@ -234,6 +234,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._output_paused = False
         self._producing = False
         self._backlog = 0
+        self._held: list[bytes] | None = None
         self._delay_call: Any = None
         self._delay_over: Deferred | None = None
         self.lost: Deferred = Deferred()
@@ -521,6 +522,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._queue.clear()
         self._end_delay()
         self._refusing = True
+        self.release_output()
         if self._producing:
             self._producing = False
             self.transport.unregisterProducer()
@@ -544,9 +546,22 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 self.log.warn("closing a connection that stopped reading ({user})",
                               user=self.user.username if self.user else "anonymous")
                 self._closed = True
+                self._held = None
                 self.transport.abortConnection()
                 return
-        self.transport.write(data)
+        if self._held is not None:
+            self._held.append(data)
+        elif self.server.hub.holding:
+            self._held = [data]
+            self.server.hub.held_by(self)
+        else:
+            self.transport.write(data)
+
+    def release_output(self) -> None:
+        """Write what was held while the hub handed on a run of events, as one write."""
+        held, self._held = self._held, None
+        if held and not self._closed:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def send_event(self, line: str) -> None:
         """Write one event line."""

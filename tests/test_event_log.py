@@ -74,6 +74,12 @@ class FakeHub:
         """Remember one event."""
         self.events.append(event)
 
+    def hold(self) -> None:
+        """Output is held (nothing to hold here)."""
+
+    def release(self) -> None:
+        """Output is released."""
+
 
 class RecordTests(TestCase):
     """

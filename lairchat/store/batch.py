@@ -20,6 +20,11 @@ class GroupCommit:
     """
     Runs C{write(items)} (an async function returning one result per item)
     for batches of submitted items, at most C{in_flight} batches at a time.
+
+    @ivar output: L{None}, or what holds the server's output (C{hold()} and
+        C{release()}: the hub): a batch's results are handed out under one
+        hold, so that the replies and deliveries they cause go out as one
+        write per connection.
     """
 
     def __init__(self, write: Callable[[list], Awaitable[list]], in_flight: int = 1,
@@ -31,6 +36,7 @@ class GroupCommit:
         self._queue: list[tuple[Any, Deferred]] = []
         self.batches = 0
         self.items = 0
+        self.output: Any = None
 
     def submit(self, item: Any) -> Deferred:
         """Queue one item; the Deferred fires with its result (or its batch's failure)."""
@@ -59,8 +65,15 @@ class GroupCommit:
             for _, d in batch:
                 d.errback(failure)
         else:
-            for (_, d), result in zip(batch, results):
-                d.callback(result)
+            output = self.output
+            if output is not None:
+                output.hold()
+            try:
+                for (_, d), result in zip(batch, results):
+                    d.callback(result)
+            finally:
+                if output is not None:
+                    output.release()
         finally:
             self._running -= 1
             if self._queue and self._running < self._in_flight:

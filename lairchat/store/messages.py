@@ -147,6 +147,13 @@ class MessageStore:
         self._posts = GroupCommit(self._post_batch)
         self._seen_seq = 0
 
+    def hold_results_with(self, output: Any) -> None:
+        """
+        Hand out each batch's results under C{output.hold()} ...
+        C{output.release()} (see L{GroupCommit.output}).
+        """
+        self._posts.output = output
+
     def post_with_event(self, template: MessageSent | ReplySent | DirectMessageSent) -> Deferred:
         """
         Store a new message (a reply when C{template} is a L{ReplySent})
