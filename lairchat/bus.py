@@ -95,7 +95,14 @@ class Bus:
                 self.log.failure("an event observer failed on {seq}", seq=seq)
         self.last = seq
         self.handed += 1
+
+    def _wake_waiters(self) -> None:
+        """
+        Let the operations waiting for what was handed on go on (after the
+        hub released the output of those events, so their replies follow).
+        """
         if self._waiters:
+            seq = self.last
             ready = [d for target, d in self._waiters if target <= seq]
             self._waiters = [(t, d) for t, d in self._waiters if t > seq]
             for d in ready:
@@ -169,6 +176,7 @@ class Bus:
                             self._hand_on(logged.seq, logged.event)
                             if self.clock is not None and time.monotonic() - began >= YIELD_AFTER:
                                 self.hub.release()
+                                self._wake_waiters()
                                 try:
                                     await deferLater(self.clock, 0, lambda: None)
                                 finally:
@@ -176,6 +184,7 @@ class Bus:
                                 began = time.monotonic()
                 finally:
                     self.hub.release()
+                self._wake_waiters()
                 if len(found) < FETCH_LIMIT and not self._again:
                     break
             self._release_waiters()

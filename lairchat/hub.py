@@ -8,8 +8,9 @@ The hub keeps, for the users logged in here only, a map of room → members
 the membership events every node reads in the same order), so that an
 event's audience is a dictionary look-up, not a query.
 
-A connection is anything with a C{connection_id}, a C{user} and
-C{receive(event, is_origin, cache)}: the front end that owns it decides
+A connection is anything with a C{connection_id}, a C{user},
+C{receive(event, is_origin, cache)}, C{plain_key}, C{render_plain(event)},
+C{write_data(data)}, C{held_output} and C{release_output()}: the front end that owns it decides
 what the event looks like and what it does to its own state (the line
 protocol renders a line; a suspension closes the connection).  The
 C{cache} is shared by every recipient of one event, so that an event is
@@ -26,6 +27,11 @@ from typing import Any
 
 from lairchat.events import ConversationOpened, Event, MembershipEvent
 from lairchat.models import User
+
+NOT_PLAIN = object()
+"""What C{render_plain} returns for an event that is not plain to the connection (see L{Hub._show})."""
+
+_UNSET = object()
 
 
 class Hub:
@@ -58,7 +64,8 @@ class Hub:
     def hold(self) -> None:
         """
         From now until the matching L{release}, a connection's writes are
-        held (it calls L{held_by}) and go out together.
+        held in its C{held_output} (it calls L{held_by} when it starts
+        holding) and go out together.
         """
         self._holding += 1
 
@@ -225,12 +232,47 @@ class Hub:
         return self._show(event, users, {})
 
     def _show(self, event: Event, user_ids: Any, cache: dict) -> int:
-        """Hand an event to every connection here of the listed users."""
+        """
+        Hand an event to every connection here of the listed users.
+
+        A connection with a C{plain_key} (its kind of rendering; L{None}:
+        none now) is first asked for the event's plain bytes
+        (C{render_plain(event)}), once per key: an event that shows the
+        same line to every such connection and changes nothing of theirs.
+        Those bytes are then written to each, or added to what it holds,
+        without a call per connection; every other case goes through
+        C{receive}.
+        """
         origin = event.origin
         origin_connection = origin.connection if origin is not None and origin.node == self.node else None
+        by_user = self._by_user
+        holding = self._holding > 0
+        plain: dict[Any, Any] = {}
         shown = 0
         for user_id in user_ids:
-            for connection in list(self._by_user.get(user_id, ())):
+            connections = by_user.get(user_id)
+            if not connections:
+                continue
+            for connection in tuple(connections):
+                key = connection.plain_key
+                if key is not None and connection.connection_id != origin_connection:
+                    data = plain.get(key, _UNSET)
+                    if data is _UNSET:
+                        data = plain[key] = connection.render_plain(event)
+                    if data is not NOT_PLAIN:
+                        if data is None:
+                            continue
+                        shown += 1
+                        if not holding:
+                            connection.write_data(data)
+                            continue
+                        held = connection.held_output
+                        if held is None:
+                            connection.held_output = [data]
+                            self._held.append(connection)
+                        else:
+                            held.append(data)
+                        continue
                 if connection.receive(event, connection.connection_id == origin_connection, cache):
                     shown += 1
         self.delivered += shown

@@ -33,6 +33,7 @@ from lairchat.addresses import UNKNOWN_ADDRESS, address_of, peer_address
 from lairchat.context import ServerContext
 from lairchat.domain.messages import direct_message_received
 from lairchat.errors import ChatError, LineTooLong, Timeout
+from lairchat.hub import NOT_PLAIN
 from lairchat.liveness import keep_alive
 from lairchat.ratelimit import Flooding
 from lairchat.router import Outcome, Router, rate_class
@@ -105,6 +106,35 @@ class EventReceiver:
     _login_direct: dict | None = None
     _offline_direct: frozenset = frozenset()
 
+    held_output: list[bytes] | None = None
+    """What was written while the hub held output (see L{lairchat.hub.Hub.hold}), until L{release_output}."""
+
+    def release_output(self) -> None:
+        """Write what was held while the hub handed on a run of events, as one write."""
+        held, self.held_output = self.held_output, None
+        if held and not self._closed:
+            self.write_data(held[0] if len(held) == 1 else b"".join(held))
+
+    PLAIN_KEY: Any = "line"
+    """How this kind of connection renders plain events (L{None}: it renders none plainly)."""
+
+    @property
+    def plain_key(self) -> Any:
+        """L{PLAIN_KEY} while a user is logged in here (see L{lairchat.hub.Hub._show}); else L{None}."""
+        return None if self.user is None or self._closed else self.PLAIN_KEY
+
+    def render_plain(self, event: events.Event) -> Any:
+        """
+        The bytes an event shows every connection of this kind that did not
+        cause it, when it only shows a line and that line is the same for
+        every viewer (no direct conversation's name in it); L{None} when it
+        shows nothing; L{NOT_PLAIN} otherwise.
+        """
+        if type(event) not in _SHOWN_ONLY or event_variant(event, self.user.id):
+            return NOT_PLAIN
+        line = render_event(event, self.user.id)
+        return None if line is None else (line + "\r\n").encode("utf-8")
+
     def logged_in(self) -> None:
         """A user logged in: until L{caught_up}, direct messages shown live are kept aside."""
         self._login_direct = {}
@@ -158,7 +188,10 @@ class EventReceiver:
             data = cache[key] = None if line is None else (line + "\r\n").encode("utf-8")
         if data is None:
             return False
-        self.write_data(data)
+        if self.held_output is not None:
+            self.held_output.append(data)
+        else:
+            self.write_data(data)
         return True
 
     def _direct_message(self, event: events.Event, received: tuple[int, int], cache: dict) -> bool:
@@ -234,7 +267,6 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._output_paused = False
         self._producing = False
         self._backlog = 0
-        self._held: list[bytes] | None = None
         self._delay_call: Any = None
         self._delay_over: Deferred | None = None
         self.lost: Deferred = Deferred()
@@ -537,31 +569,33 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self.write_data("".join(line + "\r\n" for line in lines).encode("utf-8"))
 
     def write_data(self, data: bytes) -> None:
-        """Write encoded lines; a client that stopped reading is cut off past the output limit."""
+        """
+        Write encoded lines, or hold them while the hub holds output (see
+        L{lairchat.hub.Hub.hold}).
+        """
         if self._closed:
             return
+        if self.held_output is not None:
+            self.held_output.append(data)
+        elif self.server.hub.holding:
+            self.held_output = [data]
+            self.server.hub.held_by(self)
+        else:
+            self._transmit(data)
+
+
+    def _transmit(self, data: bytes) -> None:
+        """Give the transport encoded lines; a client that stopped reading is cut off past the output limit."""
         if self._output_paused:
             self._backlog += len(data)
             if self._backlog > self.server.config.max_output_buffer:
                 self.log.warn("closing a connection that stopped reading ({user})",
                               user=self.user.username if self.user else "anonymous")
                 self._closed = True
-                self._held = None
+                self.held_output = None
                 self.transport.abortConnection()
                 return
-        if self._held is not None:
-            self._held.append(data)
-        elif self.server.hub.holding:
-            self._held = [data]
-            self.server.hub.held_by(self)
-        else:
-            self.transport.write(data)
-
-    def release_output(self) -> None:
-        """Write what was held while the hub handed on a run of events, as one write."""
-        held, self._held = self._held, None
-        if held and not self._closed:
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+        self.transport.write(data)
 
     def send_event(self, line: str) -> None:
         """Write one event line."""

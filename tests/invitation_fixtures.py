@@ -90,6 +90,7 @@ class RecordingConnection:
     """A connection that keeps, as lines, the events shown to it."""
 
     _ids = itertools.count(1)
+    plain_key = None
 
     def __init__(self) -> None:
         self.events: list[str] = []

@@ -9,7 +9,7 @@ import itertools
 from twisted.trial.unittest import SynchronousTestCase
 
 from lairchat import events
-from lairchat.hub import Hub
+from lairchat.hub import NOT_PLAIN, Hub
 from lairchat.models import User
 from lairchat.wire import event_variant, render_event
 
@@ -31,6 +31,8 @@ _ids = itertools.count(1)
 
 class FakeConnection:
     """A connection that records the lines events are shown as (and how often one was rendered)."""
+
+    plain_key = None
 
     def __init__(self, owner: User | None = None) -> None:
         self.events: list[str] = []
@@ -237,3 +239,109 @@ class DispatchTests(SynchronousTestCase):
     def test_absent_user(self):
         """An audience with nobody here delivers nothing."""
         self.assertEqual(self.hub.dispatch(events.InvitationReceived(5, CAROL.id, "a", "b", "member", 0, "")), 0)
+
+
+class PlainConnection(FakeConnection):
+    """
+    A connection with a plain rendering: a room message is the same line
+    for everyone of its kind; anything else goes through L{receive}.
+    Records what it writes, one entry per write.
+    """
+
+    plain_key = "plain"
+
+    def __init__(self, owner: User | None = None, renders: list | None = None) -> None:
+        super().__init__(owner)
+        self.writes: list[bytes] = []
+        self.held_output = None
+        self.renders = renders if renders is not None else []
+
+    def render_plain(self, event):
+        """A room message's line, once per event (counted in C{renders}); L{NOT_PLAIN} for the rest."""
+        if not isinstance(event, events.MessageSent):
+            return NOT_PLAIN
+        self.renders.append(event)
+        return (render_event(event, self.user.id) + "\r\n").encode()
+
+    def write_data(self, data):
+        """One write, or held while the hub holds output."""
+        if self.held_output is not None:
+            self.held_output.append(data)
+        else:
+            self.writes.append(data)
+
+    def release_output(self):
+        """Everything held, as one write."""
+        held, self.held_output = self.held_output, None
+        if held:
+            self.writes.append(b"".join(held))
+
+
+class PlainDeliveryTests(SynchronousTestCase):
+    """
+    L{Hub.dispatch} to connections with a plain rendering: one rendering
+    per event and kind, written without a call per connection, held and
+    written once per connection while the hub holds output.
+    """
+
+    def setUp(self):
+        self.hub = Hub(NODE)
+        self.renders: list = []
+        self.alice1 = PlainConnection(ALICE, self.renders)
+        self.alice2 = PlainConnection(ALICE, self.renders)
+        self.bob = PlainConnection(BOB, self.renders)
+        self.carol = FakeConnection(CAROL)
+        for connection in (self.alice1, self.alice2, self.bob, self.carol):
+            self.hub.attach(connection, connection.user)
+        for person in (ALICE, BOB, CAROL):
+            self.hub.load_rooms(person.id, [HALL.id])
+
+    def message(self, text, origin=None):
+        """A message from alice in the hall."""
+        return events.MessageSent(HALL, 1, ALICE.id, "alice", 0, text, origin=origin)
+
+    def test_rendered_once(self):
+        """
+        A plain event is rendered once for all plain connections, written
+        to each at once, not to its origin; a connection without a plain
+        rendering gets it through C{receive}.
+        """
+        shown = self.hub.dispatch(self.message("hi", origin=events.Origin(NODE, self.alice1.connection_id)))
+        self.assertEqual(shown, 3)
+        self.assertEqual(len(self.renders), 1)
+        self.assertEqual(self.alice1.writes, [])
+        self.assertEqual(self.alice2.writes, [b"MESSAGE:hall:1:alice:0:hi\r\n"])
+        self.assertEqual(self.bob.writes, [b"MESSAGE:hall:1:alice:0:hi\r\n"])
+        self.assertEqual(self.carol.events, ["MESSAGE:hall:1:alice:0:hi"])
+        self.assertEqual(self.hub.delivered, 3)
+
+    def test_not_plain_goes_through_receive(self):
+        """An event a connection does not render plainly is handed to its C{receive}."""
+        received = []
+        self.bob.receive = lambda event, is_origin, cache: received.append(event) or True
+        event = events.TopicChanged(HALL, "alice", "new")
+        self.assertEqual(self.hub.dispatch(event), 4)
+        self.assertEqual(received, [event])
+        self.assertEqual(self.renders, [])
+
+    def test_held_until_release(self):
+        """
+        While the hub holds output, each connection's share of several
+        events (and what it writes itself meanwhile) waits, and goes out as
+        one write at the outermost release, in order.
+        """
+        self.hub.hold()
+        self.hub.dispatch(self.message("one"))
+        self.hub.hold()
+        self.hub.dispatch(self.message("two"))
+        self.bob.write_data(b"OK\r\n")
+        self.hub.release()
+        self.assertEqual(self.bob.writes, [])
+        self.assertTrue(self.hub.holding)
+        self.hub.release()
+        self.assertFalse(self.hub.holding)
+        self.assertEqual(self.bob.writes, [b"MESSAGE:hall:1:alice:0:one\r\nMESSAGE:hall:1:alice:0:two\r\nOK\r\n"])
+        self.assertEqual(self.alice1.writes, [b"MESSAGE:hall:1:alice:0:one\r\nMESSAGE:hall:1:alice:0:two\r\n"])
+        self.assertEqual(len(self.renders), 2)
+        self.hub.dispatch(self.message("three"))
+        self.assertEqual(self.bob.writes[1:], [b"MESSAGE:hall:1:alice:0:three\r\n"])

@@ -84,6 +84,9 @@ class IRCProtocol(ChatProtocol):
         connection closes; L{None} once its C{QUIT} command told them.
     """
 
+    PLAIN_KEY = None
+    """IRC lines depend on each connection's capabilities: every event goes through L{receive}."""
+
     MAX_LENGTH = MAX_LINE
 
     def __init__(self, server: ServerContext, commands: CommandTable) -> None:
