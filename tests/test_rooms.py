@@ -33,6 +33,7 @@ from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
 from lairchat.router import Router
 from lairchat.store.events import Outbox
+from lairchat.store.rooms import BANNED, GONE, JoinOutcome
 from lairchat.wire import parse_text
 from tests.support import fresh_store
 from tests.test_store import recorded, writer
@@ -764,15 +765,14 @@ class StoreTests(RoomsTestCase):
             await self.store.rooms.create("HALL", "public", alice.user, Outbox(None))
 
     async def test_join_gone_room(self):
-        """Joining a room deleted meanwhile is 1501; a banned user 1404."""
+        """Joining a room deleted meanwhile answers it gone; a banned user, banned."""
         alice, bob = await self.connect("alice"), await self.connect("bob")
         room = await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
+        ref = RoomRef(room.id, room.name)
         await self.store.rooms.ban(room, alice.user, bob.user, "", lambda a, t: None, Outbox(None))
-        with self.assertRaises(AccessDenied):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        self.assertEqual((await self.store.rooms.join_with_event(ref, bob.user, None)).status, BANNED)
         await self.store.rooms.leave(room, alice.user, Outbox(None))
-        with self.assertRaises(NotFound):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        self.assertEqual(await self.store.rooms.join_with_event(ref, bob.user, None), JoinOutcome(GONE))
 
     async def test_leave_when_not_a_member(self):
         """L{None}, and nothing changes."""
@@ -800,8 +800,9 @@ class StoreTests(RoomsTestCase):
         alice, bob, carol, dave = [await self.connect(n) for n in ("alice", "bob", "carol", "dave")]
         one = await self.store.rooms.create("one", "public", alice.user, Outbox(None))
         two = await self.store.rooms.create("two", "private", alice.user, Outbox(None))
-        for room in (one, two):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        await self.store.rooms.join_with_event(RoomRef(one.id, one.name), bob.user, None)
+        await self.store.db.transaction(
+            lambda tx: self.store.rooms.add_member_in(tx, RoomRef(two.id, two.name), bob.user, "member"))
         [row] = await self.store.db.fetchall(
             "INSERT INTO rooms (kind, direct_key) VALUES ('direct', 'x') RETURNING id", retry=False
         )
