@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
-from lairchat.errors import AccessDenied, Conflict, NotFound, PermissionDenied
+from lairchat.errors import Conflict, PermissionDenied
 from lairchat.events import (
     InvitationRevoked,
     MemberAdded,
