@@ -137,14 +137,15 @@ class ServerContext:
 
     def __attrs_post_init__(self) -> None:
         """
-        Let the metrics read the hub, and the group commit of messages hold
-        the hub's output while it hands out a batch's results; make the bus, presence, flood
-        control, intrusion detection and the connection gate.
+        Let the metrics read the hub, and the group commits of messages and
+        of joins hold the hub's output while they hand out a batch's
+        results; make the bus, presence, flood control, intrusion detection
+        and the connection gate.
         """
         self.metrics.watch_hub(self.hub)
-        messages = getattr(self.store, "messages", None)
-        if hasattr(messages, "hold_results_with"):
-            messages.hold_results_with(self.hub)
+        for part in (getattr(self.store, "messages", None), getattr(self.store, "rooms", None)):
+            if hasattr(part, "hold_results_with"):
+                part.hold_results_with(self.hub)
         self.metrics.watch_passwords(self.passwords)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)

@@ -347,3 +347,53 @@ class CommitOutcomeTests(TestCase):
         self.assertIn("nothing was changed", caught.exception.message)
         self.assertEqual(await self.db.fetchall("SELECT id FROM messages"), [])
         self.assertEqual(self.db.unknown_outcomes, {"aborted": 1})
+
+    async def test_join_committed_is_joined(self):
+        """
+        A join whose statement lost its connection after it was stored is
+        handed back as joined, with its event as recorded (found by the
+        batch's token), so JOIN_ROOM answers OK and the members are told.
+        """
+        from lairchat.events import Origin, RoomRef, UserJoined
+        from lairchat.store import Store
+        from lairchat.store.events import Outbox
+        from lairchat.store.rooms import JOINED
+
+        await self._start_pool()
+        store = Store(self.db)
+        alice = await store.users.create("alice", "x")
+        bob = await store.users.create("bob", "x")
+        room = await store.rooms.create("lobby", "public", alice, Outbox(None))
+        before = await store.events.latest()
+        lose_after_query(self, self.db)
+        joined = await store.rooms.join_with_event(RoomRef(room.id, room.name), bob, Origin("test-node", 1))
+        self.assertEqual(self.db.unknown_outcomes, {"committed": 1})
+        self.assertEqual((joined.status, joined.room), (JOINED, room))
+        self.assertEqual(joined.event, UserJoined(RoomRef(room.id, "lobby"), bob.id, "bob",
+                                                  origin=Origin("test-node", 1)))
+        logged = [e for e in await store.events.since(before) if isinstance(e.event, UserJoined)]
+        self.assertEqual([(e.seq, e.event) for e in logged], [(joined.seq, joined.event)])
+        self.assertEqual(sorted(await store.rooms.member_ids(room.id)), sorted([alice.id, bob.id]))
+
+    async def test_join_not_stored_is_nothing_changed(self):
+        """
+        A join whose statement never ran (the connection was lost with
+        another statement sent instead) is answered 1212 "nothing was
+        changed", which is true, once its backend is gone.
+        """
+        from lairchat.errors import DatabaseUnavailable
+        from lairchat.events import Origin, RoomRef
+        from lairchat.store import Store
+        from lairchat.store.events import Outbox
+
+        await self._start_pool()
+        store = Store(self.db)
+        alice = await store.users.create("alice", "x")
+        bob = await store.users.create("bob", "x")
+        room = await store.rooms.create("lobby", "public", alice, Outbox(None))
+        lose_after_query(self, self.db, run=False)
+        with self.assertRaises(DatabaseUnavailable) as caught:
+            await store.rooms.join_with_event(RoomRef(room.id, room.name), bob, Origin("test-node", 1))
+        self.assertIn("nothing was changed", caught.exception.message)
+        self.assertEqual(await store.rooms.member_ids(room.id), [alice.id])
+        self.assertEqual(self.db.unknown_outcomes, {"aborted": 1})

@@ -15,11 +15,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
-from lairchat.errors import AccessDenied, Conflict, NotFound, PermissionDenied
+from lairchat.errors import Conflict, PermissionDenied
 from lairchat.events import (
     InvitationRevoked,
     MemberAdded,
     MemberRemoved,
+    Origin,
     RoleChanged,
     RoomCreated,
     RoomRef,
@@ -33,6 +34,7 @@ from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
 from lairchat.router import Router
 from lairchat.store.events import Outbox
+from lairchat.store.rooms import BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
 from lairchat.wire import parse_text
 from tests.support import fresh_store
 from tests.test_store import recorded, writer
@@ -764,15 +766,14 @@ class StoreTests(RoomsTestCase):
             await self.store.rooms.create("HALL", "public", alice.user, Outbox(None))
 
     async def test_join_gone_room(self):
-        """Joining a room deleted meanwhile is 1501; a banned user 1404."""
+        """Joining a room deleted meanwhile answers it gone; a banned user, banned."""
         alice, bob = await self.connect("alice"), await self.connect("bob")
         room = await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
+        ref = RoomRef(room.id, room.name)
         await self.store.rooms.ban(room, alice.user, bob.user, "", lambda a, t: None, Outbox(None))
-        with self.assertRaises(AccessDenied):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        self.assertEqual((await self.store.rooms.join_with_event(ref, bob.user, None)).status, BANNED)
         await self.store.rooms.leave(room, alice.user, Outbox(None))
-        with self.assertRaises(NotFound):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        self.assertEqual(await self.store.rooms.join_with_event(ref, bob.user, None), JoinOutcome(GONE))
 
     async def test_leave_when_not_a_member(self):
         """L{None}, and nothing changes."""
@@ -800,8 +801,9 @@ class StoreTests(RoomsTestCase):
         alice, bob, carol, dave = [await self.connect(n) for n in ("alice", "bob", "carol", "dave")]
         one = await self.store.rooms.create("one", "public", alice.user, Outbox(None))
         two = await self.store.rooms.create("two", "private", alice.user, Outbox(None))
-        for room in (one, two):
-            await self.store.rooms.join(room, bob.user, Outbox(None))
+        await self.store.rooms.join_with_event(RoomRef(one.id, one.name), bob.user, None)
+        await self.store.db.transaction(
+            lambda tx: self.store.rooms.add_member_in(tx, RoomRef(two.id, two.name), bob.user, "member"))
         [row] = await self.store.db.fetchall(
             "INSERT INTO rooms (kind, direct_key) VALUES ('direct', 'x') RETURNING id", retry=False
         )
@@ -810,6 +812,115 @@ class StoreTests(RoomsTestCase):
         await self.store.db.transaction(lambda tx: self.store.rooms.add_member_in(tx, direct, carol.user, "member"))
         self.assertEqual(sorted(await self.store.rooms.co_member_ids(alice.user.id)), [bob.user.id, carol.user.id])
         self.assertEqual(await self.store.rooms.co_member_ids(dave.user.id), [])
+
+
+class JoinBatchTests(RoomsTestCase):
+    """
+    L{lairchat.store.rooms.RoomStore.join_with_event}: the joins asked for
+    while a statement is under way are checked, written and recorded
+    together by the next one.
+    """
+
+    async def test_batch(self):
+        """
+        One statement answers each join of a batch for itself: joins to two
+        rooms, a user asking twice (the first asking joins), a member, a
+        banned user, a private room and a room deleted meanwhile.  The
+        joined get their membership and their L{UserJoined} (with their away
+        text, from the same statement) under the sequence number returned;
+        the others change and record nothing.
+        """
+        alice, bob, carol, dave = [await self.connect(n) for n in ("alice", "bob", "carol", "dave")]
+        rooms = self.store.rooms
+        hall = await rooms.create("hall", "public", alice.user, Outbox(None))
+        annex = await rooms.create("annex", "public", alice.user, Outbox(None))
+        secret = await rooms.create("secret", "private", alice.user, Outbox(None))
+        attic = await rooms.create("attic", "public", alice.user, Outbox(None))
+        await rooms.ban(hall, alice.user, dave.user, "", lambda a, t: None, Outbox(None))
+        await rooms.leave(attic, alice.user, Outbox(None))
+        await self.store.db.execute("INSERT INTO away (user_id, text) VALUES (%s, 'gone fishing')", (carol.user.id,))
+        [hall_ref, annex_ref, secret_ref, attic_ref] = [RoomRef(r.id, r.name) for r in (hall, annex, secret, attic)]
+        before = await self.store.events.latest()
+        batches = rooms._joins.batches
+        asked = [
+            (hall_ref, bob), (hall_ref, carol), (hall_ref, bob), (annex_ref, carol), (hall_ref, alice),
+            (hall_ref, dave), (secret_ref, bob), (attic_ref, bob),
+        ]
+        # the first join goes alone; the rest, asked meanwhile, share the next statement
+        leader = rooms.join_with_event(annex_ref, alice.user, None)
+        outcomes = await gatherResults(
+            [rooms.join_with_event(ref, c.user, Origin("n1", c.connection_id)) for ref, c in asked]
+        )
+        self.assertEqual((await leader).status, MEMBER)
+        self.assertEqual(rooms._joins.batches - batches, 2)
+
+        self.assertEqual([o.status for o in outcomes],
+                         [JOINED, JOINED, MEMBER, JOINED, MEMBER, BANNED, PRIVATE, GONE])
+        hall, annex, secret = [await rooms.by_id(r.id) for r in (hall, annex, secret)]
+        self.assertEqual([o.room for o in outcomes], [hall, hall, hall, annex, hall, hall, secret, None])
+        joined = [
+            UserJoined(hall_ref, bob.user.id, "bob", origin=Origin("n1", bob.connection_id)),
+            UserJoined(hall_ref, carol.user.id, "carol", away="gone fishing", origin=Origin("n1", carol.connection_id)),
+            UserJoined(annex_ref, carol.user.id, "carol", away="gone fishing", origin=Origin("n1", carol.connection_id)),
+        ]
+        self.assertEqual([o.event for o in outcomes if o.status == JOINED], joined)
+        self.assertEqual([o.event for o in outcomes if o.status != JOINED], [None] * 5)
+        self.assertEqual([o.seq for o in outcomes if o.status != JOINED], [None] * 5)
+
+        logged = await self.store.events.since(before)
+        self.assertEqual([(e.seq, e.event) for e in logged if isinstance(e.event, UserJoined)],
+                         [(o.seq, o.event) for o in outcomes if o.status == JOINED])
+        self.assertEqual(
+            sorted((e.event.room.id, e.event.user_id) for e in logged if isinstance(e.event, MemberAdded)),
+            sorted([(hall.id, bob.user.id), (hall.id, carol.user.id), (annex.id, carol.user.id)]),
+        )
+        self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member", "carol": "member"})
+        self.assertEqual(await self.roles("annex"), {"alice": "owner", "carol": "member"})
+        self.assertEqual(await self.roles("secret"), {"alice": "owner"})
+        self.assertIsNone(await rooms.by_name("attic"))
+
+    async def test_joins_wait_for_a_ban(self):
+        """
+        A join asked while a ban of its user is being written waits for it
+        (the room's share lock), then answers banned: never a member who
+        is banned.
+        """
+        alice, bob = await self.connect("alice"), await self.connect("bob")
+        hall = await self.store.rooms.create("hall", "public", alice.user, Outbox(None))
+        joined = []
+
+        def authorize(actor_role, target_role):
+            # under the ban's room lock: a join asked now must wait for it
+            joined.append(self.store.rooms.join_with_event(RoomRef(hall.id, hall.name), bob.user, None))
+
+        await self.store.rooms.ban(hall, alice.user, bob.user, "", authorize, Outbox(None))
+        self.assertEqual((await joined[0]).status, BANNED)
+        self.assertEqual(await self.roles("hall"), {"alice": "owner"})
+
+    async def test_results_held(self):
+        """The server's hub holds its output while a batch of joins hands out its results."""
+        self.assertIs(self.store.rooms._joins.output, self.server.hub)
+
+    async def test_remembered_room_gone(self):
+        """
+        A room this node remembers by name that was deleted since: joining
+        by that name joins the room of that name now, or is 1501 when
+        there is none.
+        """
+        alice, bob, carol = [await self.connect(n) for n in ("alice", "bob", "carol")]
+        await self.ok(alice, "CREATE_ROOM:hall")
+        await self.ok(bob, "JOIN_ROOM:hall")
+        old = self.server.room_names.get("hall")
+        await self.ok(bob, "LEAVE_ROOM:hall")
+        await self.ok(alice, "LEAVE_ROOM:hall")
+        self.assertEqual(self.server.room_names.get("hall"), old)
+        await self.refused(carol, "JOIN_ROOM:hall", 1501, "NOT_FOUND")
+        await self.ok(alice, "CREATE_ROOM:hall")
+        bob.take_events()
+        self.assertEqual(self.server.room_names.get("hall"), None)
+        await self.ok(bob, "JOIN_ROOM:Hall")
+        self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member"})
+        self.assertNotEqual(self.server.room_names.get("hall"), old)
 
 
 class PresenceTests(RoomsTestCase):

@@ -7,8 +7,10 @@ Who may do what is decided by L{lairchat.permissions}; room and user
 look-ups go through L{lairchat.domain.access}, so the refusals read the
 same everywhere.  Each change records its events in its own transaction
 (the store is handed the operation's outbox) and delivers them once it
-committed.  Which room a connection is "in" is its front end's business:
-nothing here knows of it.
+committed; a join is one statement shared with the joins asked for
+meanwhile (the store's group commit), which records its event.  Which
+room a connection is "in" is its front end's business: nothing here
+knows of it.
 """
 
 from contextlib import asynccontextmanager
@@ -19,7 +21,9 @@ from attrs import frozen
 from lairchat import permissions
 from lairchat.domain.access import known_user, member_room, visible_room
 from lairchat.errors import AccessDenied, NotFound, PermissionDenied
+from lairchat.events import RoomRef
 from lairchat.models import BanEntry, Member, Room, RoomSummary, User
+from lairchat.store.rooms import BANNED, GONE, JOINED, PRIVATE
 
 
 @frozen
@@ -69,23 +73,48 @@ async def create(actor: Any, name: str, privacy: str) -> Room:
 async def join(actor: Any, name: str) -> Room:
     """
     Join a public room, or enter one the actor already belongs to (which
-    changes nothing).
+    changes nothing).  The room's id comes from the node's memory of names
+    it resolved before (L{lairchat.domain.messages.RoomNames}), or from a
+    look-up; then the join is one statement, which checks, changes,
+    records the event and reads the room (shared with the joins asked for
+    meanwhile).
 
     @raise NotFound: no such room (or it went meanwhile).
     @raise AccessDenied: the room is private and the actor no member, or
         the actor is banned from it.
     """
-    user, rooms = actor.user, actor.store.rooms
-    room = await rooms.by_name(name)
+    names = actor.server.room_names
+    ref = names.get(name.lower())
+    remembered = ref is not None
+    if ref is None:
+        ref = await _resolved(actor, name)
+    joining = await actor.store.rooms.join_with_event(ref, actor.user, actor.origin)
+    if joining.status == GONE and remembered:
+        # the room this node knew by that name went: is there one now?
+        names.forget(ref)
+        ref = await _resolved(actor, name)
+        joining = await actor.store.rooms.join_with_event(ref, actor.user, actor.origin)
+    if joining.status == GONE:
+        raise NotFound("that room no longer exists")
+    if joining.status == PRIVATE:
+        raise AccessDenied(f"{joining.room.name} is private: you need an invitation to join")
+    if joining.status == BANNED:
+        raise AccessDenied("you are banned from this room")
+    if joining.status == JOINED:
+        await actor.server.bus.committed([joining.seq], [joining.event])
+    return joining.room
+
+
+async def _resolved(actor: Any, name: str) -> RoomRef:
+    """
+    The room (of kind C{room}) named C{name}, looked up and remembered.
+
+    @raise NotFound: there is none.
+    """
+    room = await actor.store.rooms.by_name(name)
     if room is None:
         raise NotFound(f"no room named {name}")
-    if await rooms.membership(room.id, user.id) is None:
-        if room.privacy == "private":
-            raise AccessDenied(f"{room.name} is private: you need an invitation to join")
-        outbox = actor.outbox()
-        await rooms.join(room, user, outbox)
-        await actor.deliver(outbox)
-    return room
+    return actor.server.room_names.remember(RoomRef(room.id, room.name))
 
 
 async def leave(actor: Any, name: str, reason: str = "") -> Room:

@@ -5,16 +5,23 @@ C{direct} with two members, so every message operation serves both.
 
 Every change records the events it causes in its own transaction, through
 the L{Outbox} it is given, as that transaction's last statement: an event
-exists if and only if its change committed.
+exists if and only if its change committed.  Joining a public room is one
+statement that checks, changes and records at once, shared by the joins
+asked for meanwhile (group commit, as for messages).
 """
 
+import json
+import secrets
 from collections.abc import Callable
 
 import psycopg2
+from attrs import evolve, frozen
+from twisted.internet.defer import Deferred
 
 from lairchat.errors import AccessDenied, Conflict, NotFound
 from lairchat.events import (
     InvitationRevoked,
+    Origin,
     RoleChanged,
     RoomCreated,
     RoomRef,
@@ -23,12 +30,14 @@ from lairchat.events import (
     UserJoined,
     UserKicked,
     UserLeft,
+    payload,
 )
 from lairchat.models import Ban, BanEntry, Departure, Member, Room, RoomSummary, User, to_ms
 from lairchat.permissions import SUCCESSION
 from lairchat.store.audit import AuditStore
+from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database, Transaction
-from lairchat.store.events import Outbox
+from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY, Outbox
 from lairchat.validation import ROLES
 
 Authorize = Callable[[str, str | None], None]
@@ -71,11 +80,134 @@ def member_from_row(row: tuple) -> Member:
     )
 
 
+JOINED = "joined"
+"""A join's outcome: the user became a member (and its event was recorded)."""
+MEMBER = "member"
+"""A join's outcome: the user already was a member (nothing changed)."""
+PRIVATE = "private"
+"""A join's outcome: the room is private and the user no member (nothing changed)."""
+BANNED = "banned"
+"""A join's outcome: the user is banned from the room (nothing changed)."""
+GONE = "gone"
+"""A join's outcome: there is no such room (any more)."""
+
+
+@frozen
+class JoinOutcome:
+    """
+    What a join did (L{JOINED}, L{MEMBER}, L{PRIVATE}, L{BANNED} or
+    L{GONE}), the room as the join read it (L{None} when gone), and, when
+    the user became a member, their L{UserJoined} and its sequence number.
+    """
+
+    status: str
+    room: Room | None = None
+    event: UserJoined | None = None
+    seq: int | None = None
+
+
+_JOIN_CHECKED = (
+    "WITH input AS ("
+    "  SELECT * FROM unnest(%(rooms)s::bigint[], %(users)s::bigint[], %(payloads)s::text[], %(nodes)s::text[],"
+    "                       %(connections)s::bigint[])"
+    "  WITH ORDINALITY AS t(room_id, user_id, payload, node, connection, n)"
+    "), checked AS ("
+    "  SELECT i.*, CASE"
+    f"    WHEN r.id IS NULL THEN '{GONE}'"
+    f"    WHEN me.user_id IS NOT NULL THEN '{MEMBER}'"
+    f"    WHEN r.privacy <> 'public' THEN '{PRIVATE}'"
+    "    WHEN EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = i.room_id AND b.user_id = i.user_id)"
+    f"      THEN '{BANNED}'"
+    f"    ELSE '{JOINED}' END AS status"
+    "  FROM input i LEFT JOIN rooms r ON r.id = i.room_id AND r.kind = 'room'"
+    "  LEFT JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.user_id"
+    ")"
+)
+"""
+The joins asked for (parallel arrays, numbered C{n} from 1), each with
+what it would do as the statement sees the tables (C{status}): the rule
+of who may join, in one place for L{_JOIN_SQL} and L{_JOIN_SETTLE_SQL}.
+"""
+
+
+def _join_result(extra: str) -> str:
+    """
+    The rows a join batch answers, one per item in order: C{n}, its
+    outcome, its event's sequence number and away text (L{None} unless
+    joined), the room's L{ROOM_COLUMNS} (L{None}s when gone), then
+    C{extra}; from C{checked} and C{ev} (the batch's events).
+    """
+    return (
+        f"SELECT c.n, CASE WHEN ev.seq IS NOT NULL THEN '{JOINED}' WHEN c.status = '{JOINED}' THEN '{MEMBER}'"
+        f" ELSE c.status END, ev.seq, ev.away, {ROOM_COLUMNS}{extra} "
+        "FROM checked c LEFT JOIN ev ON ev.n = c.n LEFT JOIN rooms r ON r.id = c.room_id AND r.kind = 'room' "
+        "ORDER BY c.n"
+    )
+
+
+_JOIN_SQL = (
+    # The rooms first, then the ordering lock, as _POST_SQL takes them (so
+    # neither waits for the other holding what it needs).  A share lock, not
+    # a key-share one: a ban or a departure (which lock the room exclusively)
+    # is either committed before the checks read the tables or waits for
+    # this join to commit, and then sees its member.
+    "SELECT 1 FROM rooms WHERE id = ANY(%(room_ids)s) ORDER BY id FOR SHARE; "
+    "SELECT pg_advisory_xact_lock(%(lock)s); "
+    f"{_JOIN_CHECKED}, first AS ("
+    # the same user asking twice in one batch: the first asking joins
+    f"  SELECT DISTINCT ON (room_id, user_id) * FROM checked WHERE status = '{JOINED}'"
+    "  ORDER BY room_id, user_id, n"
+    "), added AS ("
+    "  INSERT INTO room_members (room_id, user_id, role) SELECT room_id, user_id, 'member' FROM first ORDER BY n"
+    "  ON CONFLICT (room_id, user_id) DO NOTHING"
+    "  RETURNING room_id, user_id, (SELECT a.text FROM away a WHERE a.user_id = room_members.user_id) AS away"
+    "), ev AS ("
+    "  INSERT INTO events (node, connection, kind, payload)"
+    f"  SELECT f.node, f.connection, '{UserJoined.__name__}', f.payload::jsonb || jsonb_build_object("
+    "    'away', coalesce(a.away, ''), 'batch', %(batch)s::text, 'n', f.n)"
+    "  FROM first f JOIN added a ON a.room_id = f.room_id AND a.user_id = f.user_id ORDER BY f.n"
+    "  RETURNING seq, (payload->>'n')::bigint AS n, payload->>'away' AS away"
+    ") "
+    + _join_result(", CASE WHEN ev.seq IS NOT NULL"
+                   " THEN pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s) END")
+)
+"""
+Joins, many at once, in one statement and one commit: each user who may
+join (L{_JOIN_CHECKED}) becomes a member, and their L{UserJoined} is
+recorded with their away text as it is now, the batch's token and the
+item's place in it (C{batch}, C{n}: what L{_JOIN_SETTLE_SQL} finds them
+by should the connection be lost).  A join that found its user already
+a member (a duplicate, or a membership committed meanwhile) answers
+L{MEMBER}.
+"""
+
+_JOIN_SETTLE_SQL = (
+    f"{_JOIN_CHECKED}, ev AS ("
+    "  SELECT seq, (payload->>'n')::bigint AS n, payload->>'away' AS away FROM events"
+    "  WHERE seq > %(after)s AND payload->>'batch' = %(batch)s"
+    ") " + _join_result(", NULL")
+)
+"""
+What a batch of L{_JOIN_SQL} did, in the rows it would have returned:
+its joins found by its token among the events (kept at least a minute),
+the other items as they stand now.
+"""
+
+
 class RoomStore:
     """The C{rooms}, C{room_members} and C{room_bans} tables."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._joins = GroupCommit(self._join_batch)
+        self._seen_seq = 0
+
+    def hold_results_with(self, output: object) -> None:
+        """
+        Hand out each batch of joins' results under C{output.hold()} ...
+        C{output.release()} (see L{GroupCommit.output}).
+        """
+        self._joins.output = output
 
     async def by_name(self, name: str) -> Room | None:
         """The room (kind C{room}) with this name, case-insensitively, or L{None}."""
@@ -168,33 +300,56 @@ class RoomStore:
         except psycopg2.errors.UniqueViolation:
             raise Conflict(f"a room named {name} already exists") from None
 
-    async def join(self, room: Room, user: User, outbox: Outbox) -> bool:
+    def join_with_event(self, ref: RoomRef, user: User, origin: Origin | None) -> Deferred:
         """
-        Make the user a member of the room with the role C{member}, unless
-        they are banned, recording L{UserJoined} in the same transaction.
-        Who may join (public rooms) is the caller's check.
+        Make the user a member (role C{member}) of a public room they are
+        not banned from, and record its L{UserJoined}, in one statement
+        shared with the joins asked for meanwhile (group commit).  The
+        checks are made in that statement, under the room's share lock
+        (which a ban or a departure takes exclusively), so none can change
+        between the check and the change.
 
-        @return: whether they became a member (false: they already were,
-            and nothing is recorded).
-        @raise NotFound: the room is gone.
-        @raise AccessDenied: the user is banned from it.
+        @param ref: the room (of kind C{room}), as events name it.
+        @return: a Deferred firing with a L{JoinOutcome}.
         """
+        return self._joins.submit((ref, user, origin))
 
-        async def join_in(tx: Transaction) -> bool:
-            if await tx.fetchone("SELECT 1 FROM rooms WHERE id = %s FOR SHARE", (room.id,)) is None:
-                raise NotFound("that room no longer exists")
-            banned = await tx.fetchone(
-                "SELECT 1 FROM room_bans WHERE room_id = %s AND user_id = %s", (room.id, user.id)
-            )
-            if banned is not None:
-                raise AccessDenied("you are banned from this room")
-            joined = await self.add_member_in(tx, _ref(room), user, "member")
-            if joined is None:
-                return False
-            await outbox.add_in(tx, [joined])
-            return True
+    async def _join_batch(self, items: list) -> list["JoinOutcome"]:
+        """Write a batch of L{join_with_event} items; a failing statement fails them all."""
+        templates = [UserJoined(ref, user.id, user.username, user.guest, "") for ref, user, _ in items]
+        origins = [origin for _, _, origin in items]
+        params = {
+            "lock": EVENTS_LOCK_KEY,
+            "channel": CHANNEL,
+            "room_ids": sorted({t.room.id for t in templates}),
+            "rooms": [t.room.id for t in templates],
+            "users": [t.user_id for t in templates],
+            "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in templates],
+            "nodes": [o.node if o else "" for o in origins],
+            "node": origins[0].node if origins[0] else "",
+            "connections": [o.connection if o else 0 for o in origins],
+        }
+        params["batch"] = batch = secrets.token_hex(8)
+        params["after"] = self._seen_seq
 
-        return await self._db.transaction(join_in)
+        async def settle() -> list[tuple] | None:
+            # what the lost statement did: nothing, unless its events are there
+            rows = await self._db.fetchall(_JOIN_SETTLE_SQL, params)
+            return rows if any(row[2] is not None for row in rows) else None
+
+        # one autocommitted statement; should its connection be lost, the
+        # store learns which joins it stored by the batch's token
+        rows = await self._db.write_once(_JOIN_SQL, params, settle)
+        results: list[JoinOutcome] = [JoinOutcome(GONE)] * len(items)
+        for n, status, seq, away, *room_row in rows:
+            room = room_from_row(room_row) if room_row[0] is not None else None
+            if seq is None:
+                results[n - 1] = JoinOutcome(status, room)
+                continue
+            self._seen_seq = max(self._seen_seq, seq)
+            event = evolve(templates[n - 1], away=away, origin=origins[n - 1])
+            results[n - 1] = JoinOutcome(JOINED, room, event, seq)
+        return results
 
     async def leave(self, room: Room, user: User, outbox: Outbox, quitting: bool = False,
                     reason: str = "") -> Departure | None:
