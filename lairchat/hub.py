@@ -9,7 +9,7 @@ the membership events every node reads in the same order), so that an
 event's audience is a dictionary look-up, not a query.
 
 A connection is anything with a C{connection_id}, a C{user},
-C{receive(event, is_origin, cache)}, C{plain_key}, C{render_plain(event)},
+C{receive(event, is_origin, cache)}, C{PLAIN_KEY}, C{render_plain(event)},
 C{write_data(data)}, C{held_output} and C{release_output()}: the front end that owns it decides
 what the event looks like and what it does to its own state (the line
 protocol renders a line; a suspension closes the connection).  The
@@ -45,7 +45,7 @@ class Hub:
 
     def __init__(self, node: str = "") -> None:
         self.node = node
-        self._by_user: dict[int, set[Any]] = {}
+        self._by_user: dict[int, tuple] = {}
         self._users: dict[int, User] = {}
         self._members: dict[int, set[int]] = {}
         self._rooms_of: dict[int, set[int]] = {}
@@ -95,9 +95,10 @@ class Hub:
         @return: whether this is the user's first connection here (their
             rooms are then to be loaded: L{load_rooms}).
         """
-        connections = self._by_user.setdefault(user.id, set())
+        connections = self._by_user.get(user.id, ())
         first = not connections
-        connections.add(connection)
+        if connection not in connections:
+            self._by_user[user.id] = (*connections, connection)
         self._users[user.id] = user
         if first and user.id not in self._rooms_of:
             self._loading[user.id] = []
@@ -112,8 +113,8 @@ class Hub:
         connections = self._by_user.get(user.id)
         if not connections or connection not in connections:
             return False
-        connections.discard(connection)
-        if connections:
+        if len(connections) > 1:
+            self._by_user[user.id] = tuple(c for c in connections if c is not connection)
             return False
         del self._by_user[user.id]
         self._users.pop(user.id, None)
@@ -235,8 +236,8 @@ class Hub:
         """
         Hand an event to every connection here of the listed users.
 
-        A connection with a C{plain_key} (its kind of rendering; L{None}:
-        none now) is first asked for the event's plain bytes
+        A connection with a C{PLAIN_KEY} (its kind of rendering; L{None}:
+        none) is first asked for the event's plain bytes
         (C{render_plain(event)}), once per key: an event that shows the
         same line to every such connection and changes nothing of theirs.
         Those bytes are then written to each, or added to what it holds,
@@ -248,17 +249,19 @@ class Hub:
         by_user = self._by_user
         holding = self._holding > 0
         plain: dict[Any, Any] = {}
+        last_key: Any = None
+        data: Any = None
         shown = 0
         for user_id in user_ids:
-            connections = by_user.get(user_id)
-            if not connections:
-                continue
-            for connection in tuple(connections):
-                key = connection.plain_key
+            # a tuple, replaced (never changed) when connections come and go
+            for connection in by_user.get(user_id, ()):
+                key = connection.PLAIN_KEY
                 if key is not None and connection.connection_id != origin_connection:
-                    data = plain.get(key, _UNSET)
-                    if data is _UNSET:
-                        data = plain[key] = connection.render_plain(event)
+                    if key is not last_key:
+                        data = plain.get(key, _UNSET)
+                        if data is _UNSET:
+                            data = plain[key] = connection.render_plain(event)
+                        last_key = key
                     if data is not NOT_PLAIN:
                         if data is None:
                             continue

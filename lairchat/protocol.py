@@ -116,12 +116,11 @@ class EventReceiver:
             self.write_data(held[0] if len(held) == 1 else b"".join(held))
 
     PLAIN_KEY: Any = "line"
-    """How this kind of connection renders plain events (L{None}: it renders none plainly)."""
-
-    @property
-    def plain_key(self) -> Any:
-        """L{PLAIN_KEY} while a user is logged in here (see L{lairchat.hub.Hub._show}); else L{None}."""
-        return None if self.user is None or self._closed else self.PLAIN_KEY
+    """
+    How this kind of connection renders plain events (L{None}: it renders
+    none plainly; see L{lairchat.hub.Hub._show}).  What is added to a
+    connection that closed meanwhile is dropped with it.
+    """
 
     def render_plain(self, event: events.Event) -> Any:
         """

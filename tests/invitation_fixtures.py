@@ -90,7 +90,7 @@ class RecordingConnection:
     """A connection that keeps, as lines, the events shown to it."""
 
     _ids = itertools.count(1)
-    plain_key = None
+    PLAIN_KEY = None
 
     def __init__(self) -> None:
         self.events: list[str] = []

@@ -32,7 +32,7 @@ _ids = itertools.count(1)
 class FakeConnection:
     """A connection that records the lines events are shown as (and how often one was rendered)."""
 
-    plain_key = None
+    PLAIN_KEY = None
 
     def __init__(self, owner: User | None = None) -> None:
         self.events: list[str] = []
@@ -248,7 +248,7 @@ class PlainConnection(FakeConnection):
     Records what it writes, one entry per write.
     """
 
-    plain_key = "plain"
+    PLAIN_KEY = "plain"
 
     def __init__(self, owner: User | None = None, renders: list | None = None) -> None:
         super().__init__(owner)
