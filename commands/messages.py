@@ -29,6 +29,7 @@ class SendMessage(Command):
     summary = "Send a message to a room you are a member of (@<user> sends a direct message)"
     arity = (2, 2)
     rate_class = "message"
+    pipelined = True
 
     def parse(self, arguments):
         """A room name (or C{@<user>}) and 1-4000 characters of text."""

@@ -50,6 +50,14 @@ class Command:
     arity = (0, 0)
     needs_login = True
     rate_class = "default"
+    pipelined = False
+    """
+    Whether the command may start while the connection's requests before
+    it are still under way (their replies still come first): only for a
+    command whose change takes its place in commit order as soon as it
+    starts (it calls L{lairchat.domain.Actor.place_taken}), so that one
+    connection's changes are made in the order it asked for them.
+    """
 
     def parse(self, arguments: list[str]) -> Any:
         """By default the arguments are handed to L{run} as they are."""

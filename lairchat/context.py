@@ -230,11 +230,14 @@ class RequestContext:
     One request: the server, the connection that sent it, its label.
 
     @ivar connection: the L{lairchat.protocol.ChatProtocol}.
+    @ivar queued: for a pipelined request, what to call once its change has
+        its place in commit order (see L{lairchat.domain.Actor.place_taken}).
     """
 
     server: ServerContext
     connection: Any
     label: str | None = None
+    queued: Any = None
 
     @property
     def store(self) -> Any:
@@ -259,7 +262,8 @@ class RequestContext:
     @property
     def actor(self) -> Actor:
         """Who this request acts as, for the domain's operations."""
-        return Actor(self.server, self.connection.user, self.origin, getattr(self.connection, "address", None))
+        return Actor(self.server, self.connection.user, self.origin, getattr(self.connection, "address", None),
+                     self.queued)
 
     @property
     def user(self) -> User:

@@ -68,6 +68,9 @@ def next_connection_id() -> int:
 QUEUE_LIMIT = 64
 """Requests queued per connection before it stops reading from the socket."""
 
+PIPELINE_DEPTH = 16
+"""Pipelined requests of one connection under way at once (see L{ChatProtocol._drain})."""
+
 CLOSE_GRACE = 10.0
 """
 Seconds a connection the server closes for a limit (a refusal, the login
@@ -259,6 +262,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self.session_id: int | None = None
         self.current_room: str | None = None
         self._queue: deque = deque()
+        self._pipeline: deque = deque()
         self._busy = False
         self._closed = False
         self._reading_paused = False
@@ -511,34 +515,88 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
     async def _drain(self) -> None:
         """
         Answer queued requests one after another, each once its budgets
-        allow it.
+        allow it, replies in the order the requests came.
+
+        A pipelined request (L{lairchat.router.Router.pipelined}: a
+        message) does not wait for the replies to the pipelined requests
+        before it: it starts once the one before it took its place in
+        commit order, so that a client that sends several messages without
+        waiting has them stored together, in its order.  Any other request
+        first waits for every reply before it.
         """
         self._busy = True
         try:
-            while self._queue and not self._closed:
-                wait = self._queue[0].ready_at - self.server.clock.seconds()
-                if wait > 0:
-                    await self._wait(wait)
-                    continue  # the queue may have changed meanwhile (a cut-off)
-                item = self._queue.popleft().item
-                if isinstance(item, tuple):
-                    label, error = item
-                    outcome = Outcome(tuple(self.error_lines(label, error)), close=error.closes)
-                else:
-                    outcome = await self.router.dispatch(self, item)
-                if self._closed:
-                    break
-                self.write_lines(outcome.lines)
-                if outcome.after:
-                    self.write_lines(outcome.after)
-                if outcome.close:
-                    self.close()
-                    break
-                if self._reading_paused and not self._refusing and len(self._queue) < QUEUE_LIMIT // 2:
-                    self._reading_paused = False
-                    self.transport.resumeProducing()
+            while True:
+                while self._queue and not self._closed:
+                    wait = self._queue[0].ready_at - self.server.clock.seconds()
+                    if wait > 0:
+                        if not await self._settle():
+                            return
+                        await self._wait(wait)
+                        continue  # the queue may have changed meanwhile (a cut-off)
+                    item = self._queue.popleft().item
+                    if not isinstance(item, tuple) and len(self._pipeline) < PIPELINE_DEPTH \
+                            and self.router.pipelined(self, item):
+                        await self._start_pipelined(item)
+                        continue
+                    if not await self._settle():
+                        return
+                    if isinstance(item, tuple):
+                        label, error = item
+                        outcome = Outcome(tuple(self.error_lines(label, error)), close=error.closes)
+                    else:
+                        outcome = await self.router.dispatch(self, item)
+                    if not self._answer(outcome):
+                        return
+                if not await self._settle() or not self._queue or self._closed:
+                    return
         finally:
             self._busy = False
+
+    async def _start_pipelined(self, request: Any) -> None:
+        """
+        Start a pipelined request; come back once it took its place in
+        commit order (or was answered without one).
+        """
+        placed: Deferred = Deferred()
+
+        def queued() -> None:
+            if not placed.called:
+                placed.callback(None)
+
+        answer = Deferred.fromCoroutine(self.router.dispatch(self, request, queued))
+        self._pipeline.append(answer)
+        if not answer.called:
+            answer.addBoth(lambda result: (queued(), result)[1])
+            await placed
+
+    async def _settle(self) -> bool:
+        """
+        Write the replies of the pipelined requests under way, in order, as
+        they come; whether the connection goes on (none of them closed it).
+        """
+        while self._pipeline:
+            outcome = await self._pipeline[0]
+            self._pipeline.popleft()
+            if not self._answer(outcome):
+                self._pipeline.clear()
+                return False
+        return True
+
+    def _answer(self, outcome: Outcome) -> bool:
+        """Write one request's reply; whether the connection goes on."""
+        if self._closed:
+            return False
+        self.write_lines(outcome.lines)
+        if outcome.after:
+            self.write_lines(outcome.after)
+        if outcome.close:
+            self.close()
+            return False
+        if self._reading_paused and not self._refusing and len(self._queue) < QUEUE_LIMIT // 2:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        return True
 
     def close(self) -> None:
         """

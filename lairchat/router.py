@@ -75,17 +75,30 @@ class Router:
     def __init__(self, server: ServerContext) -> None:
         self.server = server
 
-    async def dispatch(self, connection: Any, request: Request) -> Outcome:
+    def pipelined(self, connection: Any, request: Request) -> bool:
+        """
+        Whether a request may start before the replies to the requests
+        before it (its command is C{pipelined} and someone is logged in):
+        see L{lairchat.protocol.ChatProtocol._drain}.
+        """
+        if connection.user is None:
+            return False
+        command = self.server.registry.get(request.command)
+        if command is None:
+            command = self.server.registry.get(PLAIN_LINE_COMMAND)
+        return getattr(command, "pipelined", False)
+
+    async def dispatch(self, connection: Any, request: Request, queued: Any = None) -> Outcome:
         """
         Run one request for C{connection} and return what to write.  Never
-        raises.
+        raises.  C{queued}: see L{RequestContext.queued}.
         """
         started = self.server.clock.seconds()
-        outcome, name, result = await self._dispatch(connection, request)
+        outcome, name, result = await self._dispatch(connection, request, queued)
         self.server.metrics.observe(name, result, self.server.clock.seconds() - started)
         return outcome
 
-    async def _dispatch(self, connection: Any, request: Request) -> tuple[Outcome, str, str]:
+    async def _dispatch(self, connection: Any, request: Request, queued: Any = None) -> tuple[Outcome, str, str]:
         """
         Run one request; return what to write, the command's name (or
         C{UNKNOWN}) and the outcome (C{ok} or the error NAME) for metrics.
@@ -95,7 +108,7 @@ class Router:
         try:
             command, arguments = find_command(self.server, request, connection)
             parsed = command.parse(arguments)
-            reply = await command.run(RequestContext(self.server, connection, label), parsed)
+            reply = await command.run(RequestContext(self.server, connection, label, queued), parsed)
             if not isinstance(reply, Reply):
                 raise TypeError(f"{command.name} answered {reply!r}, not a Reply")
         except ChatError as error:

@@ -421,3 +421,48 @@ class WithRoomCommandsTests(TestCase):
         await bob.no_event("MESSAGE:")
         self.assertEqual(await bob.request("GET_HISTORY:hall"), ["ERROR:1404:ACCESS_DENIED:you are not a member of hall"])
         self.assertEqual(fields((await bob.request("more words"))[0], 3), ["ERROR", "1111", "NO_CURRENT_ROOM"])
+
+
+class PipelinedSendTests(RoomTestCase):
+    """
+    Messages a client sends without waiting for their replies: they are
+    stored together (the next starts once the one before has its place in
+    commit order), in the client's order, and answered in that order; a
+    request of another kind waits for them.
+    """
+
+    async def test_sent_together_in_order(self):
+        """
+        Eight messages in one write, then a history request and an error in
+        the middle: every reply in the order asked, ids growing, the
+        history showing all eight, and fewer statements than messages
+        (without pipelining each would be its own).
+        """
+        posts = self.store.messages._posts
+        batches_before = posts.batches
+        lines = [f"@label=p{i} SEND_MESSAGE:general:burst {i}" for i in range(8)]
+        lines.insert(4, "@label=bad SEND_MESSAGE:nowhere:lost")
+        lines.append("@label=h GET_HISTORY:general:20")
+        self.bob.transport.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        replies = []
+        while len(replies) < len(lines):
+            line = await self.bob.line()
+            if line.startswith("@label="):
+                label, rest = line[len("@label="):].split(" ", 1)
+                if rest.startswith(("OK:", "ERROR:")):
+                    replies.append((label, rest))
+                elif label == "h":
+                    replies_history = getattr(self, "_history", [])
+                    replies_history.append(rest)
+                    self._history = replies_history
+        self.assertEqual([label for label, _ in replies], [line[len("@label="):].split(" ", 1)[0] for line in lines])
+        self.assertTrue(replies[4][1].startswith("ERROR:"), replies[4])
+        ids = [int(rest.split(":")[3]) for label, rest in replies if label.startswith("p")]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 8)
+        self.assertEqual(replies[-1][1], "OK:GET_HISTORY:general:8")
+        history = [line.split(":", 7)[7] for line in self._history]
+        self.assertEqual(history, [f"burst {i}" for i in range(8)])
+        self.assertLess(posts.batches - batches_before, 8)
+        for i in range(8):
+            self.assertEqual((await self.alice.event("MESSAGE:")).split(":", 5)[5], f"burst {i}")

@@ -26,15 +26,26 @@ class Actor:
     """
     Who does an operation, and where: a logged-in user (or nobody yet),
     the server they act on, and the origin their events carry (so the
-    connection that asked gets its answer instead of the event), and the
+    connection that asked gets its answer instead of the event), the
     network address the request came from (L{None} when it came from no
-    client, as for the sweeper).
+    client, as for the sweeper), and what to call once the operation's
+    change has its place in commit order (L{place_taken}).
     """
 
     server: Any
     user_or_none: Any
     origin: Origin
     address: str | None = None
+    queued: Any = None
+
+    def place_taken(self) -> None:
+        """
+        The operation's change has its place in commit order (it waits in
+        its group commit): a front end that answers a connection's requests
+        in order may start the next one now (L{queued}, when there is one).
+        """
+        if self.queued is not None:
+            self.queued()
 
     @property
     def user(self) -> Any:

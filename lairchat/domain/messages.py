@@ -176,7 +176,9 @@ async def visible_message(actor: Any, message_id: int, action: str = "read") -> 
 
 async def _post(actor: Any, template: Event) -> Any:
     """Store a message with its event (one shared statement); deliver the event."""
-    posted = await actor.store.messages.post_with_event(template)
+    pending = actor.store.messages.post_with_event(template)
+    actor.place_taken()
+    posted = await pending
     if posted is not None:
         await actor.server.bus.committed([posted.seq], [posted.event])
     return posted

@@ -134,6 +134,10 @@ class CommandTable(ChannelCommands, UserCommands, HistoryCommands, ServiceComman
 
     # Dispatch
 
+    def pipelined(self, connection: Any, request: Message) -> bool:
+        """IRC messages are answered one after another (see L{lairchat.router.Router.pipelined})."""
+        return False
+
     async def dispatch(self, connection: Any, request: Message) -> Outcome:
         """
         Run one message for C{connection}; the lines to write.  Never
