@@ -57,24 +57,35 @@ class GroupCommit:
         Deferred.fromCoroutine(self._run(batch))
 
     async def _run(self, batch: list) -> None:
-        """Write one batch and hand each item its result."""
+        """
+        Write one batch; start the next with what queued meanwhile; then
+        hand each item its result (so that the database writes the next
+        batch while this one's results are handed out).
+        """
         try:
             results = await self._write([item for item, _ in batch])
         except Exception:
             failure = Failure()
+            self._finished()
             for _, d in batch:
                 d.errback(failure)
-        else:
-            output = self.output
-            if output is not None:
-                output.hold()
-            try:
-                for (_, d), result in zip(batch, results):
-                    d.callback(result)
-            finally:
-                if output is not None:
-                    output.release()
+            return
+        except BaseException:
+            self._finished()
+            raise
+        self._finished()
+        output = self.output
+        if output is not None:
+            output.hold()
+        try:
+            for (_, d), result in zip(batch, results):
+                d.callback(result)
         finally:
-            self._running -= 1
-            if self._queue and self._running < self._in_flight:
-                self._next()
+            if output is not None:
+                output.release()
+
+    def _finished(self) -> None:
+        """A batch is written: the next one may start."""
+        self._running -= 1
+        if self._queue and self._running < self._in_flight:
+            self._next()
