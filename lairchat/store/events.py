@@ -23,14 +23,14 @@ the node that wrote it; the events themselves (a message may be 16 KB)
 are read from the table.
 """
 
-import json
+import secrets
 from typing import Any, Callable
 
 from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from lairchat.events import EVENT_TYPES, Event, Origin, decode, kind, payload
+from lairchat.events import EVENT_TYPES, Event, Origin, decode, encode, kind
 from lairchat.store.database import Database, Reconnector, Transaction, _WatchedConnection
 
 CHANNEL = "lairchat_events"
@@ -59,8 +59,30 @@ def event_params(events: list[Event], origin: Origin | None) -> dict:
         "node": origin.node if origin else "",
         "connection": origin.connection if origin else 0,
         "kinds": [kind(e) for e in events],
-        "payloads": [json.dumps(payload(e), ensure_ascii=False, separators=(",", ":")) for e in events],
+        "payloads": [encode(e) for e in events],
         "channel": CHANNEL,
+    }
+
+
+def batch_event_params(events: list[Event]) -> dict:
+    """
+    The parameters with which a group-committed statement records its
+    items' events (each with its own origin): the ordering lock, the
+    notification channel, parallel arrays C{kinds}, C{payloads}, C{nodes}
+    and C{connections}, this node (C{node}, for the notification) and a
+    new token for the batch (C{batch}: what finds its events should the
+    connection be lost before the answer).
+    """
+    origins = [e.origin for e in events]
+    return {
+        "lock": EVENTS_LOCK_KEY,
+        "channel": CHANNEL,
+        "kinds": [kind(e) for e in events],
+        "payloads": [encode(e) for e in events],
+        "nodes": [o.node if o else "" for o in origins],
+        "node": origins[0].node if origins[0] else "",
+        "connections": [o.connection if o else 0 for o in origins],
+        "batch": secrets.token_hex(8),
     }
 
 

@@ -11,8 +11,6 @@ membership that ends between a command's check and its write cannot slip
 through.
 """
 
-import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -22,11 +20,11 @@ from twisted.internet.defer import Deferred
 
 from lairchat import permissions
 from lairchat.errors import NotFound
-from lairchat.events import DirectMessageSent, MessageSent, ReplySent, kind, payload
+from lairchat.events import DirectMessageSent, MessageSent, ReplySent
 from lairchat.models import Activity, Found, HistoryWindow, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database, Transaction
-from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY, Outbox
+from lairchat.store.events import Outbox, batch_event_params
 from lairchat.store.rooms import ROOM_COLUMNS, room_from_row
 
 MESSAGE_COLUMNS = (
@@ -172,9 +170,8 @@ class MessageStore:
 
     async def _post_batch(self, items: list) -> list[Posted | None]:
         """Write a batch of L{post_with_event} items; a failing statement fails them all."""
-        params = {
-            "lock": EVENTS_LOCK_KEY,
-            "channel": CHANNEL,
+        params = batch_event_params(items)
+        params.update({
             "roles": list(permissions.roles_allowed("send")),
             "room_ids": sorted({_room_id(t) for t in items}),
             "rooms": [_room_id(t) for t in items],
@@ -182,13 +179,8 @@ class MessageStore:
             "bodies": [t.text for t in items],
             "parents": [t.parent_id if isinstance(t, ReplySent) else None for t in items],
             "notices": [getattr(t, "notice", False) for t in items],
-            "kinds": [kind(t) for t in items],
-            "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in items],
-            "nodes": [t.origin.node if t.origin else "" for t in items],
-            "node": items[0].origin.node if items[0].origin else "",
-            "connections": [t.origin.connection if t.origin else 0 for t in items],
-        }
-        params["batch"] = batch = secrets.token_hex(8)
+        })
+        batch = params["batch"]
         after = self._seen_seq
 
         async def settle() -> list[tuple] | None:

@@ -10,8 +10,6 @@ statement that checks, changes and records at once, shared by the joins
 asked for meanwhile (group commit, as for messages).
 """
 
-import json
-import secrets
 from collections.abc import Callable
 
 import psycopg2
@@ -30,14 +28,13 @@ from lairchat.events import (
     UserJoined,
     UserKicked,
     UserLeft,
-    payload,
 )
 from lairchat.models import Ban, BanEntry, Departure, Member, Room, RoomSummary, User, to_ms
 from lairchat.permissions import SUCCESSION
 from lairchat.store.audit import AuditStore
 from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database, Transaction
-from lairchat.store.events import CHANNEL, EVENTS_LOCK_KEY, Outbox
+from lairchat.store.events import Outbox, batch_event_params
 from lairchat.validation import ROLES
 
 Authorize = Callable[[str, str | None], None]
@@ -316,21 +313,15 @@ class RoomStore:
 
     async def _join_batch(self, items: list) -> list["JoinOutcome"]:
         """Write a batch of L{join_with_event} items; a failing statement fails them all."""
-        templates = [UserJoined(ref, user.id, user.username, user.guest, "") for ref, user, _ in items]
-        origins = [origin for _, _, origin in items]
-        params = {
-            "lock": EVENTS_LOCK_KEY,
-            "channel": CHANNEL,
+        templates = [UserJoined(ref, user.id, user.username, user.guest, "", origin=origin)
+                     for ref, user, origin in items]
+        params = batch_event_params(templates)
+        params.update({
             "room_ids": sorted({t.room.id for t in templates}),
             "rooms": [t.room.id for t in templates],
             "users": [t.user_id for t in templates],
-            "payloads": [json.dumps(payload(t), ensure_ascii=False, separators=(",", ":")) for t in templates],
-            "nodes": [o.node if o else "" for o in origins],
-            "node": origins[0].node if origins[0] else "",
-            "connections": [o.connection if o else 0 for o in origins],
-        }
-        params["batch"] = batch = secrets.token_hex(8)
-        params["after"] = self._seen_seq
+            "after": self._seen_seq,
+        })
 
         async def settle() -> list[tuple] | None:
             # what the lost statement did: nothing, unless its events are there
@@ -347,7 +338,7 @@ class RoomStore:
                 results[n - 1] = JoinOutcome(status, room)
                 continue
             self._seen_seq = max(self._seen_seq, seq)
-            event = evolve(templates[n - 1], away=away, origin=origins[n - 1])
+            event = evolve(templates[n - 1], away=away)
             results[n - 1] = JoinOutcome(JOINED, room, event, seq)
         return results
 
