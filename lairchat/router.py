@@ -58,13 +58,17 @@ def find_command(server: ServerContext, request: Request, connection: Any) -> tu
     return command, split_arguments(request.rest, low, high, command.syntax)
 
 
+def _named_command(server: ServerContext, request: Request) -> Any:
+    """
+    The command a request names, or for a line that names no command the
+    one plain lines are answered like (L{None} when there is none).
+    """
+    return server.registry.get(request.command) or server.registry.get(PLAIN_LINE_COMMAND)
+
+
 def rate_class(server: ServerContext, request: Request) -> str:
-    """
-    The rate class a request draws from: its command's, or for a line that
-    names no command that of the command plain lines are answered like.
-    """
-    command = server.registry.get(request.command) or server.registry.get(PLAIN_LINE_COMMAND)
-    return getattr(command, "rate_class", "default")
+    """The rate class a request draws from: its command's (see L{_named_command})."""
+    return getattr(_named_command(server, request), "rate_class", "default")
 
 
 class Router:
@@ -81,12 +85,7 @@ class Router:
         before it (its command is C{pipelined} and someone is logged in):
         see L{lairchat.protocol.ChatProtocol._drain}.
         """
-        if connection.user is None:
-            return False
-        command = self.server.registry.get(request.command)
-        if command is None:
-            command = self.server.registry.get(PLAIN_LINE_COMMAND)
-        return getattr(command, "pipelined", False)
+        return connection.user is not None and getattr(_named_command(self.server, request), "pipelined", False)
 
     async def dispatch(self, connection: Any, request: Request, queued: Any = None) -> Outcome:
         """
