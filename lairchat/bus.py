@@ -31,6 +31,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from lairchat.events import Event
+from lairchat.hub import output_held
 
 FETCH_LIMIT = 1000
 """The most events one read of the log takes."""
@@ -117,21 +118,15 @@ class Bus:
         if not events:
             return
         if self.event_log is None:
-            self.hub.hold()
-            try:
+            with output_held(self.hub):
                 for event in events:
                     self._hand_on(self.last + 1, event)
-            finally:
-                self.hub.release()
             return
         if (not self._pumping and len(events) <= FAST_PATH_MAX and seqs[0] == self.last + 1
                 and seqs[-1] - seqs[0] == len(seqs) - 1):
-            self.hub.hold()
-            try:
+            with output_held(self.hub):
                 for seq, event in zip(seqs, events):
                     self._hand_on(seq, event)
-            finally:
-                self.hub.release()
             return
         if seqs[-1] <= self.last:
             return
@@ -169,22 +164,21 @@ class Bus:
                     self._release_waiters()
                     return
                 began = time.monotonic()
-                self.hub.hold()
-                try:
-                    for logged in found:
-                        if logged.seq > self.last:
-                            self._hand_on(logged.seq, logged.event)
-                            if self.clock is not None and time.monotonic() - began >= YIELD_AFTER:
-                                self.hub.release()
-                                self._wake_waiters()
-                                try:
-                                    await deferLater(self.clock, 0, lambda: None)
-                                finally:
-                                    self.hub.hold()
-                                began = time.monotonic()
-                finally:
-                    self.hub.release()
-                self._wake_waiters()
+                index = 0
+                while index < len(found):
+                    # a stretch handed on under one hold, until the reader lets the reactor run
+                    with output_held(self.hub):
+                        while index < len(found):
+                            logged = found[index]
+                            index += 1
+                            if logged.seq > self.last:
+                                self._hand_on(logged.seq, logged.event)
+                                if self.clock is not None and time.monotonic() - began >= YIELD_AFTER:
+                                    break
+                    self._wake_waiters()
+                    if index < len(found):
+                        await deferLater(self.clock, 0, lambda: None)
+                        began = time.monotonic()
                 if len(found) < FETCH_LIMIT and not self._again:
                     break
             self._release_waiters()

@@ -23,6 +23,8 @@ write, not ten (the transport's own work per write is most of a
 delivery's cost).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lairchat.events import ConversationOpened, Event, MembershipEvent
@@ -32,6 +34,16 @@ NOT_PLAIN = object()
 """What C{render_plain} returns for an event that is not plain to the connection (see L{Hub._show})."""
 
 _UNSET = object()
+
+
+@contextmanager
+def output_held(holder: Any) -> Iterator[None]:
+    """C{holder.hold()} (a L{Hub}'s, or any C{hold}/C{release} pair) for the block, released however it ends."""
+    holder.hold()
+    try:
+        yield
+    finally:
+        holder.release()
 
 
 class Hub:

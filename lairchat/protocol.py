@@ -190,10 +190,7 @@ class EventReceiver:
             data = cache[key] = None if line is None else (line + "\r\n").encode("utf-8")
         if data is None:
             return False
-        if self.held_output is not None:
-            self.held_output.append(data)
-        else:
-            self.write_data(data)
+        self.write_data(data)
         return True
 
     def _direct_message(self, event: events.Event, received: tuple[int, int], cache: dict) -> bool:
@@ -564,10 +561,14 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             if not placed.called:
                 placed.callback(None)
 
+        def answered(outcome: Outcome) -> Outcome:
+            queued()
+            return outcome
+
         answer = Deferred.fromCoroutine(self.router.dispatch(self, request, queued))
         self._pipeline.append(answer)
         if not answer.called:
-            answer.addBoth(lambda result: (queued(), result)[1])
+            answer.addCallback(answered)
             await placed
 
     async def _settle(self) -> bool:

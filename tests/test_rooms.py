@@ -72,7 +72,10 @@ class StandInConnection(EventReceiver):
         self.connection_id = next(self._ids)
 
     def write_data(self, data: bytes) -> None:
-        """Record event lines."""
+        """Record event lines; hold them while the hub holds output (what it adds itself is held)."""
+        if self.held_output is not None:
+            self.held_output.append(data)
+            return
         self.events.extend(data.decode("utf-8").split("\r\n")[:-1])
 
     def close(self) -> None:
