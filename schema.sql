@@ -253,4 +253,63 @@ BEGIN
 END
 $$;
 
+-- New messages, many at once, in one statement and one commit (the group
+-- commit of lairchat/store/messages.py): each is stored only if its sender
+-- is a member whose role may send (and, for a reply, its thread's root is
+-- an undeleted message of the room), and its event is recorded with it,
+-- its message_id and ts filled in, and the batch's token and the item's
+-- place in it (batch, n: what finds them should the connection be lost).
+-- A function, so that its statements are planned once per connection.
+-- The rooms are locked first (as the foreign key would), the ordering lock
+-- second: a transaction deleting one of these rooms and waiting for the
+-- lock at its commit never holds the row this one then waits for.
+CREATE OR REPLACE FUNCTION lairchat_post_messages(
+    p_room_ids bigint[], p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[],
+    p_notices boolean[], p_kinds text[], p_payloads text[], p_nodes text[], p_connections bigint[],
+    p_roles text[], p_batch text, p_lock bigint, p_channel text, p_node text)
+RETURNS TABLE (n bigint, id bigint, created_at timestamptz, seq bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    last_seq bigint;
+BEGIN
+    PERFORM 1 FROM rooms WHERE rooms.id = ANY(p_room_ids) FOR KEY SHARE;
+    PERFORM pg_advisory_xact_lock(p_lock);
+    FOR n, id, created_at, seq IN
+        WITH input AS (
+          SELECT * FROM unnest(p_rooms, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads, p_nodes,
+                               p_connections)
+          WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, notice, kind, payload, node, connection, n)
+        ), allowed AS (
+          SELECT i.* FROM input i
+          JOIN rooms r ON r.id = i.room_id
+          JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.sender_id AND me.role = ANY(p_roles)
+          WHERE i.parent_id IS NULL OR EXISTS (
+            SELECT 1 FROM messages p WHERE p.id = i.parent_id AND p.room_id = i.room_id AND p.deleted_at IS NULL)
+        ), ok AS (
+          -- ids in the batch's order (a join yields its rows in any order)
+          SELECT a.*, nextval('messages_id_seq') AS id FROM (SELECT * FROM allowed ORDER BY n) a
+        ), m AS (
+          INSERT INTO messages (id, room_id, sender_id, body, parent_id, notice)
+          SELECT id, room_id, sender_id, body, parent_id, notice FROM ok ORDER BY n RETURNING id, created_at
+        ), ev AS (
+          INSERT INTO events (node, connection, kind, payload)
+          SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object(
+            'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,
+            'batch', p_batch, 'n', ok.n)
+          FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n
+          RETURNING seq, (payload->>'message_id')::bigint AS message_id
+        )
+        SELECT ok.n, m.id, m.created_at, ev.seq
+        FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq
+    LOOP
+        last_seq := seq;
+        RETURN NEXT;
+    END LOOP;
+    IF last_seq IS NOT NULL THEN
+        PERFORM pg_notify(p_channel, last_seq::text || ' ' || p_node);
+    END IF;
+END
+$$;
+
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

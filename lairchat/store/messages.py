@@ -72,46 +72,18 @@ def message_from_row(row: tuple) -> Message:
 
 
 _POST_SQL = (
-    # The rooms first (as the foreign key would), the ordering lock second:
-    # a transaction deleting one of these rooms and waiting for the lock
-    # at its commit never holds the row this statement then waits for.
-    "SELECT 1 FROM rooms WHERE id = ANY(%(room_ids)s) FOR KEY SHARE; "
-    "SELECT pg_advisory_xact_lock(%(lock)s); "
-    "WITH input AS ("
-    "  SELECT * FROM unnest(%(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[], %(parents)s::bigint[],"
-    "                       %(notices)s::boolean[], %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[],"
-    "                       %(connections)s::bigint[])"
-    "  WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, notice, kind, payload, node, connection, n)"
-    "), allowed AS ("
-    "  SELECT i.* FROM input i"
-    "  JOIN rooms r ON r.id = i.room_id"
-    "  JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.sender_id AND me.role = ANY(%(roles)s)"
-    "  WHERE i.parent_id IS NULL OR EXISTS ("
-    "    SELECT 1 FROM messages p WHERE p.id = i.parent_id AND p.room_id = i.room_id AND p.deleted_at IS NULL)"
-    # ids in the batch's order (a join yields its rows in any order)
-    "), ok AS ("
-    "  SELECT a.*, nextval('messages_id_seq') AS id FROM (SELECT * FROM allowed ORDER BY n) a"
-    "), m AS ("
-    "  INSERT INTO messages (id, room_id, sender_id, body, parent_id, notice)"
-    "  SELECT id, room_id, sender_id, body, parent_id, notice FROM ok ORDER BY n RETURNING id, created_at"
-    "), ev AS ("
-    "  INSERT INTO events (node, connection, kind, payload)"
-    "  SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object("
-    "    'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,"
-    "    'batch', %(batch)s::text, 'n', ok.n)"
-    "  FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n"
-    "  RETURNING seq, (payload->>'message_id')::bigint AS message_id"
-    ") "
-    "SELECT ok.n, m.id, m.created_at, ev.seq, pg_notify(%(channel)s, (max(ev.seq) OVER ())::text || ' ' || %(node)s) "
-    "FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq"
+    "SELECT n, id, created_at, seq, NULL FROM lairchat_post_messages("
+    "  %(room_ids)s::bigint[], %(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[],"
+    "  %(parents)s::bigint[], %(notices)s::boolean[], %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[],"
+    "  %(connections)s::bigint[], %(roles)s::text[], %(batch)s, %(lock)s, %(channel)s, %(node)s)"
 )
 """
-New messages, many at once, in one statement and one commit: each is
-stored only if its sender is a member whose role may send (and, for a
-reply, its thread's root is an undeleted message of the room), and its
-event is recorded with it, its C{message_id} and C{ts} filled in, and the
-batch's token and the item's place in it (C{batch}, C{n}: what
-L{_SETTLE_SQL} finds them by should the connection be lost).
+New messages, many at once, in one statement and one commit: the
+function C{lairchat_post_messages} of C{schema.sql} (what it checks,
+stores and records is said there), which plans its statements once per
+connection; each recorded event carries the batch's token and the item's
+place in it (C{batch}, C{n}: what L{_SETTLE_SQL} finds them by should the
+connection be lost).
 """
 
 _SETTLE_SQL = (

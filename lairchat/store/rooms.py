@@ -143,7 +143,7 @@ def _join_result(extra: str) -> str:
 
 
 _JOIN_SQL = (
-    # The rooms first, then the ordering lock, as _POST_SQL takes them (so
+    # The rooms first, then the ordering lock, as lairchat_post_messages (schema.sql) takes them (so
     # neither waits for the other holding what it needs).  A share lock, not
     # a key-share one: a ban or a departure (which lock the room exclusively)
     # is either committed before the checks read the tables or waits for
