@@ -268,7 +268,11 @@ CREATE OR REPLACE FUNCTION lairchat_post_messages(
     p_notices boolean[], p_kinds text[], p_payloads text[], p_nodes text[], p_connections bigint[],
     p_roles text[], p_batch text, p_lock bigint, p_channel text, p_node text)
 RETURNS TABLE (n bigint, id bigint, created_at timestamptz, seq bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- one plan for every batch: a plan made for each batch's values costs
+-- more than the batch itself (0.5 ms against 1.6 ms for one message)
+SET plan_cache_mode = force_generic_plan
+AS $$
 #variable_conflict use_column
 DECLARE
     last_seq bigint;
