@@ -37,6 +37,7 @@ from lairchat.hub import NOT_PLAIN
 from lairchat.liveness import keep_alive
 from lairchat.ratelimit import Flooding
 from lairchat.router import Outcome, Router, rate_class
+from lairchat.tcp_output import write_at_once
 from lairchat.wire import event_variant, parse_line, raw_label, render, render_error, render_event, with_label
 
 _UNRENDERED = object()
@@ -643,7 +644,11 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
 
 
     def _transmit(self, data: bytes) -> None:
-        """Give the transport encoded lines; a client that stopped reading is cut off past the output limit."""
+        """
+        Give the transport encoded lines (sent at once when nothing waits
+        before them: L{write_at_once}); a client that stopped reading is
+        cut off past the output limit.
+        """
         if self._output_paused:
             self._backlog += len(data)
             if self._backlog > self.server.config.max_output_buffer:
@@ -653,7 +658,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                 self.held_output = None
                 self.transport.abortConnection()
                 return
-        self.transport.write(data)
+        write_at_once(self.transport, data)
 
     def send_event(self, line: str) -> None:
         """Write one event line."""
