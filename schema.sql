@@ -259,15 +259,24 @@ $$;
 -- an undeleted message of the room), and its event is recorded with it,
 -- its message_id and ts filled in, and the batch's token and the item's
 -- place in it (batch, n: what finds them should the connection be lost).
+-- A room message names its room by (lower-cased) name, p_names, and goes
+-- to the room that has that name when it is stored (a room deleted and
+-- created again under the same name is found as it is now, so a sender's
+-- messages never need to be sent again, and keep their order); its event's
+-- room is then that room.  A reply or a direct message names its room by
+-- id, p_rooms (NULL where a name is given).
 -- A function, so that its statements are planned once per connection.
 -- The rooms are locked first (as the foreign key would), the ordering lock
 -- second: a transaction deleting one of these rooms and waiting for the
 -- lock at its commit never holds the row this one then waits for.
+DROP FUNCTION IF EXISTS lairchat_post_messages(
+    bigint[], bigint[], bigint[], text[], bigint[], boolean[], text[], text[], text[], bigint[], text[], text,
+    bigint, text, text);
 CREATE OR REPLACE FUNCTION lairchat_post_messages(
-    p_room_ids bigint[], p_rooms bigint[], p_senders bigint[], p_bodies text[], p_parents bigint[],
+    p_rooms bigint[], p_names text[], p_senders bigint[], p_bodies text[], p_parents bigint[],
     p_notices boolean[], p_kinds text[], p_payloads text[], p_nodes text[], p_connections bigint[],
     p_roles text[], p_batch text, p_lock bigint, p_channel text, p_node text)
-RETURNS TABLE (n bigint, id bigint, created_at timestamptz, seq bigint)
+RETURNS TABLE (n bigint, id bigint, created_at timestamptz, seq bigint, room_id bigint, room_name text)
 LANGUAGE plpgsql
 -- one plan for every batch: a plan made for each batch's values costs
 -- more than the batch itself (0.5 ms against 1.6 ms for one message)
@@ -276,16 +285,21 @@ AS $$
 #variable_conflict use_column
 DECLARE
     last_seq bigint;
+    targets bigint[];
 BEGIN
-    PERFORM 1 FROM rooms WHERE rooms.id = ANY(p_room_ids) FOR KEY SHARE;
+    targets := ARRAY(
+        SELECT COALESCE(t.room_id, (SELECT r.id FROM rooms r WHERE r.kind = 'room' AND lower(r.name) = t.name))
+        FROM unnest(p_rooms, p_names) WITH ORDINALITY AS t(room_id, name, n) ORDER BY t.n);
+    PERFORM 1 FROM rooms WHERE rooms.id = ANY(targets) FOR KEY SHARE;
     PERFORM pg_advisory_xact_lock(p_lock);
-    FOR n, id, created_at, seq IN
+    FOR n, id, created_at, seq, room_id, room_name IN
         WITH input AS (
-          SELECT * FROM unnest(p_rooms, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads, p_nodes,
-                               p_connections)
-          WITH ORDINALITY AS t(room_id, sender_id, body, parent_id, notice, kind, payload, node, connection, n)
+          SELECT * FROM unnest(targets, p_names, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads,
+                               p_nodes, p_connections)
+          WITH ORDINALITY AS t(room_id, by_name, sender_id, body, parent_id, notice, kind, payload, node,
+                               connection, n)
         ), allowed AS (
-          SELECT i.* FROM input i
+          SELECT i.*, r.name AS room_name FROM input i
           JOIN rooms r ON r.id = i.room_id
           JOIN room_members me ON me.room_id = i.room_id AND me.user_id = i.sender_id AND me.role = ANY(p_roles)
           WHERE i.parent_id IS NULL OR EXISTS (
@@ -300,11 +314,12 @@ BEGIN
           INSERT INTO events (node, connection, kind, payload)
           SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object(
             'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,
-            'batch', p_batch, 'n', ok.n)
+            'batch', p_batch, 'n', ok.n) || CASE WHEN ok.by_name IS NULL THEN '{}'::jsonb
+              ELSE jsonb_build_object('room', jsonb_build_array(ok.room_id, ok.room_name, '[]'::jsonb)) END
           FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n
           RETURNING seq, (payload->>'message_id')::bigint AS message_id
         )
-        SELECT ok.n, m.id, m.created_at, ev.seq
+        SELECT ok.n, m.id, m.created_at, ev.seq, ok.room_id, ok.room_name
         FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq
     LOOP
         last_seq := seq;

@@ -349,6 +349,42 @@ class RoomTrafficTests(TestCase):
         history = await bob.request("GET_HISTORY:hall")
         self.assertEqual([line.split(":", 7)[7] for line in history[:-1]], ["the second hall", "welcome"])
 
+    async def test_pipelined_messages_to_a_recreated_room_keep_their_order(self):
+        """
+        A room known to A by name is deleted and created again on B (its
+        sender joins it there, so A's memory of the name is stale); twenty
+        messages sent from A without waiting all reach the new room, stored
+        and shown in the order sent, each answered in order.
+        """
+        a, b = await start_nodes(self, 2)
+        alice = await a.user("alice")
+        alice_on_b = await b.connect()
+        await alice_on_b.ok(f"LOGIN:alice:{PASSWORD}")
+        bob = await b.user("bob")
+        await alice.ok("CREATE_ROOM:hall")
+        await alice.ok("SEND_MESSAGE:hall:the first hall")
+        await alice.ok("LEAVE_ROOM:hall")
+        await bob.ok("CREATE_ROOM:hall")
+        await alice_on_b.ok("JOIN_ROOM:hall")
+        self.assertEqual(await bob.event("USER_JOINED:"), "USER_JOINED:hall:alice")
+        count = 20
+        alice.transport.write("".join(f"@label=m{i} SEND_MESSAGE:hall:burst {i}\n"
+                                      for i in range(count)).encode("utf-8"))
+        replies = []
+        while len(replies) < count:
+            line = await alice.line()
+            label, _, rest = line[len("@label="):].partition(" ")
+            if line.startswith("@label=") and rest.startswith(("OK:", "ERROR:")):
+                replies.append((label, rest))
+        self.assertEqual([label for label, _ in replies], [f"m{i}" for i in range(count)])
+        self.assertEqual([rest.split(":")[:3] for _, rest in replies], [["OK", "SEND_MESSAGE", "hall"]] * count)
+        ids = [int(rest.split(":")[3]) for _, rest in replies]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual([said(await bob.event("MESSAGE:")) for _ in range(count)],
+                         [["alice", f"burst {i}"] for i in range(count)])
+        history = await bob.request(f"GET_HISTORY:hall:{count + 5}")
+        self.assertEqual([line.split(":", 7)[7] for line in history[:-1]], [f"burst {i}" for i in range(count)])
+
 
 class DirectMessageTests(TestCase):
     """DMs between users on different nodes, live and offline."""

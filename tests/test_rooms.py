@@ -932,6 +932,36 @@ class JoinBatchTests(RoomsTestCase):
         self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member"})
         self.assertNotEqual(self.server.room_names.get("hall"), old)
 
+    async def test_message_to_remembered_room_gone(self):
+        """
+        A room this node remembers by name was deleted and created again
+        (as another node would, leaving this node's memory stale): a
+        message to that name goes to the new room in the one statement,
+        with no second try (which a connection's next messages could pass),
+        and the node remembers the new room.
+        """
+        alice, bob = await self.connect("alice"), await self.connect("bob")
+        await self.ok(alice, "CREATE_ROOM:hall")
+        await self.ok(alice, "SEND_MESSAGE:hall:the first hall")
+        old = self.server.room_names.get("hall")
+        await self.ok(alice, "LEAVE_ROOM:hall")
+        await self.ok(bob, "CREATE_ROOM:hall")
+        await self.ok(alice, "JOIN_ROOM:hall")
+        self.server.room_names.remember(old)
+        posts = self.store.messages._posts
+        batches = posts.batches
+        bob.take_events()
+        [reply] = await self.ok(alice, "SEND_MESSAGE:hall:the second hall")
+        self.assertEqual(posts.batches - batches, 1)
+        new = self.server.room_names.get("hall")
+        self.assertNotEqual(new, old)
+        self.assertEqual(new.id, (await self.store.rooms.by_name("hall")).id)
+        message_id = int(reply.split(":")[3])
+        access = await self.store.messages.locate(message_id, bob.user.id)
+        self.assertEqual(access.message.room_id, new.id)
+        self.assertEqual([line.split(":", 5)[5] for line in bob.take_events() if line.startswith("MESSAGE:")],
+                         ["the second hall"])
+
 
 class PresenceTests(RoomsTestCase):
     """PRESENCE to those who share a room, through the extension."""

@@ -68,8 +68,10 @@ class Page:
 class RoomNames:
     """
     The rooms whose names this node resolved, by lower-cased name (names
-    are unique, ids never reused): a stale entry only costs a look-up,
-    since a message to it is refused and the name resolved again.
+    are unique, ids never reused).  A message to a known name goes to the
+    store at once, which finds the room by its name as it is then (a stale
+    entry is replaced by the room it found); a join to a stale entry finds
+    its room gone and looks the name up again.
     """
 
     def __init__(self, size: int = 10_000) -> None:
@@ -88,7 +90,7 @@ class RoomNames:
         return ref
 
     def forget(self, ref: RoomRef) -> None:
-        """Drop a room that refused a message."""
+        """Drop a room that refused a message or a join."""
         if self._refs.get(ref.name.lower()) == ref:
             del self._refs[ref.name.lower()]
 
@@ -202,12 +204,15 @@ async def send(actor: Any, ref: str, text: str) -> Sent:
 
 async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "", notice: bool = False) -> Sent:
     """
-    Send a message to a room by name.  The room's id comes from the node's
-    memory of names it resolved before, or from a look-up, which also says
-    why a message is refused.  C{client_tags} (IRC's C{+tag}s) go with its
-    event to the members, and are not stored.  A C{notice} (IRC's
-    C{NOTICE}) is stored and shown as any message, and marked so that IRC
-    shows it as one.
+    Send a message to a room by name.  A name this node resolved before
+    (L{RoomNames}) goes straight to the store; any other is looked up
+    first, which also says why a message is refused.  The store puts the
+    message in the room that has that name when it is stored (so a room
+    deleted and created again under the same name meanwhile gets it, and a
+    connection's messages keep their order).  C{client_tags} (IRC's
+    C{+tag}s) go with its event to the members, and are not stored.  A
+    C{notice} (IRC's C{NOTICE}) is stored and shown as any message, and
+    marked so that IRC shows it as one.
     """
     me, names = actor.user, actor.server.room_names
     ref = names.get(name.lower())
@@ -223,13 +228,10 @@ async def send_to_room(actor: Any, name: str, text: str, client_tags: str = "", 
         except NotFound:
             # it was there a moment ago: it went as the message was sent
             raise AccessDenied(f"you are not a member of {ref.name}") from None
-        if room.id == ref.id:
-            raise AccessDenied(f"you are not a member of {room.name}")
-        ref = names.remember(RoomRef(room.id, room.name))
-        posted = await _post(actor, evolve(template, room=ref))
-        if posted is None:
-            raise AccessDenied(f"you are not a member of {room.name}")
-    return Sent(posted.message, ref.name)
+        raise AccessDenied(f"you are not a member of {room.name}")
+    if posted.event.room != ref:
+        names.remember(posted.event.room)
+    return Sent(posted.message, posted.event.room.name)
 
 
 async def send_direct(actor: Any, name: str, text: str, client_tags: str = "",

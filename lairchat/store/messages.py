@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 
 from lairchat import permissions
 from lairchat.errors import NotFound
-from lairchat.events import DirectMessageSent, MessageSent, ReplySent
+from lairchat.events import DirectMessageSent, MessageSent, ReplySent, RoomRef
 from lairchat.models import Activity, Found, HistoryWindow, Message, MessageAccess, ReactionSummary, Unread, to_ms
 from lairchat.store.batch import GroupCommit
 from lairchat.store.database import Database, Transaction
@@ -72,8 +72,8 @@ def message_from_row(row: tuple) -> Message:
 
 
 _POST_SQL = (
-    "SELECT n, id, created_at, seq, NULL FROM lairchat_post_messages("
-    "  %(room_ids)s::bigint[], %(rooms)s::bigint[], %(senders)s::bigint[], %(bodies)s::text[],"
+    "SELECT n, id, created_at, seq, room_id, room_name FROM lairchat_post_messages("
+    "  %(rooms)s::bigint[], %(names)s::text[], %(senders)s::bigint[], %(bodies)s::text[],"
     "  %(parents)s::bigint[], %(notices)s::boolean[], %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[],"
     "  %(connections)s::bigint[], %(roles)s::text[], %(batch)s, %(lock)s, %(channel)s, %(node)s)"
 )
@@ -83,11 +83,12 @@ function C{lairchat_post_messages} of C{schema.sql} (what it checks,
 stores and records is said there), which plans its statements once per
 connection; each recorded event carries the batch's token and the item's
 place in it (C{batch}, C{n}: what L{_SETTLE_SQL} finds them by should the
-connection be lost).
+connection be lost).  A room message goes to the room of its name as it
+is when stored; each row says which room that was.
 """
 
 _SETTLE_SQL = (
-    "SELECT (e.payload->>'n')::bigint, m.id, m.created_at, e.seq, NULL FROM events e"
+    "SELECT (e.payload->>'n')::bigint, m.id, m.created_at, e.seq, m.room_id, e.payload->'room'->>1 FROM events e"
     " JOIN messages m ON m.id = (e.payload->>'message_id')::bigint"
     " WHERE e.seq > %(after)s AND e.payload->>'batch' = %(batch)s ORDER BY e.seq"
 )
@@ -101,6 +102,15 @@ still there when this is asked, seconds later).
 def _room_id(template: Any) -> int:
     """The room of a message event."""
     return template.room_id if isinstance(template, DirectMessageSent) else template.room.id
+
+
+def _room_name(template: Any) -> str | None:
+    """
+    The lower-cased name a room message is sent to (the statement finds
+    the room by it); L{None} for a reply or a direct message, which name
+    their room by id.
+    """
+    return template.room.name.lower() if type(template) is MessageSent else None
 
 
 @frozen
@@ -145,8 +155,8 @@ class MessageStore:
         params = batch_event_params(items)
         params.update({
             "roles": list(permissions.roles_allowed("send")),
-            "room_ids": sorted({_room_id(t) for t in items}),
-            "rooms": [_room_id(t) for t in items],
+            "names": [_room_name(t) for t in items],
+            "rooms": [None if _room_name(t) else _room_id(t) for t in items],
             "senders": [t.sender_id for t in items],
             "bodies": [t.text for t in items],
             "parents": [t.parent_id if isinstance(t, ReplySent) else None for t in items],
@@ -176,12 +186,14 @@ class MessageStore:
         results: list[Posted | None] = [None] * len(items)
         if rows:
             self._seen_seq = max(self._seen_seq, max(row[3] for row in rows))
-        for n, message_id, created_at, seq, _ in rows:
+        for n, message_id, created_at, seq, room_id, room_name in rows:
             template = items[n - 1]
             ts = to_ms(created_at)
+            if _room_name(template) is not None and template.room != (room := RoomRef(room_id, room_name)):
+                template = evolve(template, room=room)  # the room of that name is another one now
             event = evolve(template, message_id=message_id, ts=ts)
             parent = template.parent_id if isinstance(template, ReplySent) else 0
-            message = Message(message_id, _room_id(template), template.sender_id, template.sender, template.text,
+            message = Message(message_id, room_id, template.sender_id, template.sender, template.text,
                               parent, ts, notice=getattr(template, "notice", False))
             results[n - 1] = Posted(message, event, seq)
         return results
