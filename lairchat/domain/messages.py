@@ -18,7 +18,7 @@ other changes record their events in their own transaction.
 import secrets
 from typing import Any
 
-from attrs import evolve, frozen
+from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
