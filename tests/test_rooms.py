@@ -34,7 +34,7 @@ from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
 from lairchat.router import Router
 from lairchat.store.events import Outbox
-from lairchat.store.rooms import BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
+from lairchat.store.rooms import ACCOUNT_GONE, BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
 from lairchat.wire import parse_text
 from tests.support import fresh_store
 from tests.test_store import recorded, writer
@@ -888,6 +888,27 @@ class JoinBatchTests(RoomsTestCase):
         self.assertEqual(await self.roles("annex"), {"alice": "owner", "carol": "member"})
         self.assertEqual(await self.roles("secret"), {"alice": "owner"})
         self.assertIsNone(await rooms.by_name("attic"))
+
+    async def test_account_deleted_in_a_batch(self):
+        """
+        An account deleted as its join is written (a guest whose connection
+        closed) fails only its own join: the statement fails for the whole
+        batch, then each join is tried alone, in order, and the others are
+        made and recorded.
+        """
+        alice, bob, carol, ghost = [await self.connect(n) for n in ("alice", "bob", "carol", "ghost")]
+        rooms = self.store.rooms
+        hall = await rooms.create("hall", "public", alice.user, Outbox(None))
+        hall_ref = RoomRef(hall.id, hall.name)
+        await self.store.db.execute("DELETE FROM users WHERE id = %s", (ghost.user.id,))
+        batches = rooms._joins.batches
+        leader = rooms.join_with_event(hall_ref, alice.user, None)
+        outcomes = await gatherResults([rooms.join_with_event(hall_ref, c.user, None) for c in (bob, ghost, carol)])
+        self.assertEqual((await leader).status, MEMBER)
+        self.assertEqual(rooms._joins.batches - batches, 2)
+        self.assertEqual([o.status for o in outcomes], [JOINED, ACCOUNT_GONE, JOINED])
+        self.assertLess(outcomes[0].seq, outcomes[2].seq)
+        self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member", "carol": "member"})
 
     async def test_joins_wait_for_a_ban(self):
         """

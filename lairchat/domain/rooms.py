@@ -23,7 +23,7 @@ from lairchat.domain.access import known_user, member_room, visible_room
 from lairchat.errors import AccessDenied, NotFound, PermissionDenied
 from lairchat.events import RoomRef
 from lairchat.models import BanEntry, Member, Room, RoomSummary, User
-from lairchat.store.rooms import BANNED, GONE, JOINED, PRIVATE
+from lairchat.store.rooms import ACCOUNT_GONE, BANNED, GONE, JOINED, PRIVATE
 
 
 @frozen
@@ -96,6 +96,8 @@ async def join(actor: Any, name: str) -> Room:
         joining = await actor.store.rooms.join_with_event(ref, actor.user, actor.origin)
     if joining.status == GONE:
         raise NotFound("that room no longer exists")
+    if joining.status == ACCOUNT_GONE:
+        raise NotFound("your account no longer exists")
     if joining.status == PRIVATE:
         raise AccessDenied(f"{joining.room.name} is private: you need an invitation to join")
     if joining.status == BANNED:

@@ -87,13 +87,19 @@ BANNED = "banned"
 """A join's outcome: the user is banned from the room (nothing changed)."""
 GONE = "gone"
 """A join's outcome: there is no such room (any more)."""
+ACCOUNT_GONE = "account gone"
+"""
+A join's outcome: the joining account was deleted as it joined (a guest
+whose connection closed); nothing changed.
+"""
 
 
 @frozen
 class JoinOutcome:
     """
-    What a join did (L{JOINED}, L{MEMBER}, L{PRIVATE}, L{BANNED} or
-    L{GONE}), the room as the join read it (L{None} when gone), and, when
+    What a join did (L{JOINED}, L{MEMBER}, L{PRIVATE}, L{BANNED}, L{GONE}
+    or L{ACCOUNT_GONE}), the room as the join read it (L{None} when gone,
+    or when the account went), and, when
     the user became a member, their L{UserJoined} and its sequence number.
     """
 
@@ -328,9 +334,19 @@ class RoomStore:
             rows = await self._db.fetchall(_JOIN_SETTLE_SQL, params)
             return rows if any(row[2] is not None for row in rows) else None
 
-        # one autocommitted statement; should its connection be lost, the
-        # store learns which joins it stored by the batch's token
-        rows = await self._db.write_once(_JOIN_SQL, params, settle)
+        try:
+            # one autocommitted statement; should its connection be lost, the
+            # store learns which joins it stored by the batch's token
+            rows = await self._db.write_once(_JOIN_SQL, params, settle)
+        except psycopg2.errors.ForeignKeyViolation:
+            # an account was deleted (a guest whose connection closed) as this
+            # was stored: nothing of the batch was written; each is tried alone
+            if len(items) == 1:
+                return [JoinOutcome(ACCOUNT_GONE)]
+            results = []
+            for item in items:
+                results.extend(await self._join_batch([item]))
+            return results
         results: list[JoinOutcome] = [JoinOutcome(GONE)] * len(items)
         for n, status, seq, away, *room_row in rows:
             room = room_from_row(room_row) if room_row[0] is not None else None
