@@ -78,6 +78,7 @@ class Metrics:
             ["command"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self._request_series: dict[tuple[str, str], tuple] = {}
         self.connections = Gauge("lairchat_connections", "Logged-in connections.", registry=self.registry)
         self.online_users = Gauge("lairchat_online_users", "Users with a connection.", registry=self.registry)
         self.deliveries = Gauge(
@@ -214,9 +215,16 @@ class Metrics:
         self.registry.register(_CountersOf(watchdog))
 
     def observe(self, command: str, outcome: str, seconds: float) -> None:
-        """Count one answered request."""
-        self.requests.labels(command, outcome).inc()
-        self.latency.labels(command).observe(seconds)
+        """
+        Count one answered request (the labelled series of each command and
+        outcome, a bounded set, are looked up once and kept).
+        """
+        series = self._request_series.get((command, outcome))
+        if series is None:
+            series = self._request_series[command, outcome] = (self.requests.labels(command, outcome),
+                                                                self.latency.labels(command))
+        series[0].inc()
+        series[1].observe(seconds)
 
     # Connections: admission, login timeouts, states.
 
