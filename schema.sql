@@ -259,12 +259,14 @@ $$;
 -- an undeleted message of the room), and its event is recorded with it,
 -- its message_id and ts filled in, and the batch's token and the item's
 -- place in it (batch, n: what finds them should the connection be lost).
--- A room message names its room by (lower-cased) name, p_names, and goes
--- to the room that has that name when it is stored (a room deleted and
--- created again under the same name is found as it is now, so a sender's
--- messages never need to be sent again, and keep their order); its event's
--- room is then that room.  A reply or a direct message names its room by
--- id, p_rooms (NULL where a name is given).
+-- Each item names its room by id (p_rooms; p_room_ids: the distinct ones);
+-- a room message also by its lower-cased name (p_names; NULL for a reply or
+-- a direct message).  Should one of the rooms named by id be gone, a room
+-- message to it goes to the room that has its name now (one deleted and
+-- created again under that name, perhaps on another node), so that a
+-- sender's messages never have to be sent again and keep their order; its
+-- event then names that room.  Ids are never reused and rooms never
+-- renamed, so a room that is still there is the one with that name.
 -- A function, so that its statements are planned once per connection.
 -- The rooms are locked first (as the foreign key would), the ordering lock
 -- second: a transaction deleting one of these rooms and waiting for the
@@ -273,7 +275,7 @@ DROP FUNCTION IF EXISTS lairchat_post_messages(
     bigint[], bigint[], bigint[], text[], bigint[], boolean[], text[], text[], text[], bigint[], text[], text,
     bigint, text, text);
 CREATE OR REPLACE FUNCTION lairchat_post_messages(
-    p_rooms bigint[], p_names text[], p_senders bigint[], p_bodies text[], p_parents bigint[],
+    p_room_ids bigint[], p_rooms bigint[], p_names text[], p_senders bigint[], p_bodies text[], p_parents bigint[],
     p_notices boolean[], p_kinds text[], p_payloads text[], p_nodes text[], p_connections bigint[],
     p_roles text[], p_batch text, p_lock bigint, p_channel text, p_node text)
 RETURNS TABLE (n bigint, id bigint, created_at timestamptz, seq bigint, room_id bigint, room_name text)
@@ -285,18 +287,25 @@ AS $$
 #variable_conflict use_column
 DECLARE
     last_seq bigint;
-    targets bigint[];
+    found_rooms bigint;
+    targets bigint[] := p_rooms;
 BEGIN
-    targets := ARRAY(
-        SELECT COALESCE(t.room_id, (SELECT r.id FROM rooms r WHERE r.kind = 'room' AND lower(r.name) = t.name))
-        FROM unnest(p_rooms, p_names) WITH ORDINALITY AS t(room_id, name, n) ORDER BY t.n);
-    PERFORM 1 FROM rooms WHERE rooms.id = ANY(targets) FOR KEY SHARE;
+    PERFORM 1 FROM rooms WHERE rooms.id = ANY(p_room_ids) FOR KEY SHARE;
+    GET DIAGNOSTICS found_rooms = ROW_COUNT;
+    IF found_rooms < cardinality(p_room_ids) THEN
+        -- a room is gone: a message to it goes to the room of its name now, if any
+        targets := ARRAY(
+            SELECT CASE WHEN t.name IS NULL OR EXISTS (SELECT 1 FROM rooms r WHERE r.id = t.room_id) THEN t.room_id
+                        ELSE (SELECT r.id FROM rooms r WHERE r.kind = 'room' AND lower(r.name) = t.name) END
+            FROM unnest(p_rooms, p_names) WITH ORDINALITY AS t(room_id, name, n) ORDER BY t.n);
+        PERFORM 1 FROM rooms WHERE rooms.id = ANY(targets) FOR KEY SHARE;
+    END IF;
     PERFORM pg_advisory_xact_lock(p_lock);
     FOR n, id, created_at, seq, room_id, room_name IN
         WITH input AS (
-          SELECT * FROM unnest(targets, p_names, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads,
+          SELECT * FROM unnest(targets, p_rooms, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads,
                                p_nodes, p_connections)
-          WITH ORDINALITY AS t(room_id, by_name, sender_id, body, parent_id, notice, kind, payload, node,
+          WITH ORDINALITY AS t(room_id, asked_room, sender_id, body, parent_id, notice, kind, payload, node,
                                connection, n)
         ), allowed AS (
           SELECT i.*, r.name AS room_name FROM input i
@@ -312,11 +321,13 @@ BEGIN
           SELECT id, room_id, sender_id, body, parent_id, notice FROM ok ORDER BY n RETURNING id, created_at
         ), ev AS (
           INSERT INTO events (node, connection, kind, payload)
-          SELECT ok.node, ok.connection, ok.kind, ok.payload::jsonb || jsonb_build_object(
+          SELECT ok.node, ok.connection, ok.kind, CASE WHEN ok.room_id = ok.asked_room THEN e.payload
+            ELSE e.payload || jsonb_build_object('room', jsonb_build_array(ok.room_id, ok.room_name, '[]'::jsonb)) END
+          FROM ok JOIN m ON m.id = ok.id,
+          LATERAL (SELECT ok.payload::jsonb || jsonb_build_object(
             'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,
-            'batch', p_batch, 'n', ok.n) || CASE WHEN ok.by_name IS NULL THEN '{}'::jsonb
-              ELSE jsonb_build_object('room', jsonb_build_array(ok.room_id, ok.room_name, '[]'::jsonb)) END
-          FROM ok JOIN m ON m.id = ok.id ORDER BY ok.n
+            'batch', p_batch, 'n', ok.n) AS payload) e
+          ORDER BY ok.n
           RETURNING seq, (payload->>'message_id')::bigint AS message_id
         )
         SELECT ok.n, m.id, m.created_at, ev.seq, ok.room_id, ok.room_name

@@ -73,7 +73,7 @@ def message_from_row(row: tuple) -> Message:
 
 _POST_SQL = (
     "SELECT n, id, created_at, seq, room_id, room_name FROM lairchat_post_messages("
-    "  %(rooms)s::bigint[], %(names)s::text[], %(senders)s::bigint[], %(bodies)s::text[],"
+    "  %(room_ids)s::bigint[], %(rooms)s::bigint[], %(names)s::text[], %(senders)s::bigint[], %(bodies)s::text[],"
     "  %(parents)s::bigint[], %(notices)s::boolean[], %(kinds)s::text[], %(payloads)s::text[], %(nodes)s::text[],"
     "  %(connections)s::bigint[], %(roles)s::text[], %(batch)s, %(lock)s, %(channel)s, %(node)s)"
 )
@@ -83,8 +83,8 @@ function C{lairchat_post_messages} of C{schema.sql} (what it checks,
 stores and records is said there), which plans its statements once per
 connection; each recorded event carries the batch's token and the item's
 place in it (C{batch}, C{n}: what L{_SETTLE_SQL} finds them by should the
-connection be lost).  A room message goes to the room of its name as it
-is when stored; each row says which room that was.
+connection be lost).  A room message whose room is gone goes to the room
+of its name as it is when stored; each row says which room that was.
 """
 
 _SETTLE_SQL = (
@@ -107,8 +107,8 @@ def _room_id(template: Any) -> int:
 def _room_name(template: Any) -> str | None:
     """
     The lower-cased name a room message is sent to (the statement finds
-    the room by it); L{None} for a reply or a direct message, which name
-    their room by id.
+    the room by it should the room of its id be gone); L{None} for a reply
+    or a direct message, which go to their room only.
     """
     return template.room.name.lower() if type(template) is MessageSent else None
 
@@ -155,8 +155,9 @@ class MessageStore:
         params = batch_event_params(items)
         params.update({
             "roles": list(permissions.roles_allowed("send")),
+            "room_ids": sorted({_room_id(t) for t in items}),
+            "rooms": [_room_id(t) for t in items],
             "names": [_room_name(t) for t in items],
-            "rooms": [None if _room_name(t) else _room_id(t) for t in items],
             "senders": [t.sender_id for t in items],
             "bodies": [t.text for t in items],
             "parents": [t.parent_id if isinstance(t, ReplySent) else None for t in items],
@@ -189,8 +190,9 @@ class MessageStore:
         for n, message_id, created_at, seq, room_id, room_name in rows:
             template = items[n - 1]
             ts = to_ms(created_at)
-            if _room_name(template) is not None and template.room != (room := RoomRef(room_id, room_name)):
-                template = evolve(template, room=room)  # the room of that name is another one now
+            if room_id != _room_id(template):
+                # the room went; the message went to the room of its name now
+                template = evolve(template, room=RoomRef(room_id, room_name))
             event = evolve(template, message_id=message_id, ts=ts)
             parent = template.parent_id if isinstance(template, ReplySent) else 0
             message = Message(message_id, room_id, template.sender_id, template.sender, template.text,
