@@ -271,9 +271,8 @@ $$;
 -- The rooms are locked first (as the foreign key would), the ordering lock
 -- second: a transaction deleting one of these rooms and waiting for the
 -- lock at its commit never holds the row this one then waits for.
-DROP FUNCTION IF EXISTS lairchat_post_messages(
-    bigint[], bigint[], bigint[], text[], bigint[], boolean[], text[], text[], text[], bigint[], text[], text,
-    bigint, text, text);
+-- (The previous release's function, with 15 arguments, is left in place:
+-- its nodes still call it while they are replaced one by one.)
 CREATE OR REPLACE FUNCTION lairchat_post_messages(
     p_room_ids bigint[], p_rooms bigint[], p_names text[], p_senders bigint[], p_bodies text[], p_parents bigint[],
     p_notices boolean[], p_kinds text[], p_payloads text[], p_nodes text[], p_connections bigint[],

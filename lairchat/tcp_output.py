@@ -23,15 +23,16 @@ def write_at_once(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport}; on a plain TCP connection with nothing
     buffered (nothing written before it still waits, the connection is
-    not closing), send it on the socket now and buffer only what the
-    socket did not take.  Any other transport (TLS, a test's
+    not closing or aborted, and no TLS was started on it), send it on the
+    socket now and buffer only what the socket did not take.  Any other transport (TLS, a test's
     C{StringTransport}), a socket error, or a transport that lacks what
     this relies on gets a plain C{transport.write}, which keeps the order
     and reports the error the usual way.
     """
     if type(transport) is tcp.Server:
         try:
-            ready = (transport.connected and not transport.disconnecting and not transport._writeDisconnecting
+            ready = (transport.connected and not transport.disconnecting and not transport._aborting
+                     and not transport._writeDisconnecting and not transport.TLS
                      and not transport._tempDataLen and not transport.dataBuffer)
         except AttributeError:  # a Twisted without these: its own write path
             ready = False

@@ -10,8 +10,9 @@ what.
 
 import itertools
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
@@ -33,10 +34,11 @@ from lairchat.events import (
 from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
 from lairchat.router import Router
+from lairchat.store import Database
 from lairchat.store.events import Outbox
 from lairchat.store.rooms import ACCOUNT_GONE, BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
 from lairchat.wire import parse_text
-from tests.support import fresh_store
+from tests.support import fresh_store, test_dsn
 from tests.test_store import recorded, writer
 
 ROOM_COMMANDS = (
@@ -53,6 +55,11 @@ ROOM_COMMANDS = (
     "UNBAN_USER",
 )
 
+
+WAITING_FOR_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+"""How many sessions wait for a lock."""
 
 class StandInConnection(EventReceiver):
     """
@@ -891,10 +898,9 @@ class JoinBatchTests(RoomsTestCase):
 
     async def test_account_deleted_in_a_batch(self):
         """
-        An account deleted as its join is written (a guest whose connection
-        closed) fails only its own join: the statement fails for the whole
-        batch, then each join is tried alone, in order, and the others are
-        made and recorded.
+        A join of an account deleted before its statement (a guest whose
+        connection closed) is answered L{ACCOUNT_GONE}; the joins sharing
+        its statement are made and recorded.
         """
         alice, bob, carol, ghost = [await self.connect(n) for n in ("alice", "bob", "carol", "ghost")]
         rooms = self.store.rooms
@@ -909,6 +915,41 @@ class JoinBatchTests(RoomsTestCase):
         self.assertEqual([o.status for o in outcomes], [JOINED, ACCOUNT_GONE, JOINED])
         self.assertLess(outcomes[0].seq, outcomes[2].seq)
         self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member", "carol": "member"})
+
+    async def test_account_deleted_as_a_batch_is_written(self):
+        """
+        An account whose deletion is under way when its join's statement
+        starts: the statement waits for the deletion (it locks the joining
+        accounts, as the foreign key would), then answers that join
+        L{ACCOUNT_GONE} and makes the other, instead of failing both.
+        """
+        alice, bob, ghost = [await self.connect(n) for n in ("alice", "bob", "ghost")]
+        rooms = self.store.rooms
+        hall = await rooms.create("hall", "public", alice.user, Outbox(None))
+        hall_ref = RoomRef(hall.id, hall.name)
+        deleter = Database(test_dsn(), 1)
+        await deleter.start()
+        self.addCleanup(deleter.close)
+        deleting: Deferred = Deferred()
+        commit: Deferred = Deferred()
+
+        async def delete(tx):
+            await tx.execute("DELETE FROM users WHERE id = %s", (ghost.user.id,))
+            deleting.callback(None)
+            await commit
+
+        deleted = Deferred.fromCoroutine(deleter.transaction(delete))
+        await deleting
+        leader = rooms.join_with_event(hall_ref, alice.user, None)
+        joins = gatherResults([rooms.join_with_event(hall_ref, c.user, None) for c in (ghost, bob)])
+        await leader
+        while not joins.called and (await self.store.db.fetchone(WAITING_FOR_A_LOCK))[0] == 0:
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertFalse(joins.called, "the joins did not wait for the deletion")
+        commit.callback(None)
+        await deleted
+        self.assertEqual([o.status for o in await joins], [ACCOUNT_GONE, JOINED])
+        self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member"})
 
     async def test_joins_wait_for_a_ban(self):
         """

@@ -90,7 +90,8 @@ GONE = "gone"
 ACCOUNT_GONE = "account gone"
 """
 A join's outcome: the joining account was deleted as it joined (a guest
-whose connection closed); nothing changed.
+whose connection closed); nothing changed.  The statement locks the
+joining accounts, so a deletion is either seen or waits.
 """
 
 
@@ -117,6 +118,7 @@ _JOIN_CHECKED = (
     "), checked AS ("
     "  SELECT i.*, CASE"
     f"    WHEN r.id IS NULL THEN '{GONE}'"
+    f"    WHEN NOT EXISTS (SELECT 1 FROM users u WHERE u.id = i.user_id) THEN '{ACCOUNT_GONE}'"
     f"    WHEN me.user_id IS NOT NULL THEN '{MEMBER}'"
     f"    WHEN r.privacy <> 'public' THEN '{PRIVATE}'"
     "    WHEN EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = i.room_id AND b.user_id = i.user_id)"
@@ -155,6 +157,9 @@ _JOIN_SQL = (
     # is either committed before the checks read the tables or waits for
     # this join to commit, and then sees its member.
     "SELECT 1 FROM rooms WHERE id = ANY(%(room_ids)s) ORDER BY id FOR SHARE; "
+    # the joining accounts, as the foreign key would: one deleted meanwhile
+    # (a guest whose connection closed) is answered, not a failed batch
+    "SELECT 1 FROM users WHERE id = ANY(%(users)s) ORDER BY id FOR KEY SHARE; "
     "SELECT pg_advisory_xact_lock(%(lock)s); "
     f"{_JOIN_CHECKED}, first AS ("
     # the same user asking twice in one batch: the first asking joins
@@ -334,19 +339,9 @@ class RoomStore:
             rows = await self._db.fetchall(_JOIN_SETTLE_SQL, params)
             return rows if any(row[2] is not None for row in rows) else None
 
-        try:
-            # one autocommitted statement; should its connection be lost, the
-            # store learns which joins it stored by the batch's token
-            rows = await self._db.write_once(_JOIN_SQL, params, settle)
-        except psycopg2.errors.ForeignKeyViolation:
-            # an account was deleted (a guest whose connection closed) as this
-            # was stored: nothing of the batch was written; each is tried alone
-            if len(items) == 1:
-                return [JoinOutcome(ACCOUNT_GONE)]
-            results = []
-            for item in items:
-                results.extend(await self._join_batch([item]))
-            return results
+        # one autocommitted statement; should its connection be lost, the
+        # store learns which joins it stored by the batch's token
+        rows = await self._db.write_once(_JOIN_SQL, params, settle)
         results: list[JoinOutcome] = [JoinOutcome(GONE)] * len(items)
         for n, status, seq, away, *room_row in rows:
             room = room_from_row(room_row) if room_row[0] is not None else None
