@@ -101,6 +101,20 @@ async def room_messages(client: LineClient, room: str, count: int, timeout: floa
     return found
 
 
+async def recreate_hall(test: TestCase, alice: LineClient, bob: LineClient, joiner: LineClient) -> None:
+    """
+    alice creates hall and writes in it, then leaves it (so it is deleted);
+    bob creates it again, and alice joins the new one on C{joiner} (one of
+    her connections), which bob hears of.
+    """
+    await alice.ok("CREATE_ROOM:hall")
+    await alice.ok("SEND_MESSAGE:hall:the first hall")
+    await alice.ok("LEAVE_ROOM:hall")
+    await bob.ok("CREATE_ROOM:hall")
+    await joiner.ok("JOIN_ROOM:hall")
+    test.assertEqual(await bob.event("USER_JOINED:"), "USER_JOINED:hall:alice")
+
+
 def said(line: str) -> list[str]:
     """The sender and the text of a C{MESSAGE} event line."""
     _, _, _, sender, _, text = line.split(":", 5)
@@ -336,12 +350,7 @@ class RoomTrafficTests(TestCase):
         a, b = await start_nodes(self, 2)
         alice = await a.user("alice")
         bob = await b.user("bob")
-        await alice.ok("CREATE_ROOM:hall")
-        await alice.ok("SEND_MESSAGE:hall:the first hall")
-        await alice.ok("LEAVE_ROOM:hall")
-        await bob.ok("CREATE_ROOM:hall")
-        await alice.ok("JOIN_ROOM:hall")
-        self.assertEqual(await bob.event("USER_JOINED:"), "USER_JOINED:hall:alice")
+        await recreate_hall(self, alice, bob, alice)
         await alice.ok("SEND_MESSAGE:hall:the second hall")
         self.assertEqual(said(await bob.event("MESSAGE:")), ["alice", "the second hall"])
         await bob.ok("SEND_MESSAGE:hall:welcome")
@@ -361,12 +370,7 @@ class RoomTrafficTests(TestCase):
         alice_on_b = await b.connect()
         await alice_on_b.ok(f"LOGIN:alice:{PASSWORD}")
         bob = await b.user("bob")
-        await alice.ok("CREATE_ROOM:hall")
-        await alice.ok("SEND_MESSAGE:hall:the first hall")
-        await alice.ok("LEAVE_ROOM:hall")
-        await bob.ok("CREATE_ROOM:hall")
-        await alice_on_b.ok("JOIN_ROOM:hall")
-        self.assertEqual(await bob.event("USER_JOINED:"), "USER_JOINED:hall:alice")
+        await recreate_hall(self, alice, bob, alice_on_b)
         count = 20
         alice.transport.write("".join(f"@label=m{i} SEND_MESSAGE:hall:burst {i}\n"
                                       for i in range(count)).encode("utf-8"))
