@@ -24,10 +24,11 @@ def write_at_once(transport: Any, data: bytes) -> None:
     Write C{data} to C{transport}; on a plain TCP connection with nothing
     buffered (nothing written before it still waits, the connection is
     not closing or aborted, and no TLS was started on it), send it on the
-    socket now and buffer only what the socket did not take.  Any other transport (TLS, a test's
-    C{StringTransport}), a socket error, or a transport that lacks what
-    this relies on gets a plain C{transport.write}, which keeps the order
-    and reports the error the usual way.
+    socket now and buffer only what the socket did not take.  Any other
+    transport (TLS, a test's C{StringTransport}), a socket error, or a
+    transport that lacks what this relies on gets a plain
+    C{transport.write}, which keeps the order and reports the error the
+    usual way.
     """
     if type(transport) is tcp.Server:
         try:

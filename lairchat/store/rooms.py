@@ -99,9 +99,9 @@ joining accounts, so a deletion is either seen or waits.
 class JoinOutcome:
     """
     What a join did (L{JOINED}, L{MEMBER}, L{PRIVATE}, L{BANNED}, L{GONE}
-    or L{ACCOUNT_GONE}), the room as the join read it (L{None} when gone,
-    or when the account went), and, when
-    the user became a member, their L{UserJoined} and its sequence number.
+    or L{ACCOUNT_GONE}), the room as the join read it (L{None} when the
+    room is gone), and, when the user became a member, their L{UserJoined}
+    and its sequence number.
     """
 
     status: str
