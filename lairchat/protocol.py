@@ -642,7 +642,6 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         else:
             self._transmit(data)
 
-
     def _transmit(self, data: bytes) -> None:
         """
         Give the transport encoded lines (sent at once when nothing waits

@@ -67,23 +67,20 @@ def event_params(events: list[Event], origin: Origin | None) -> dict:
 def batch_event_params(events: list[Event]) -> dict:
     """
     The parameters with which a group-committed statement records its
-    items' events (each with its own origin): the ordering lock, the
-    notification channel, parallel arrays C{kinds}, C{payloads}, C{nodes}
-    and C{connections}, this node (C{node}, for the notification) and a
-    new token for the batch (C{batch}: what finds its events should the
-    connection be lost before the answer).
+    items' events (each with its own origin): those of L{event_params}
+    (the first item's origin as C{node}, for the notification), parallel
+    arrays C{nodes} and C{connections}, and a new token for the batch
+    (C{batch}: what finds its events should the connection be lost before
+    the answer).
     """
     origins = [e.origin for e in events]
-    return {
-        "lock": EVENTS_LOCK_KEY,
-        "channel": CHANNEL,
-        "kinds": [kind(e) for e in events],
-        "payloads": [encode(e) for e in events],
+    params = event_params(events, origins[0])
+    params.update({
         "nodes": [o.node if o else "" for o in origins],
-        "node": origins[0].node if origins[0] else "",
         "connections": [o.connection if o else 0 for o in origins],
         "batch": secrets.token_hex(8),
-    }
+    })
+    return params
 
 
 async def record_in(tx: Transaction, events: list[Event], origin: Origin | None) -> list[int]:
