@@ -9,7 +9,9 @@ case a notification was lost.  A node not heard from for
 C{node_timeout} seconds is taken for dead by the first live node to
 notice: its connections are gone, so its users who are online nowhere
 else are announced offline, in the same transaction that forgets the
-node.  The events every live node has read are trimmed.
+node.  The events every live node has read are trimmed.  A node that
+posted messages moves the search index's pending entries every
+L{SEARCH_INDEX_INTERVAL} (see L{index_pending}).
 
 A node that finds itself forgotten (it was stalled past the timeout)
 registers again; its users' presence is written again as they log in.
@@ -19,6 +21,7 @@ import secrets
 import socket
 from typing import Any
 
+import psycopg2
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -27,6 +30,7 @@ from twisted.logger import Logger
 from lairchat.events import Origin, PresenceChanged
 from lairchat.store.database import Database
 from lairchat.store.events import EventListener, EventLog, Outbox
+from lairchat.store.messages import index_pending
 
 HEARTBEAT_SHARE = 5
 """A node says it is alive this many times per C{node_timeout}."""
@@ -36,6 +40,12 @@ POLL_INTERVAL = 1.0
 
 NODE_TIMEOUT = 10.0
 """Seconds without a heartbeat after which a node is taken for dead."""
+
+SEARCH_INDEX_INTERVAL = 2.0
+"""
+Seconds between two looks of a node that posted messages at the search
+index's pending entries (L{index_pending}).
+"""
 
 
 HOUSEKEEPING_INTERVAL = 600.0
@@ -81,6 +91,10 @@ class NodeService(Service):
         self._reannouncing: Deferred | None = None
         self._poll: LoopingCall | None = None
         self._beating: Deferred | None = None
+        self._indexer: LoopingCall | None = None
+        self._indexing: Deferred | None = None
+        self._indexed = 0
+        self._index_refused = False
 
     @property
     def node(self) -> str:
@@ -115,6 +129,9 @@ class NodeService(Service):
         self._poll = LoopingCall(self.server.bus.wake)
         self._poll.clock = self.server.clock
         self._poll.start(POLL_INTERVAL, now=False)
+        self._indexer = LoopingCall(self._index)
+        self._indexer.clock = self.server.clock
+        self._indexer.start(SEARCH_INDEX_INTERVAL, now=False)
 
     def _beat(self) -> Deferred:
         """One heartbeat; never raises (a LoopingCall would stop for good)."""
@@ -129,6 +146,30 @@ class NodeService(Service):
         d.addErrback(lambda f: self.log.warn("looking for dead nodes failed: {error}", error=f.value))
         self._reaping = d
         return d
+
+    def _index(self) -> Deferred | None:
+        """
+        When this node posted messages since the last look, move the search
+        index's pending entries (on the upkeep connection, so that no
+        request waits for it); never raises.
+        """
+        posted = self.server.store.messages.posted
+        if posted == self._indexed or self._index_refused:
+            return None
+        self._indexed = posted
+        d = Deferred.fromCoroutine(index_pending(self._upkeep))
+        d.addErrback(self._index_failed)
+        self._indexing = d
+        return d
+
+    def _index_failed(self, failure: Any) -> None:
+        """Say why the pending entries were not moved; stop trying when the database refuses for good."""
+        if failure.check(psycopg2.errors.InsufficientPrivilege):
+            self._index_refused = True
+            self.log.warn("this database role does not own the search index (messages_search), so it cannot move "
+                          "its pending entries; a message write will now and then take them in, and wait")
+        else:
+            self.log.warn("moving the search index's pending entries failed: {error}", error=failure.value)
 
     async def beat(self) -> None:
         """
@@ -187,10 +228,10 @@ class NodeService(Service):
 
     async def end(self) -> None:
         """Leave the cluster: stop listening, forget this node (its users go offline)."""
-        for call in (self._heartbeat, self._reaper, self._poll):
+        for call in (self._heartbeat, self._reaper, self._poll, self._indexer):
             if call is not None and call.running:
                 call.stop()
-        for running in (self._beating, self._reaping, self._reannouncing):
+        for running in (self._beating, self._reaping, self._reannouncing, self._indexing):
             if running is not None and not running.called:
                 try:
                     await running

@@ -4,12 +4,22 @@ search, read markers and unread counts, against the real database; and
 for the argument rules of L{lairchat.messaging}.
 """
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from types import SimpleNamespace
+
+import psycopg2
+import psycopg2.extensions
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from lairchat.errors import InvalidFormat, InvalidInput, InvalidLength
+from lairchat.events import MessageSent, RoomRef
 from lairchat.messaging import HISTORY_DEFAULT, HISTORY_MAX, before_id, conversation_ref, history_limit
+from lairchat.node import NodeService
 from lairchat.plugins import load_commands, load_extensions
-from tests.support import fresh_store
+from lairchat.store.database import Database
+from lairchat.store.messages import SEARCH_INDEX_LOCK_KEY, index_pending
+from tests.support import fresh_store, test_dsn
 
 MESSAGE_COMMANDS = (
     "SEND_MESSAGE", "REPLY_MESSAGE", "EDIT_MESSAGE", "DELETE_MESSAGE", "REACT_MESSAGE", "UNREACT_MESSAGE",
@@ -266,3 +276,98 @@ class MessageStoreTests(TestCase):
         )
         plan = "\n".join(r[0] for r in rows)
         self.assertIn("messages_room_id", plan)
+
+
+class SearchIndexUpkeepTests(TestCase):
+    """
+    L{lairchat.store.messages.index_pending} and the node's loop that calls
+    it (L{lairchat.node.NodeService}), against the real database.
+    """
+
+    async def setUp(self):
+        self.store = await fresh_store(self)
+        self.alice, self.bob = await make_users(self.store, "alice", "bob")
+        self.room = await make_room(self.store, "general", {self.alice: "owner", self.bob: "member"})
+        await index_pending(self.store.db)
+
+    async def post(self, count):
+        """C{count} messages from alice, every one with words of its own."""
+        for i in range(count):
+            await self.store.messages.post(self.room, self.alice.id, f"note{i} about topic{i % 7} and more")
+
+    async def test_moves_pending_entries(self):
+        """New messages' entries are pending until moved; once moved, nothing is left, and search finds them."""
+        await self.post(40)
+        self.assertGreater(await index_pending(self.store.db), 0)
+        self.assertEqual(await index_pending(self.store.db), 0)
+        found = await self.store.messages.search(self.bob.id, "topic3")
+        self.assertEqual(sorted(f.message.text for f in found),
+                         [f"note{i} about topic3 and more" for i in (10, 17, 24, 3, 31, 38)])
+
+    async def test_one_node_at_a_time(self):
+        """While another session holds the lock (another node moving them), nothing is done."""
+        await self.post(5)
+        other = psycopg2.connect(test_dsn())
+        self.addCleanup(other.close)
+        other.autocommit = True
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (SEARCH_INDEX_LOCK_KEY,))
+            self.assertIsNone(await index_pending(self.store.db))
+            cursor.execute("SELECT pg_advisory_unlock(%s)", (SEARCH_INDEX_LOCK_KEY,))
+        self.assertGreater(await index_pending(self.store.db), 0)
+
+    async def visitor_database(self):
+        """A pool connected as a role that owns nothing (skips the test when it cannot log in)."""
+        admin = psycopg2.connect(test_dsn())
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("DO $$ BEGIN CREATE ROLE lairchat_test_visitor LOGIN; "
+                           "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.close()
+        dsn = psycopg2.extensions.make_dsn(test_dsn(), user="lairchat_test_visitor")
+        try:
+            psycopg2.connect(dsn).close()
+        except psycopg2.OperationalError as error:
+            raise SkipTest(f"cannot log in as a second role: {error}")
+        db = Database(dsn, 1)
+        await db.start()
+        self.addCleanup(db.close)
+        return db
+
+    async def test_refused_to_a_role_that_does_not_own_the_index(self):
+        """A role that does not own the index is refused, and the node stops asking, saying why once."""
+        visitor = await self.visitor_database()
+        with self.assertRaises(psycopg2.errors.InsufficientPrivilege):
+            await index_pending(visitor)
+        node = self.node(visitor)
+        await self.post_with_event()
+        logged = []
+        node.log = Logger(observer=logged.append)
+        await node._index()
+        self.assertEqual(len(logged), 1)
+        self.assertIn("does not own the search index", logged[0]["log_format"])
+        await self.post_with_event()
+        self.assertIsNone(node._index())
+
+    async def post_with_event(self):
+        """A message from alice, posted as the server posts them (it counts as this node's)."""
+        posted = await self.store.messages.post_with_event(
+            MessageSent(RoomRef(self.room, "general"), 0, self.alice.id, "alice", 0, "words of the node"))
+        self.assertIsNotNone(posted)
+
+    def node(self, db):
+        """A node service whose upkeep connection is C{db} and whose store is this test's."""
+        server = SimpleNamespace(store=self.store, clock=Clock())
+        node = NodeService(server, test_dsn())
+        node._upkeep = db
+        return node
+
+    async def test_node_moves_them_after_it_posted(self):
+        """The node's loop asks the database only when this node posted messages since it last looked."""
+        node = self.node(self.store.db)
+        self.assertIsNone(node._index())
+        await self.post_with_event()
+        await self.post(20)  # posted without an event: another node's, as far as this one knows
+        self.assertGreater(await node._index(), 0)
+        self.assertIsNone(node._index())
+        self.assertEqual(await index_pending(self.store.db), 0)

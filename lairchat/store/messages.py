@@ -99,6 +99,37 @@ still there when this is asked, seconds later).
 """
 
 
+SEARCH_INDEX_LOCK_KEY = 0x1A125EA7
+"""The advisory lock held by the node that moves the search index's pending entries (L{index_pending})."""
+
+_INDEX_PENDING_SQL = (
+    "SELECT CASE WHEN pg_try_advisory_xact_lock(%s) THEN gin_clean_pending_list('messages_search'::regclass) END"
+)
+
+
+async def index_pending(db: Database) -> int | None:
+    """
+    Move the search index's pending entries into the index proper, unless
+    another node is doing it.
+
+    New and edited messages enter the full-text index (GIN, with fast
+    update) through a pending list, which is cheap to append to; the
+    write that finds that list past C{gin_pending_list_limit} (4 MB, some
+    20,000 messages) moves it into the index first and takes about 0.1 s
+    longer, and every message batched with it, or queued behind it, waits
+    that long.  Moved a little at a time by every node that posts
+    messages (L{lairchat.node.NodeService}), on a connection that serves
+    no request, the list never gets that long.
+
+    @return: how many pages of pending entries were moved; L{None} when
+        another node was moving them.
+    @raise psycopg2.errors.InsufficientPrivilege: the database role does
+        not own the index.
+    """
+    row = await db.fetchone(_INDEX_PENDING_SQL, (SEARCH_INDEX_LOCK_KEY,))
+    return row[0]
+
+
 def _room_id(template: Any) -> int:
     """The room of a message event."""
     return template.room_id if isinstance(template, DirectMessageSent) else template.room.id
@@ -129,6 +160,11 @@ class MessageStore:
         self._db = db
         self._posts = GroupCommit(self._post_batch)
         self._seen_seq = 0
+
+    @property
+    def posted(self) -> int:
+        """How many messages this store has written with L{post_with_event} (or tried to)."""
+        return self._posts.items
 
     def hold_results_with(self, output: Any) -> None:
         """
