@@ -13,10 +13,17 @@ member's connection receives it as a MESSAGE event, on whichever node
 (or as a C{PRIVMSG}: C{--irc-receivers K} makes the last K members,
 none of them senders, IRC clients logged in with C{PASS}).
 Each text carries its send time, so the receiving client measures the
-delivery latency.
+delivery latency.  With C{--rate R} the senders keep to a schedule
+instead (R messages/s in all, each sender's messages evenly spaced, at
+most C{--window} unanswered per sender), and each text carries its
+scheduled time: latency under a given load, with a late send counted
+against the server.  The clients' garbage collector is off while they
+measure, and they note the messages they got in a byte array, not a set:
+a full collection, or 50 sets growing at the same moment, stops every
+client at once for tens of milliseconds.
 
 It prints accepted messages/s (OK lines), deliveries/s (MESSAGE events
-received), delivery latency p50/p99, the OK latency, the servers' CPU time
+received), delivery latency p50/p99/p99.9 and max, the OK latency, the servers' CPU time
 (all nodes) and CPU time per delivery, the first node's peak RSS (VmHWM;
 Postgres runs apart), and the database's commits per message:
 C{pg_stat_database.xact_commit} over the sending phase (every transaction,
@@ -25,24 +32,27 @@ counts late, so the reading after the phase waits for them, and that wait
 is counted too), and exact counts of the transactions that wrote and of
 the distinct message timestamps (one per group-committed batch).
 
-    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--nodes 1] [--irc-receivers 0]
+    .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--rate 0] [--nodes 1] [--irc-receivers 0]
 """
 
 import argparse
 import asyncio
+import gc
 import time
 
 from harness import (STATS_SETTLE, Client, Environment, IRCClient, load, machine, peak_rss_mb, percentile,
                      print_problems, reset_peak_rss)
 
 ROOM = "benchroom"
+NAME = "bench"
+"""What the members' names start with (then their number)."""
 
 
 async def run(args: argparse.Namespace, environment: Environment) -> dict:
     """Connect, send, wait for every delivery; the figures."""
     environment.start_server()
     await environment.wait_for_server()
-    names = [f"bench{i}" for i in range(args.clients)]
+    names = [f"{NAME}{i}" for i in range(args.clients)]
     environment.seed_users(names)
     environment.sql(
         "WITH r AS (INSERT INTO rooms (name, owner_id) SELECT %s, id FROM users WHERE username = %s RETURNING id) "
@@ -70,8 +80,12 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
     presence = [0]
 
-    def receiver(seen: set[str]):
-        """A client's event handler: MESSAGE lines measured (and checked for duplicates), PRESENCE counted."""
+    def receiver(seen: bytearray):
+        """
+        A client's event handler: MESSAGE lines measured (and checked for
+        duplicates: C{seen} has a byte per message, message n of sender i
+        at n * senders + i), PRESENCE counted.
+        """
 
         def on_event(line: str, now: int) -> None:
             if line.startswith(prefix):
@@ -82,22 +96,33 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
                 if line.startswith("PRESENCE:"):
                     presence[0] += 1
                 return
-            latencies.append(now - int(text[:text.index(" ")]))  # ns; in ms at the end
-            if text not in seen:
-                seen.add(text)
+            sent, _, n, _, name = text.split(" ")
+            latencies.append(now - int(sent))  # ns; in ms at the end
+            slot = int(n) * args.senders + int(name[len(NAME):])
+            if not seen[slot]:
+                seen[slot] = 1
                 state["unique"] += 1
             state["last"] = now
 
         return on_event
 
     for client in clients:
-        client.on_event = receiver(set())
+        client.on_event = receiver(bytearray(args.senders * args.messages))
 
     acks: list[float] = []
     accepted = [0]
     peak_in_flight = [0, 0]  # now, highest
 
-    async def sender(client: Client, name: str) -> None:
+    lateness: list[float] = []
+
+    def answered(reply: list[str], sent: int) -> None:
+        """Count an answer to a message sent at C{sent}."""
+        peak_in_flight[0] -= 1
+        if reply[-1].startswith("OK:"):
+            accepted[0] += 1
+            acks.append((time.monotonic_ns() - sent) / 1e6)
+
+    async def sender(client: Client, name: str, index: int) -> None:
         window = asyncio.Semaphore(args.window)
 
         async def one(n: int) -> None:
@@ -105,13 +130,32 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
                 sent = time.monotonic_ns()
                 peak_in_flight[0] += 1
                 peak_in_flight[1] = max(peak_in_flight)
-                reply = await client.send(f"SEND_MESSAGE:{ROOM}:{sent} message {n} from {name}")
-                peak_in_flight[0] -= 1
-                if reply[-1].startswith("OK:"):
-                    accepted[0] += 1
-                    acks.append((time.monotonic_ns() - sent) / 1e6)
+                answered(await client.send(f"SEND_MESSAGE:{ROOM}:{sent} message {n} from {name}"), sent)
 
         await asyncio.gather(*(one(n) for n in range(args.messages)))
+
+    async def paced_sender(client: Client, name: str, index: int) -> None:
+        """
+        Send message n when it is due, its slot of a schedule of C{--rate}
+        messages/s over every sender, and count its latencies from then: a
+        send delayed (by a full window, or the clients' own delay) counts
+        against the server, as it would for a client that keeps to its pace.
+        """
+        window = asyncio.Semaphore(args.window)
+        replies = []
+        for n in range(args.messages):
+            due = started + (n * args.senders + index) * 1_000_000_000 // args.rate
+            delay = due - time.monotonic_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            await window.acquire()
+            lateness.append((time.monotonic_ns() - due) / 1e6)
+            peak_in_flight[0] += 1
+            peak_in_flight[1] = max(peak_in_flight)
+            reply = client.send(f"SEND_MESSAGE:{ROOM}:{due} message {n} from {name}")
+            reply.add_done_callback(lambda future, due=due: (window.release(), answered(future.result(), due)))
+            replies.append(reply)
+        await asyncio.gather(*replies)
 
     login_rss = peak_rss_mb(environment.server.pid)
     # Let the logins' transaction counts reach pg_stat_database before the baseline.
@@ -125,13 +169,20 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     postgres_before = environment.postgres_cpu_seconds()
     own_before = time.process_time()
     load_before = load()
+    # No garbage collection in the clients while they measure: a full one
+    # stops every client at once for 0.1 s or more (their heap is large),
+    # which would show as latency.
+    gc.collect()
+    gc.disable()
     started = time.monotonic_ns()
-    await asyncio.gather(*(sender(clients[i], names[i]) for i in range(args.senders)))
+    send = paced_sender if args.rate else sender
+    await asyncio.gather(*(send(clients[i], names[i], i) for i in range(args.senders)))
     send_done = time.monotonic_ns()
     expected = accepted[0] * (args.clients - 1)
     deadline = time.monotonic() + 60
     while state["unique"] < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    gc.enable()
     cpu_used = environment.server_cpu_seconds() - cpu_before
     postgres_used = environment.postgres_cpu_seconds() - postgres_before
     own_used = time.process_time() - own_before
@@ -171,6 +222,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         "phase_seconds": (phase_end - started) / 1e9,
         "latencies": [latency / 1e6 for latency in latencies],
         "acks": acks,
+        "lateness": lateness,
         "cpu": cpu_used,
         "postgres_cpu": postgres_used,
         "client_cpu": own_used,
@@ -198,6 +250,10 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=10, help="how many of them send (default 10)")
     parser.add_argument("--messages", type=int, default=200, help="messages per sender (default 200)")
     parser.add_argument("--window", type=int, default=1, help="unanswered requests per sender (default 1)")
+    parser.add_argument("--rate", type=int, default=0,
+                        help="offer this many messages/s in all, on a fixed schedule spread evenly over the "
+                             "senders, instead of each sending as soon as its window allows; latencies then count "
+                             "from each message's scheduled time (default 0: as fast as the window allows)")
     parser.add_argument("--nodes", type=int, default=1,
                         help="server processes on the one database; clients and senders spread round-robin (default 1)")
     parser.add_argument("--irc-receivers", type=int, default=0,
@@ -229,6 +285,10 @@ def main() -> None:
     print(f"setup: {args.clients} clients{irc} in one room over {args.nodes} node(s), {args.senders} sending "
           f"{args.messages} messages each, window {args.window} (at most {f['peak_in_flight']} requests were "
           f"unanswered at once), server pool {args.pool_size} per node")
+    if args.rate:
+        print(f"paced: {args.rate} messages/s offered in all; sends late by p50 "
+              f"{percentile(f['lateness'], 0.5):.1f} ms, p99 {percentile(f['lateness'], 0.99):.1f} ms "
+              f"(the clients' own delay or a full window; counted in the latencies)")
     print(f"accepted: {f['accepted']} messages in {f['send_seconds']:.2f} s = "
           f"{f['accepted'] / f['send_seconds']:.0f} messages/s (stored: {f['stored']})")
     print(f"OK latency: p50 {percentile(f['acks'], 0.5):.1f} ms, p99 {percentile(f['acks'], 0.99):.1f} ms")
@@ -236,7 +296,8 @@ def main() -> None:
           f"{f['deliveries'] / f['delivery_seconds']:.0f} deliveries/s "
           f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s)")
     print(f"delivery latency (send to MESSAGE or PRIVMSG received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
-          f"p99 {percentile(f['latencies'], 0.99):.1f} ms, max {max(f['latencies'], default=0):.1f} ms")
+          f"p99 {percentile(f['latencies'], 0.99):.1f} ms, p99.9 {percentile(f['latencies'], 0.999):.1f} ms, "
+          f"max {max(f['latencies'], default=0):.1f} ms")
     per_delivery = f["cpu"] / f["deliveries"] * 1e6 if f["deliveries"] else 0.0
     print(f"server CPU (user+system, all {args.nodes} node(s), first send to last delivery, "
           f"{f['phase_seconds']:.2f} s): {f['cpu']:.2f} s = {per_delivery:.1f} us per delivery; "
