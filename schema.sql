@@ -268,9 +268,11 @@ $$;
 -- event then names that room.  Ids are never reused and rooms never
 -- renamed, so a room that is still there is the one with that name.
 -- A function, so that its statements are planned once per connection.
--- The rooms are locked first (as the foreign key would), the ordering lock
--- second: a transaction deleting one of these rooms and waiting for the
--- lock at its commit never holds the row this one then waits for.
+-- The rooms and the senders are locked first (as the foreign keys would),
+-- the ordering lock last: a transaction deleting one of these rooms or
+-- senders (a guest whose connection closed) takes that lock as it commits,
+-- so this one must not hold it while it waits for that row.  A message
+-- whose sender went meanwhile is then refused (no longer a member's).
 -- (The previous release's function, with 15 arguments, is left in place:
 -- its nodes still call it while they are replaced one by one.)
 CREATE OR REPLACE FUNCTION lairchat_post_messages(
@@ -299,6 +301,7 @@ BEGIN
             FROM unnest(p_rooms, p_names) WITH ORDINALITY AS t(room_id, name, n) ORDER BY t.n);
         PERFORM 1 FROM rooms WHERE rooms.id = ANY(targets) FOR KEY SHARE;
     END IF;
+    PERFORM 1 FROM users WHERE users.id = ANY(p_senders) ORDER BY users.id FOR KEY SHARE;
     PERFORM pg_advisory_xact_lock(p_lock);
     FOR n, id, created_at, seq, room_id, room_name IN
         WITH input AS (

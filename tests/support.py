@@ -80,6 +80,12 @@ async def fresh_store(testcase: Any) -> Store:
     return Store(await fresh_database(testcase))
 
 
+WAITING_FOR_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+"""How many sessions of the test database wait for a lock."""
+
+
 TEST_CONFIG = Config(rate_limits=False, max_connections_per_ip=10_000, new_connections_per_ip=10_000,
                      suspicion=SuspicionRules(threshold=1e9))
 """

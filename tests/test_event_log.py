@@ -20,8 +20,9 @@ from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Ori
 from lairchat.models import to_ms
 from lairchat.store import Store
 from lairchat.store.batch import GroupCommit
+from lairchat.store.database import Database
 from lairchat.store.events import EventListener, Outbox, record_in
-from tests.support import fresh_database, fresh_store, test_dsn
+from tests.support import WAITING_FOR_A_LOCK, fresh_database, fresh_store, test_dsn
 
 ORIGIN = Origin("node-a", 7)
 """Where the events these tests record come from."""
@@ -661,6 +662,55 @@ class SendToRoomTests(TestCase):
             self.assertEqual(result.event, evolve(template, message_id=result.message.id, ts=result.event.ts))
         logged = await self.store.events.since(before)
         self.assertEqual(sorted((e.seq, e.event) for e in logged), sorted((p.seq, p.event) for p in posted))
+
+    async def test_sender_deleted_as_a_batch_is_written(self):
+        """
+        A sender whose account is being deleted when the batch's statement
+        starts (a guest whose connection closed): the statement waits for
+        the deletion, then refuses that message, no longer a member's, and
+        stores the other, in that one statement.  It locks the senders (as
+        the foreign key would) before the ordering lock, which the deletion
+        takes as it commits: the other way round, the two deadlock, and one
+        of them is run again after a second.
+        """
+        await self.store.db.execute("INSERT INTO room_members (room_id, user_id) VALUES (%s, %s)",
+                                    (self.room_id, self.carol.id))
+        deleter = Database(test_dsn(), 1)
+        await deleter.start()
+        self.addCleanup(deleter.close)
+        deleting: Deferred = Deferred()
+        commit: Deferred = Deferred()
+
+        async def delete(tx):
+            await tx.execute("DELETE FROM users WHERE id = %s", (self.carol.id,))
+            deleting.callback(None)
+            await commit
+
+        deleted = Deferred.fromCoroutine(deleter.transaction(delete))
+        await deleting
+        statements = []
+        write_once = self.store.db.write_once
+
+        def counted(*args, **kwargs):
+            statements.append(args[0])
+            return write_once(*args, **kwargs)
+
+        self.patch(self.store.db, "write_once", counted)
+        post = self.store.messages.post_with_event
+        leader = post(self.template(self.bob, "first"))
+        batch = gatherResults([post(self.template(self.carol, "going")), post(self.template(self.alice, "staying"))])
+        await leader
+        while not batch.called and (await self.store.db.fetchone(WAITING_FOR_A_LOCK))[0] == 0:
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertFalse(batch.called, "the batch did not wait for the deletion")
+        commit.callback(None)
+        await deleted
+        gone, stayed = await batch
+        self.assertIsNone(gone)
+        self.assertEqual(stayed.message.text, "staying")
+        self.assertEqual(len(statements), 2)
+        self.assertEqual((dict(self.store.db.retries), dict(deleter.retries)), ({}, {}))
+        self.assertEqual(sorted(body for _, body, _ in (await self.stored()).values()), ["first", "staying"])
 
 
 class Writer:

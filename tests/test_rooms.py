@@ -38,7 +38,7 @@ from lairchat.store import Database
 from lairchat.store.events import Outbox
 from lairchat.store.rooms import ACCOUNT_GONE, BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
 from lairchat.wire import parse_text
-from tests.support import fresh_store, test_dsn
+from tests.support import WAITING_FOR_A_LOCK, fresh_store, test_dsn
 from tests.test_store import recorded, writer
 
 ROOM_COMMANDS = (
@@ -55,11 +55,6 @@ ROOM_COMMANDS = (
     "UNBAN_USER",
 )
 
-
-WAITING_FOR_A_LOCK = (
-    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-)
-"""How many sessions wait for a lock."""
 
 class StandInConnection(EventReceiver):
     """

@@ -212,8 +212,10 @@ class MessageStore:
             # OK if so) by the batch's token
             rows = await self._db.write_once(_POST_SQL, params, settle)
         except psycopg2.errors.ForeignKeyViolation:
-            # a room was deleted (its last member left) as this was stored:
-            # nothing of the batch was written; each is tried on its own
+            # the statement locks the rooms and senders first, so only a row
+            # deleted some other way (an operator's DELETE of a message that
+            # is replied to) gets here: nothing of the batch was written;
+            # each is tried on its own
             if len(items) == 1:
                 return [None]
             results = []
