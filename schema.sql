@@ -267,6 +267,8 @@ $$;
 -- sender's messages never have to be sent again and keep their order; its
 -- event then names that room.  Ids are never reused and rooms never
 -- renamed, so a room that is still there is the one with that name.
+-- Its notification carries the events themselves when they fit (see
+-- lairchat/bus.py): the other nodes then hand them on without a read.
 -- A function, so that its statements are planned once per connection.
 -- The rooms and the senders are locked first (as the foreign keys would),
 -- the ordering lock last: a transaction deleting one of these rooms or
@@ -290,6 +292,10 @@ DECLARE
     last_seq bigint;
     found_rooms bigint;
     targets bigint[] := p_rooms;
+    item text;
+    items text[] := '{}';
+    header text;
+    inline text;
 BEGIN
     PERFORM 1 FROM rooms WHERE rooms.id = ANY(p_room_ids) FOR KEY SHARE;
     GET DIAGNOSTICS found_rooms = ROW_COUNT;
@@ -303,7 +309,7 @@ BEGIN
     END IF;
     PERFORM 1 FROM users WHERE users.id = ANY(p_senders) ORDER BY users.id FOR KEY SHARE;
     PERFORM pg_advisory_xact_lock(p_lock);
-    FOR n, id, created_at, seq, room_id, room_name IN
+    FOR n, id, created_at, seq, room_id, room_name, item IN
         WITH input AS (
           SELECT * FROM unnest(targets, p_rooms, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads,
                                p_nodes, p_connections)
@@ -330,16 +336,25 @@ BEGIN
             'message_id', m.id, 'ts', floor(extract(epoch FROM m.created_at) * 1000)::bigint,
             'batch', p_batch, 'n', ok.n) AS payload) e
           ORDER BY ok.n
-          RETURNING seq, (payload->>'message_id')::bigint AS message_id
+          RETURNING seq, (payload->>'message_id')::bigint AS message_id,
+                    json_build_array(seq, node, connection, kind, payload)::text AS item
         )
-        SELECT ok.n, m.id, m.created_at, ev.seq, ok.room_id, ok.room_name
+        SELECT ok.n, m.id, m.created_at, ev.seq, ok.room_id, ok.room_name, ev.item
         FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq
     LOOP
         last_seq := seq;
+        items := array_append(items, item);
         RETURN NEXT;
     END LOOP;
     IF last_seq IS NOT NULL THEN
-        PERFORM pg_notify(p_channel, last_seq::text || ' ' || p_node);
+        -- the notification carries the events themselves when they fit
+        -- (a payload is less than 8000 bytes), after a line break
+        header := last_seq::text || ' ' || p_node;
+        inline := array_to_string(items, ',');
+        IF octet_length(header) + octet_length(inline) + 3 < 8000 THEN
+            header := header || E'\n[' || inline || ']';
+        END IF;
+        PERFORM pg_notify(p_channel, header);
     END IF;
 END
 $$;

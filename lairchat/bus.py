@@ -4,15 +4,19 @@ The bus: every event, from this node or another, handed to this node's
 hub exactly once and in sequence order (which is commit order, see
 L{lairchat.store.events}).
 
-Events come in two ways.  An operation of this node that committed
+Events come in three ways.  An operation of this node that committed
 events hands them over at once (L{Bus.committed}); when they directly
 follow what was already handed on, they are delivered without a query.
-Everything else is read from the events table after C{last}: when a
-C{NOTIFY} says there is more, when a local commit left a gap (another
-node committed in between), every L{POLL_INTERVAL} in case a notification
-was lost, and after the listening connection reconnected.  Reads are one
-at a time and skip what was already delivered, so nothing is delivered
-twice and nothing is skipped.
+Another node's message batch comes with its events in its C{NOTIFY}
+(when they fit in one); when they directly follow what was already
+handed on, they too are delivered without a query (notifications arrive
+in commit order).  Everything else is read from the events table after
+C{last}: when a C{NOTIFY} says there is more, when a local commit or a
+notification left a gap (a commit this node was not told of in between),
+every L{POLL_INTERVAL} in case a notification was lost, and after the
+listening connection reconnected.  Reads are one at a time and skip what
+was already delivered, so nothing is delivered twice and nothing is
+skipped.
 
 With no event log (a store double in protocol tests) the bus delivers
 committed events straight away.
@@ -22,6 +26,7 @@ on under one L{Hub.hold}: each connection writes its share of them at
 once.
 """
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from lairchat.events import Event
+from lairchat.events import Event, Origin, decode
 from lairchat.hub import output_held
 
 FETCH_LIMIT = 1000
@@ -57,6 +62,8 @@ class Bus:
     @ivar last: the sequence number of the last event handed to the hub.
     @ivar handed: how many events were handed to the hub.
     @ivar reads: how many times the event log was read.
+    @ivar inline: how many notifications were handed on with the events
+        they carried, without a read.
     """
 
     log = Logger()
@@ -68,6 +75,7 @@ class Bus:
         self.last = 0
         self.handed = 0
         self.reads = 0
+        self.inline = 0
         self._pumping = False
         self._again = False
         self._waiters: list[tuple[int, Deferred]] = []
@@ -135,20 +143,44 @@ class Bus:
         self.wake()
         await waiter
 
-    def wake(self, seq: int | None = None, node: str | None = None) -> None:
+    def wake(self, seq: int | None = None, node: str | None = None, inline: str | None = None) -> None:
         """
         There may be events to read (a notification says up to C{seq},
-        written by C{node}; L{None}: perhaps some were missed).  This
-        node's own commits are handed on by L{committed}: their
-        notifications are not read for (were one lost with its
-        connection, the next poll reads it).
+        written by C{node}, perhaps with the events, C{inline}: see
+        L{EventListener}; L{None}: perhaps some were missed).  This node's
+        own commits are handed on by L{committed}: their notifications are
+        not read for (were one lost with its connection, the next poll
+        reads it).
         """
         if self.event_log is None or (seq is not None and (seq <= self.last or node == self.node)):
+            return
+        if inline is not None and not self._pumping and self._hand_on_inline(inline):
             return
         if self._pumping:
             self._again = True
             return
         Deferred.fromCoroutine(self._pump())
+
+    def _hand_on_inline(self, inline: str) -> bool:
+        """
+        Hand on the events a notification carried, if they directly follow
+        what was handed on and every one can be read; whether it did (if
+        not, the log is read instead).
+        """
+        try:
+            items = json.loads(inline)
+            events = [(seq, decode(kind, data, Origin(node, connection)))
+                      for seq, node, connection, kind, data in items]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return False
+        if not events or [seq for seq, _ in events] != list(range(self.last + 1, self.last + 1 + len(events))):
+            return False
+        with output_held(self.hub):
+            for seq, event in events:
+                self._hand_on(seq, event)
+        self.inline += 1
+        self._wake_waiters()
+        return True
 
     async def _pump(self) -> None:
         """Read and hand on events until there are no more; one reader at a time."""

@@ -362,7 +362,7 @@ class EventListenerTests(TestCase):
         woken: list = []
         nodes: list = []
 
-        def wake(seq, node):
+        def wake(seq, node, inline):
             woken.append(seq)
             nodes.append(node)
 
@@ -384,6 +384,75 @@ class EventListenerTests(TestCase):
         await wait_until(lambda: later in woken, "a notification after reconnecting")
         self.assertEqual([w for w in woken if w is not None], [seq, later])
         self.assertEqual([n for w, n in zip(woken, nodes) if w is not None], [ORIGIN.node, ORIGIN.node])
+
+
+class InlineEventsTests(TestCase):
+    """
+    A message batch's notification carries its events (when they fit in
+    one), and a node that was not told of them hands them on without
+    reading the log, unless they do not directly follow what it handed on.
+    """
+
+    async def setUp(self):
+        self.store = await fresh_store(self)
+        self.alice = await self.store.users.create("alice", "x")
+        self.room = RoomRef(await make_room(self.store, "general", self.alice), "general")
+        self.notified: list = []
+        listener = EventListener(test_dsn(), lambda *notification: self.notified.append(notification), reactor)
+        await listener.start()
+        self.addCleanup(listener.stop)
+        self.hub = FakeHub()
+        self.bus = Bus(self.hub, self.store.events)
+        await self.bus.start()
+
+    async def post(self, text):
+        """A message from alice, as another node's connection posts it; its L{Posted}, once notified."""
+        posted = await self.store.messages.post_with_event(
+            MessageSent(self.room, 0, self.alice.id, "alice", 0, text, origin=ORIGIN))
+        await wait_until(lambda: any(n[0] == posted.seq for n in self.notified), "the notification")
+        return posted
+
+    async def test_handed_on_without_a_read(self):
+        """The events of a notification that follows on are handed on as they came: no read."""
+        first, second = await self.post("one"), await self.post("two")
+        for notification in self.notified:
+            self.bus.wake(*notification)
+        self.assertEqual(self.bus.reads, 0)
+        self.assertEqual(self.bus.inline, 2)
+        self.assertEqual(self.hub.events, [first.event, second.event])
+        self.assertEqual(self.bus.last, second.seq)
+        self.assertEqual([n[1] for n in self.notified], [ORIGIN.node, ORIGIN.node])
+
+    async def test_gap_is_read(self):
+        """
+        A notification whose events do not follow on (a commit this node
+        was not told of came first) makes the bus read the log: every
+        event arrives once, in order.
+        """
+        (missed,) = await self.store.events.record([notice(1, "missed")], ORIGIN)
+        posted = await self.post("after the gap")
+        self.bus.wake(*self.notified[-1])
+        await wait_until(lambda: self.bus.last >= posted.seq, "the bus to read the log")
+        self.assertEqual((self.bus.reads, self.bus.inline), (1, 0))
+        self.assertEqual(self.hub.events, [notice(1, "missed"), posted.event])
+        self.bus.wake(*self.notified[-1])
+        self.assertEqual(self.hub.events, [notice(1, "missed"), posted.event])
+
+    async def test_too_large_for_a_notification(self):
+        """Events that do not fit in a notification (its payload is under 8000 bytes) are read from the log."""
+        posted = await self.post("x" * 8000)
+        (notification,) = self.notified
+        self.assertEqual(notification, (posted.seq, ORIGIN.node, None))
+        self.bus.wake(*notification)
+        await wait_until(lambda: self.bus.last >= posted.seq, "the bus to read the log")
+        self.assertEqual((self.bus.reads, self.bus.inline, self.hub.events), (1, 0, [posted.event]))
+
+    async def test_own_events_are_not_handed_on_again(self):
+        """A node's own batch (handed on by the commit) is not handed on again from its notification."""
+        self.hub.node = ORIGIN.node
+        await self.post("mine")
+        self.bus.wake(*self.notified[-1])
+        self.assertEqual((self.bus.reads, self.bus.inline, self.hub.events), (0, 0, []))
 
 
 class NodeTests(TestCase):

@@ -353,13 +353,14 @@ async def _room_ids(tx: Transaction, user_id: int) -> list[int]:
 class EventListener:
     """
     A connection of its own that C{LISTEN}s on L{CHANNEL} and calls
-    C{wake(seq, node)} for every notification, and C{wake(None, None)}
-    after it reconnected (when notifications may have been missed).
+    C{wake(seq, node, inline)} for every notification, and C{wake(None,
+    None, None)} after it reconnected (when notifications may have been
+    missed).
     """
 
     log = Logger()
 
-    def __init__(self, dsn: str, wake: Callable[[int | None], Any], reactor: Any) -> None:
+    def __init__(self, dsn: str, wake: Callable[[int | None, str | None, str | None], Any], reactor: Any) -> None:
         self._dsn = dsn
         self._wake = wake
         self._reactor = reactor
@@ -378,13 +379,17 @@ class EventListener:
         """
         A wake-up: its payload is the highest sequence number committed and
         the node that committed it (nothing, for changes the database
-        itself recorded).
+        itself recorded); then, after a line break, perhaps the events
+        themselves (a JSON array of C{[seq, node, connection, kind,
+        payload]}: a message batch's, when they fit), handed on as they
+        are (undecoded: only a node that was not told of them reads them).
         """
-        seq, _, node = notify.payload.partition(" ")
+        seq, _, rest = notify.payload.partition(" ")
+        node, _, inline = rest.partition("\n")
         try:
-            self._wake(int(seq), node)
+            self._wake(int(seq), node, inline or None)
         except ValueError:
-            self._wake(None, None)
+            self._wake(None, None, None)
 
     def _recovered(self) -> Deferred:
         """The connection came back: listen again, then catch up."""
@@ -399,7 +404,7 @@ class EventListener:
                 self.log.warn("event listener could not listen again: {error}", error=error)
                 return
             self.log.info("event listener reconnected")
-            self._wake(None, None)
+            self._wake(None, None, None)
 
         return Deferred.fromCoroutine(again())
 
