@@ -26,7 +26,6 @@ on under one L{Hub.hold}: each connection writes its share of them at
 once.
 """
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +34,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from lairchat.events import Event, Origin, decode
+from lairchat.events import Event
 from lairchat.hub import output_held
+from lairchat.store.events import inline_events
 
 FETCH_LIMIT = 1000
 """The most events one read of the log takes."""
@@ -167,17 +167,12 @@ class Bus:
         what was handed on and every one can be read; whether it did (if
         not, the log is read instead).
         """
-        try:
-            items = json.loads(inline)
-            events = [(seq, decode(kind, data, Origin(node, connection)))
-                      for seq, node, connection, kind, data in items]
-        except (ValueError, KeyError, TypeError, IndexError):
-            return False
-        if not events or [seq for seq, _ in events] != list(range(self.last + 1, self.last + 1 + len(events))):
+        found = inline_events(inline)
+        if not found or [logged.seq for logged in found] != list(range(self.last + 1, self.last + 1 + len(found))):
             return False
         with output_held(self.hub):
-            for seq, event in events:
-                self._hand_on(seq, event)
+            for logged in found:
+                self._hand_on(logged.seq, logged.event)
         self.inline += 1
         self._wake_waiters()
         return True

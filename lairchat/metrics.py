@@ -104,6 +104,10 @@ class Metrics:
             "lairchat_bus_reads", "Reads of the event log since start (notifications, gaps, polls).",
             registry=self.registry,
         )
+        self.bus_inline = Gauge(
+            "lairchat_bus_inline", "Notifications whose events were handed on as they came, without a read.",
+            registry=self.registry,
+        )
         # Intrusion detection
         self.suspicious_acts = Counter(
             "lairchat_suspicious_acts", "Suspicious acts scored against an address, by kind.", ["kind"],
@@ -183,6 +187,7 @@ class Metrics:
         self.bus_sequence.set_function(lambda: bus.last)
         self.bus_events.set_function(lambda: bus.handed)
         self.bus_reads.set_function(lambda: bus.reads)
+        self.bus_inline.set_function(lambda: bus.inline)
 
     def watch_passwords(self, passwords: Any) -> None:
         """Read the hashing queue when scraped, and time each hash's wait for its slot."""

@@ -156,6 +156,9 @@ class NodeService(Service):
         posted = self.server.store.messages.posted
         if posted == self._indexed or self._index_refused:
             return None
+        # noted before it is done: after a failure the entries wait for this
+        # node's next message (or another node's look); an edit adds entries
+        # too, but edits are few and the next message takes them along
         self._indexed = posted
         d = Deferred.fromCoroutine(index_pending(self._upkeep))
         d.addErrback(self._index_failed)

@@ -54,14 +54,15 @@ class DeathCheckerTests(TestCase):
         self.assertTrue(_is_dead(Failure(psycopg2.InterfaceError("connection already closed"))))
 
     def test_statement_endings_are_not_death(self):
-        """A timeout, a deadlock or a serialization failure leaves the connection alive."""
+        """A timeout, a lock timeout, a deadlock or a serialization failure leaves the connection alive."""
         from twisted.python.failure import Failure
 
         import psycopg2
 
         from lairchat.store.database import _is_dead
 
-        for error in (psycopg2.errors.QueryCanceled(), psycopg2.errors.DeadlockDetected(),
+        for error in (psycopg2.errors.QueryCanceled(), psycopg2.errors.LockNotAvailable(),
+                      psycopg2.errors.DeadlockDetected(),
                       psycopg2.errors.SerializationFailure(), psycopg2.errors.UniqueViolation()):
             self.assertFalse(_is_dead(Failure(error)), error)
 

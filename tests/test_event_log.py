@@ -447,6 +447,37 @@ class InlineEventsTests(TestCase):
         await wait_until(lambda: self.bus.last >= posted.seq, "the bus to read the log")
         self.assertEqual((self.bus.reads, self.bus.inline, self.hub.events), (1, 0, [posted.event]))
 
+    async def test_size_counted_in_bytes(self):
+        """
+        A notification holds less than 8000 bytes, not characters: 2,000
+        three-byte characters fit, 2,700 do not (and the batch is stored).
+        """
+        fits = await self.post("€" * 2000)
+        too_large = await self.post("€" * 2700)
+        self.assertIsNotNone(self.notified[0][2])
+        self.assertEqual(self.notified[1], (too_large.seq, ORIGIN.node, None))
+        for notification in self.notified:
+            self.bus.wake(*notification)
+        await wait_until(lambda: self.bus.last >= too_large.seq, "the bus to read the log")
+        self.assertEqual((self.bus.inline, self.bus.reads), (1, 1))
+        self.assertEqual(self.hub.events, [fits.event, too_large.event])
+
+    async def test_not_while_reading(self):
+        """
+        A notification that comes while the bus reads the log is left to
+        that read (which reads again), and one whose events the bus
+        already handed on is ignored.
+        """
+        posted = await self.post("one")
+        self.bus._pumping = True
+        self.bus.wake(*self.notified[0])
+        self.assertTrue(self.bus._again)
+        self.assertEqual((self.bus.inline, self.hub.events), (0, []))
+        self.bus._pumping = False
+        self.bus.wake(*self.notified[0])
+        self.bus.wake(*self.notified[0])
+        self.assertEqual((self.bus.inline, self.hub.events, self.bus.reads), (1, [posted.event], 0))
+
     async def test_own_events_are_not_handed_on_again(self):
         """A node's own batch (handed on by the commit) is not handed on again from its notification."""
         self.hub.node = ORIGIN.node

@@ -37,11 +37,13 @@ _UNAVAILABLE = (
 
 _STATEMENT_ENDED = (
     psycopg2.errors.QueryCanceled,
+    psycopg2.errors.LockNotAvailable,
     psycopg2.extensions.TransactionRollbackError,
 )
 """
 Errors psycopg2 files under OperationalError that end one statement (a
-timeout, a deadlock, a serialization failure) while the connection lives on.
+timeout, a lock timeout, a deadlock, a serialization failure) while the
+connection lives on.
 """
 
 

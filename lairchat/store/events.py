@@ -18,11 +18,14 @@ commit; the C{NOTIFY} of the same commit already serialises notifying
 commits on a lock of Postgres's own.
 
 Wake-ups.  The same statement sends one C{NOTIFY} per transaction on
-L{CHANNEL} whose payload is just the highest sequence number it wrote and
-the node that wrote it; the events themselves (a message may be 16 KB)
-are read from the table.
+L{CHANNEL} whose payload is the highest sequence number it wrote and the
+node that wrote it; the events themselves (a message may be 16 KB) are
+read from the table.  A message batch's notification also carries its
+events when they fit in one (L{inline_events}): a node that has every
+event before them hands them on without a read (L{lairchat.bus}).
 """
 
+import json
 import secrets
 from typing import Any, Callable
 
@@ -96,6 +99,33 @@ async def record_in(tx: Transaction, events: list[Event], origin: Origin | None)
     return [r[0] for r in rows]
 
 
+def logged_from_row(row: Any) -> "Logged | None":
+    """
+    The event of a row of the log (C{seq, node, connection, kind,
+    payload}); L{None} when it cannot be read (a kind this node does not
+    know: a newer node's).
+    """
+    seq, node, connection, kind_name, data = row
+    try:
+        return Logged(seq, decode(kind_name, data, Origin(node, connection)))
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def inline_events(inline: str) -> "list[Logged] | None":
+    """
+    The events a notification carried (a JSON array of rows of the log,
+    see L{EventListener}); L{None} when any of them cannot be read (the
+    log is read instead, which skips what it cannot read).
+    """
+    try:
+        rows = json.loads(inline)
+        found = [logged_from_row(row) for row in rows]
+    except (ValueError, TypeError):
+        return None
+    return None if None in found else found
+
+
 class Logged:
     """One event read back from the log, with its sequence number."""
 
@@ -140,13 +170,12 @@ class EventLog:
             (after, upto if upto is not None else 2**63 - 1, list(EVENT_TYPES), limit),
         )
         found = []
-        for seq, node, connection, kind_name, data in rows:
-            try:
-                event = decode(kind_name, data, Origin(node, connection))
-            except (KeyError, TypeError, IndexError):
-                self.log.warn("skipping event {seq} of unknown kind {kind}", seq=seq, kind=kind_name)
+        for row in rows:
+            logged = logged_from_row(row)
+            if logged is None:
+                self.log.warn("skipping event {seq} of unknown kind {kind}", seq=row[0], kind=row[3])
                 continue
-            found.append(Logged(seq, event))
+            found.append(logged)
         return found
 
     async def latest(self) -> int:
@@ -387,9 +416,11 @@ class EventListener:
         seq, _, rest = notify.payload.partition(" ")
         node, _, inline = rest.partition("\n")
         try:
-            self._wake(int(seq), node, inline or None)
+            number = int(seq)
         except ValueError:
             self._wake(None, None, None)
+            return
+        self._wake(number, node, inline or None)
 
     def _recovered(self) -> Deferred:
         """The connection came back: listen again, then catch up."""

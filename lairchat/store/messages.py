@@ -103,6 +103,7 @@ SEARCH_INDEX_LOCK_KEY = 0x1A125EA7
 """The advisory lock held by the node that moves the search index's pending entries (L{index_pending})."""
 
 _INDEX_PENDING_SQL = (
+    "SET LOCAL lock_timeout = '100ms'; "
     "SELECT CASE WHEN pg_try_advisory_xact_lock(%s) THEN gin_clean_pending_list('messages_search'::regclass) END"
 )
 
@@ -121,12 +122,18 @@ async def index_pending(db: Database) -> int | None:
     messages (L{lairchat.node.NodeService}), on a connection that serves
     no request, the list never gets that long.
 
+    It waits at most 0.1 s for the list (an autovacuum may be moving it;
+    the caller's connection also says that its node is alive).
+
     @return: how many pages of pending entries were moved; L{None} when
-        another node was moving them.
+        another node, or an autovacuum, was moving them.
     @raise psycopg2.errors.InsufficientPrivilege: the database role does
         not own the index.
     """
-    row = await db.fetchone(_INDEX_PENDING_SQL, (SEARCH_INDEX_LOCK_KEY,))
+    try:
+        row = await db.fetchone(_INDEX_PENDING_SQL, (SEARCH_INDEX_LOCK_KEY,))
+    except psycopg2.errors.LockNotAvailable:
+        return None
     return row[0]
 
 
