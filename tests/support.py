@@ -15,6 +15,7 @@ from attrs import evolve
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.protocols.basic import LineOnlyReceiver
 
 from lairchat.context import Config
@@ -84,6 +85,36 @@ WAITING_FOR_A_LOCK = (
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
 )
 """How many sessions of the test database wait for a lock."""
+
+
+async def held_open(testcase: Any, sql: str, params: Any) -> tuple[Deferred, Deferred]:
+    """
+    Run C{sql} in a transaction on a connection of its own and keep that
+    transaction open, holding its locks, once the statement has run.
+
+    @return: C{(commit, committed)}: fire C{commit} to let it commit;
+        C{committed} fires once it has.
+    """
+    db = Database(test_dsn(), 1)
+    await db.start()
+    testcase.addCleanup(db.close)
+    done: Deferred = Deferred()
+    commit: Deferred = Deferred()
+
+    async def hold(tx: Any) -> None:
+        await tx.execute(sql, params)
+        done.callback(None)
+        await commit
+
+    committed = Deferred.fromCoroutine(db.transaction(hold))
+    await done
+    return commit, committed
+
+
+async def until_waiting_for_a_lock(db: Database, outcome: Deferred) -> None:
+    """Wait until some session of the test database waits for a lock, or C{outcome} fired."""
+    while not outcome.called and (await db.fetchone(WAITING_FOR_A_LOCK))[0] == 0:
+        await deferLater(reactor, 0.01, lambda: None)
 
 
 TEST_CONFIG = Config(rate_limits=False, max_connections_per_ip=10_000, new_connections_per_ip=10_000,

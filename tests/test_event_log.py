@@ -20,9 +20,8 @@ from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Ori
 from lairchat.models import to_ms
 from lairchat.store import Store
 from lairchat.store.batch import GroupCommit
-from lairchat.store.database import Database
 from lairchat.store.events import EventListener, Outbox, record_in
-from tests.support import WAITING_FOR_A_LOCK, fresh_database, fresh_store, test_dsn
+from tests.support import fresh_database, fresh_store, held_open, test_dsn, until_waiting_for_a_lock
 
 ORIGIN = Origin("node-a", 7)
 """Where the events these tests record come from."""
@@ -775,19 +774,7 @@ class SendToRoomTests(TestCase):
         """
         await self.store.db.execute("INSERT INTO room_members (room_id, user_id) VALUES (%s, %s)",
                                     (self.room_id, self.carol.id))
-        deleter = Database(test_dsn(), 1)
-        await deleter.start()
-        self.addCleanup(deleter.close)
-        deleting: Deferred = Deferred()
-        commit: Deferred = Deferred()
-
-        async def delete(tx):
-            await tx.execute("DELETE FROM users WHERE id = %s", (self.carol.id,))
-            deleting.callback(None)
-            await commit
-
-        deleted = Deferred.fromCoroutine(deleter.transaction(delete))
-        await deleting
+        commit, deleted = await held_open(self, "DELETE FROM users WHERE id = %s", (self.carol.id,))
         statements = []
         write_once = self.store.db.write_once
 
@@ -800,8 +787,7 @@ class SendToRoomTests(TestCase):
         leader = post(self.template(self.bob, "first"))
         batch = gatherResults([post(self.template(self.carol, "going")), post(self.template(self.alice, "staying"))])
         await leader
-        while not batch.called and (await self.store.db.fetchone(WAITING_FOR_A_LOCK))[0] == 0:
-            await deferLater(reactor, 0.01, lambda: None)
+        await until_waiting_for_a_lock(self.store.db, batch)
         self.assertFalse(batch.called, "the batch did not wait for the deletion")
         commit.callback(None)
         await deleted
@@ -809,7 +795,7 @@ class SendToRoomTests(TestCase):
         self.assertIsNone(gone)
         self.assertEqual(stayed.message.text, "staying")
         self.assertEqual(len(statements), 2)
-        self.assertEqual((dict(self.store.db.retries), dict(deleter.retries)), ({}, {}))
+        self.assertEqual(dict(self.store.db.retries), {})
         self.assertEqual(sorted(body for _, body, _ in (await self.stored()).values()), ["first", "staying"])
 
 

@@ -10,9 +10,8 @@ what.
 
 import itertools
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from lairchat.context import Config, ServerContext
@@ -34,11 +33,10 @@ from lairchat.events import (
 from lairchat.plugins import load_commands
 from lairchat.protocol import EventReceiver
 from lairchat.router import Router
-from lairchat.store import Database
 from lairchat.store.events import Outbox
 from lairchat.store.rooms import ACCOUNT_GONE, BANNED, GONE, JOINED, MEMBER, PRIVATE, JoinOutcome
 from lairchat.wire import parse_text
-from tests.support import WAITING_FOR_A_LOCK, fresh_store, test_dsn
+from tests.support import fresh_store, held_open, until_waiting_for_a_lock
 from tests.test_store import recorded, writer
 
 ROOM_COMMANDS = (
@@ -922,24 +920,11 @@ class JoinBatchTests(RoomsTestCase):
         rooms = self.store.rooms
         hall = await rooms.create("hall", "public", alice.user, Outbox(None))
         hall_ref = RoomRef(hall.id, hall.name)
-        deleter = Database(test_dsn(), 1)
-        await deleter.start()
-        self.addCleanup(deleter.close)
-        deleting: Deferred = Deferred()
-        commit: Deferred = Deferred()
-
-        async def delete(tx):
-            await tx.execute("DELETE FROM users WHERE id = %s", (ghost.user.id,))
-            deleting.callback(None)
-            await commit
-
-        deleted = Deferred.fromCoroutine(deleter.transaction(delete))
-        await deleting
+        commit, deleted = await held_open(self, "DELETE FROM users WHERE id = %s", (ghost.user.id,))
         leader = rooms.join_with_event(hall_ref, alice.user, None)
         joins = gatherResults([rooms.join_with_event(hall_ref, c.user, None) for c in (ghost, bob)])
         await leader
-        while not joins.called and (await self.store.db.fetchone(WAITING_FOR_A_LOCK))[0] == 0:
-            await deferLater(reactor, 0.01, lambda: None)
+        await until_waiting_for_a_lock(self.store.db, joins)
         self.assertFalse(joins.called, "the joins did not wait for the deletion")
         commit.callback(None)
         await deleted
