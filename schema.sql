@@ -267,8 +267,9 @@ $$;
 -- sender's messages never have to be sent again and keep their order; its
 -- event then names that room.  Ids are never reused and rooms never
 -- renamed, so a room that is still there is the one with that name.
--- Its notification carries the events themselves when they fit (see
--- lairchat/bus.py): the other nodes then hand them on without a read.
+-- Its notification carries the events themselves when they fit and
+-- another node is registered (see lairchat/bus.py): the other nodes then
+-- hand them on without a read; a node alone pays nothing for it.
 -- (A node of the previous release takes the line break and the events for
 -- part of the node id, so it reads its own batches back from the log while
 -- nodes are replaced: slower, never wrong.)
@@ -298,6 +299,7 @@ DECLARE
     item text;
     items text[] := '{}';
     size integer := 0;
+    others boolean;
     header text;
     inline text;
 BEGIN
@@ -313,6 +315,7 @@ BEGIN
     END IF;
     PERFORM 1 FROM users WHERE users.id = ANY(p_senders) ORDER BY users.id FOR KEY SHARE;
     PERFORM pg_advisory_xact_lock(p_lock);
+    others := EXISTS (SELECT 1 FROM nodes WHERE nodes.id <> p_node);
     FOR n, id, created_at, seq, room_id, room_name, item IN
         WITH input AS (
           SELECT * FROM unnest(targets, p_rooms, p_senders, p_bodies, p_parents, p_notices, p_kinds, p_payloads,
@@ -341,13 +344,13 @@ BEGIN
             'batch', p_batch, 'n', ok.n) AS payload) e
           ORDER BY ok.n
           RETURNING seq, (payload->>'message_id')::bigint AS message_id,
-                    json_build_array(seq, node, connection, kind, payload)::text AS item
+                    CASE WHEN others THEN json_build_array(seq, node, connection, kind, payload)::text END AS item
         )
         SELECT ok.n, m.id, m.created_at, ev.seq, ok.room_id, ok.room_name, ev.item
         FROM ok JOIN m ON m.id = ok.id JOIN ev ON ev.message_id = m.id ORDER BY ev.seq
     LOOP
         last_seq := seq;
-        IF size < 8000 THEN
+        IF others AND size < 8000 THEN
             items := array_append(items, item);
             size := size + octet_length(item) + 1;
         END IF;
@@ -358,7 +361,7 @@ BEGIN
         -- (a payload is less than 8000 bytes), after a line break
         header := last_seq::text || ' ' || p_node;
         inline := array_to_string(items, ',');
-        IF size < 8000 AND octet_length(header) + octet_length(inline) + 3 < 8000 THEN
+        IF others AND size < 8000 AND octet_length(header) + octet_length(inline) + 3 < 8000 THEN
             header := header || E'\n[' || inline || ']';
         END IF;
         PERFORM pg_notify(p_channel, header);

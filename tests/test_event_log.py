@@ -403,6 +403,9 @@ class InlineEventsTests(TestCase):
         self.hub = FakeHub()
         self.bus = Bus(self.hub, self.store.events)
         await self.bus.start()
+        # the posting node and another one, which reads its events
+        for node in (ORIGIN.node, self.hub.node):
+            await self.store.events.join(node, 0)
 
     async def post(self, text):
         """A message from alice, as another node's connection posts it; its L{Posted}, once notified."""
@@ -476,6 +479,12 @@ class InlineEventsTests(TestCase):
         self.bus.wake(*self.notified[0])
         self.bus.wake(*self.notified[0])
         self.assertEqual((self.bus.inline, self.hub.events, self.bus.reads), (1, [posted.event], 0))
+
+    async def test_not_for_a_node_alone(self):
+        """A node with no other node registered notifies without the events (no other node would read them)."""
+        await self.store.db.execute("DELETE FROM nodes WHERE id <> %s", (ORIGIN.node,))
+        posted = await self.post("nobody else")
+        self.assertEqual(self.notified, [(posted.seq, ORIGIN.node, None)])
 
     async def test_own_events_are_not_handed_on_again(self):
         """A node's own batch (handed on by the commit) is not handed on again from its notification."""
