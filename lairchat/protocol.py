@@ -262,6 +262,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._queue: deque = deque()
         self._pipeline: deque = deque()
         self._busy = False
+        self._stirred: Deferred | None = None
         self._closed = False
         self._reading_paused = False
         self._refusing = False
@@ -463,6 +464,8 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             self.transport.pauseProducing()
         if not self._busy:
             Deferred.fromCoroutine(self._drain())
+        else:
+            self._stir()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -494,6 +497,8 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._end_delay()
         if not self._busy:
             Deferred.fromCoroutine(self._drain())
+        else:
+            self._stir()
 
     async def _wait(self, seconds: float) -> None:
         """Wait C{seconds} on the server clock, or until L{_end_delay}."""
@@ -520,7 +525,12 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         before it: it starts once the one before it took its place in
         commit order, so that a client that sends several messages without
         waiting has them stored together, in its order.  Any other request
-        first waits for every reply before it.
+        first waits for every reply before it.  While pipelined requests are
+        under way and nothing else is queued, their replies are written as
+        they come, and a request that arrives meanwhile is taken up at
+        once: a client that sends a message at a time, each before the one
+        before it is answered, does not wait for each message's commit
+        before its next one is even started.
         """
         self._busy = True
         try:
@@ -546,7 +556,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
                         outcome = await self.router.dispatch(self, item)
                     if not self._answer(outcome):
                         return
-                if not await self._settle() or not self._queue or self._closed:
+                if not await self._settle(until_queued=True) or not self._queue or self._closed:
                     return
         finally:
             self._busy = False
@@ -564,6 +574,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
 
         def answered(outcome: Outcome) -> Outcome:
             queued()
+            self._stir()
             return outcome
 
         answer = Deferred.fromCoroutine(self.router.dispatch(self, request, queued))
@@ -572,18 +583,32 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
             answer.addCallback(answered)
             await placed
 
-    async def _settle(self) -> bool:
+    async def _settle(self, until_queued: bool = False) -> bool:
         """
         Write the replies of the pipelined requests under way, in order, as
         they come; whether the connection goes on (none of them closed it).
+        With C{until_queued}, stop early (with replies still to come) as
+        soon as a request is queued.
         """
         while self._pipeline:
+            if until_queued and not self._pipeline[0].called:
+                if self._queue:
+                    return True
+                self._stirred = Deferred()
+                await self._stirred
+                continue
             outcome = await self._pipeline[0]
             self._pipeline.popleft()
             if not self._answer(outcome):
                 self._pipeline.clear()
                 return False
         return True
+
+    def _stir(self) -> None:
+        """A request was queued, or a pipelined one answered: wake L{_settle} if it waits for either."""
+        stirred, self._stirred = self._stirred, None
+        if stirred is not None:
+            stirred.callback(None)
 
     def _answer(self, outcome: Outcome) -> bool:
         """Write one request's reply; whether the connection goes on."""

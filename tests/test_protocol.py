@@ -160,6 +160,33 @@ class Slow(Command):
         self.pending.pop(0).callback(list(lines))
 
 
+class Placed(Command):
+    """
+    A pipelined command: it takes its place in commit order as soon as it
+    starts, and answers when the test says so.
+    """
+
+    name = "PLACED"
+    syntax = "PLACED:<tag>"
+    summary = "Take a place, then wait for the test"
+    arity = (1, 1)
+    rate_class = "free"
+    pipelined = True
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.pending: list[Deferred] = []
+
+    async def run(self, context: Any, parsed: list[str]) -> Reply:
+        """Note the start, take a place, wait; answer C{OK:PLACED:<tag>}."""
+        self.started.append(parsed[0])
+        context.queued()
+        waiting: Deferred = Deferred()
+        self.pending.append(waiting)
+        await waiting
+        return Reply.ok(*parsed)
+
+
 class Chatty(Command):
     """A command that sends events to its own connection while it runs."""
 
@@ -489,6 +516,30 @@ class OrderTests(SynchronousTestCase):
         slow.finish()
         slow.finish()
         self.assertEqual(connection.lines(), ["OK:SLOW:2", "OK:SLOW:3"])
+
+    def test_pipelined_request_starts_while_those_before_are_under_way(self):
+        """
+        A pipelined request that arrives on its own while the one before
+        it is under way starts at once, not after that one's reply; the
+        replies still come in the order sent, and a request of another
+        kind still waits for them.
+        """
+        placed = Placed()
+        connection = connect(placed)
+        connection.register()
+        connection.send(b"PLACED:1\n")
+        self.assertEqual(placed.started, ["1"])
+        connection.send(b"PLACED:2\n")
+        self.assertEqual(placed.started, ["1", "2"])
+        placed.pending[1].callback(None)
+        connection.send(b"PING:3\nPLACED:4\n")
+        self.assertEqual(connection.lines(), [])
+        self.assertEqual(placed.started, ["1", "2"])
+        placed.pending[0].callback(None)
+        self.assertEqual(connection.lines(), ["OK:PLACED:1", "OK:PLACED:2", "OK:PING:3"])
+        self.assertEqual(placed.started, ["1", "2", "4"])
+        placed.pending[2].callback(None)
+        self.assertEqual(connection.lines(), ["OK:PLACED:4"])
 
     def test_pipelined_refusals_in_order(self):
         """
