@@ -38,6 +38,7 @@ the distinct message timestamps (one per group-committed batch).
 import argparse
 import asyncio
 import gc
+import re
 import time
 
 from harness import (STATS_SETTLE, Client, Environment, IRCClient, load, machine, peak_rss_mb, percentile,
@@ -76,38 +77,58 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     latencies: list[float] = []
     state = {"unique": 0, "last": 0}
     prefix = f"MESSAGE:{ROOM}:"
+    # MESSAGE:<room>:<id>:<sender>:<ts>:<sent> message <n> from bench<i>
+    message_event = re.compile(
+        rb"^" + re.escape(prefix.encode()) + rb"[^:\r\n]*:[^:\r\n]*:[^:\r\n]*:(\d+) message (\d+) from "
+        + re.escape(NAME.encode()) + rb"(\d+)\r?$", re.M)
     irc_marker = f" PRIVMSG #{ROOM} :"
 
     presence = [0]
 
+    senders = args.senders
+    measured = latencies.append
+
     def receiver(seen: bytearray):
         """
-        A client's event handler: MESSAGE lines measured (and checked for
-        duplicates: C{seen} has a byte per message, message n of sender i
-        at n * senders + i), PRESENCE counted.
+        A client's handlers of what it receives: MESSAGE events measured
+        (and checked for duplicates: C{seen} has a byte per message,
+        message n of sender i at n * senders + i), PRESENCE counted.  A
+        line-protocol client finds its MESSAGE events in each chunk with
+        one regular expression (L{Lines.on_chunk}); an IRC client gets
+        its PRIVMSG lines one at a time.
         """
 
-        def on_event(line: str, now: int) -> None:
-            if line.startswith(prefix):
-                text = line.split(":", 5)[5]
-            elif irc_marker in line:
-                text = line.partition(irc_marker)[2]
-            else:
-                if line.startswith("PRESENCE:"):
-                    presence[0] += 1
-                return
-            sent, _, n, _, name = text.split(" ")
-            latencies.append(now - int(sent))  # ns; in ms at the end
-            slot = int(n) * args.senders + int(name[len(NAME):])
+        def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int) -> None:
+            measured(now - int(sent))  # ns; in ms at the end
+            slot = int(n) * senders + int(sender)
             if not seen[slot]:
                 seen[slot] = 1
                 state["unique"] += 1
-            state["last"] = now
 
-        return on_event
+        def on_chunk(chunk: bytes, now: int) -> int:
+            found = message_event.findall(chunk)
+            for sent, n, sender in found:
+                one(sent, n, sender, now)
+            if found:
+                state["last"] = now
+            return len(found)
+
+        def on_event(line: str, now: int) -> None:
+            if line.startswith(prefix):
+                return  # measured by on_chunk
+            if irc_marker in line:
+                sent, _, n, _, name = line.partition(irc_marker)[2].split(" ")
+                one(sent, n, name[len(NAME):], now)
+                state["last"] = now
+            elif line.startswith("PRESENCE:"):
+                presence[0] += 1
+
+        return on_chunk, on_event
 
     for client in clients:
-        client.on_event = receiver(bytearray(args.senders * args.messages))
+        on_chunk, client.on_event = receiver(bytearray(args.senders * args.messages))
+        if isinstance(client, Client):
+            client.on_chunk = on_chunk
 
     acks: list[float] = []
     accepted = [0]
