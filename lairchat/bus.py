@@ -10,13 +10,18 @@ follow what was already handed on, they are delivered without a query.
 Another node's message batch comes with its events in its C{NOTIFY}
 (when they fit in one); when they directly follow what was already
 handed on, they too are delivered without a query (notifications arrive
-in commit order).  Everything else is read from the events table after
-C{last}: when a C{NOTIFY} says there is more, when a local commit or a
-notification left a gap (a commit this node was not told of in between),
-every L{POLL_INTERVAL} in case a notification was lost, and after the
-listening connection reconnected.  Reads are one at a time and skip what
-was already delivered, so nothing is delivered twice and nothing is
-skipped.
+in commit order).  Events of either kind that come ahead of their turn
+are kept until it comes: while the log is being read (they are handed
+on after what the read found, without reading again), and for at most
+L{GAP_WAIT} when what is missing before them is this node's own commit,
+whose notification came but whose result (on another connection) has
+not yet.  Everything else is read from the events table after C{last}:
+when a C{NOTIFY} says there is more, when a local commit or a
+notification left any other gap (a commit this node was not told of in
+between), every L{POLL_INTERVAL} in case a notification was lost, and
+after the listening connection reconnected.  Reads are one at a time
+and skip what was already delivered, so nothing is delivered twice and
+nothing is skipped.
 
 With no event log (a store double in protocol tests) the bus delivers
 committed events straight away.
@@ -41,6 +46,16 @@ from lairchat.store.events import inline_events
 FETCH_LIMIT = 1000
 """The most events one read of the log takes."""
 
+GAP_WAIT = 0.05
+"""
+Seconds that events known ahead of a gap wait for this node's own commits
+to fill it (their results come on another connection than the
+notifications that follow them) before the log is read instead.
+"""
+
+EARLY_MAX = 1000
+"""The most events kept ahead of a gap; past it the log is read at once."""
+
 FAST_PATH_MAX = 100
 """The most events of one local commit handed on at once; more go through the reader, which yields."""
 
@@ -63,7 +78,7 @@ class Bus:
     @ivar handed: how many events were handed to the hub.
     @ivar reads: how many times the event log was read.
     @ivar inline: how many notifications were handed on with the events
-        they carried, without a read.
+        they carried as they came, without a read.
     """
 
     log = Logger()
@@ -78,6 +93,10 @@ class Bus:
         self.inline = 0
         self._pumping = False
         self._again = False
+        self._early: dict[int, Event] = {}
+        self._own_notified = 0
+        self._gap_call: Any = None
+        self._stopped = False
         self._waiters: list[tuple[int, Deferred]] = []
         self.observers: list[Callable[[Event], Any]] = []
 
@@ -90,6 +109,13 @@ class Bus:
         """Start from the newest event: a new node does not replay history."""
         if self.event_log is not None:
             self.last = await self.event_log.latest()
+
+    def stop(self) -> None:
+        """The node leaves: no more waiting for gaps to fill (a gap is read for at once)."""
+        self._stopped = True
+        if self._gap_call is not None and self._gap_call.active():
+            self._gap_call.cancel()
+        self._gap_call = None
 
     def _hand_on(self, seq: int, event: Event) -> None:
         """Give one event to the hub (and the observers); never raises."""
@@ -130,15 +156,22 @@ class Bus:
                 for event in events:
                     self._hand_on(self.last + 1, event)
             return
-        if (not self._pumping and len(events) <= FAST_PATH_MAX and seqs[0] == self.last + 1
-                and seqs[-1] - seqs[0] == len(seqs) - 1):
-            with output_held(self.hub):
-                for seq, event in zip(seqs, events):
-                    self._hand_on(seq, event)
-            return
         if seqs[-1] <= self.last:
             return
-        waiter: Deferred = Deferred()
+        if len(events) <= FAST_PATH_MAX and seqs[-1] - seqs[0] == len(seqs) - 1 and seqs[0] > self.last:
+            # handed on now, or kept until what comes before them is known
+            # (or until the read under way ends)
+            self._early.update(zip(seqs, events))
+            if not self._pumping and seqs[0] == self.last + 1:
+                self._hand_on_early()
+                if seqs[-1] <= self.last:
+                    return
+            waiter: Deferred = Deferred()
+            self._waiters.append((seqs[-1], waiter))
+            self._mind_the_gap()
+            await waiter
+            return
+        waiter = Deferred()
         self._waiters.append((seqs[-1], waiter))
         self.wake()
         await waiter
@@ -152,30 +185,86 @@ class Bus:
         not read for (were one lost with its connection, the next poll
         reads it).
         """
-        if self.event_log is None or (seq is not None and (seq <= self.last or node == self.node)):
+        if self.event_log is None:
             return
-        if inline is not None and not self._pumping and self._hand_on_inline(inline):
+        if seq is not None and node == self.node:
+            # this node's own commit: L{committed} hands it on
+            self._own_notified = max(self._own_notified, seq)
+            return
+        if seq is not None and seq <= self.last:
+            return
+        if inline is not None and self._keep_inline(inline):
+            if not self._pumping:
+                self._hand_on_early()
+                if seq is not None and seq <= self.last:
+                    self.inline += 1
+                self._mind_the_gap()
             return
         if self._pumping:
             self._again = True
             return
-        Deferred.fromCoroutine(self._pump())
+        self._pump_now()
 
-    def _hand_on_inline(self, inline: str) -> bool:
+    def _keep_inline(self, inline: str) -> bool:
         """
-        Hand on the events a notification carried, if they directly follow
-        what was handed on and every one can be read; whether it did (if
-        not, the log is read instead).
+        Keep the events a notification carried, to be handed on in their
+        turn; whether it could (every one read, in sequence; if not, the
+        log is read instead).
         """
         found = inline_events(inline)
-        if not found or [logged.seq for logged in found] != list(range(self.last + 1, self.last + 1 + len(found))):
+        if not found or [logged.seq for logged in found] != list(range(found[0].seq, found[0].seq + len(found))):
             return False
-        with output_held(self.hub):
-            for logged in found:
-                self._hand_on(logged.seq, logged.event)
-        self.inline += 1
-        self._wake_waiters()
+        for logged in found:
+            if logged.seq > self.last:
+                self._early[logged.seq] = logged.event
         return True
+
+    def _hand_on_early(self) -> None:
+        """
+        Hand on the events kept ahead (L{_early}) that now directly follow
+        what was handed on, under one hold; forget those already handed on.
+        """
+        early = self._early
+        if self.last + 1 in early:
+            with output_held(self.hub):
+                while self.last + 1 in early:
+                    seq = self.last + 1
+                    self._hand_on(seq, early.pop(seq))
+            self._wake_waiters()
+        if early and min(early) <= self.last:
+            for seq in [seq for seq in early if seq <= self.last]:
+                del early[seq]
+        if not early and self._gap_call is not None:
+            if self._gap_call.active():
+                self._gap_call.cancel()
+            self._gap_call = None
+
+    def _mind_the_gap(self) -> None:
+        """
+        Events are kept ahead of a gap: when this node's own commits, whose
+        results are on their way, may fill it (and there are not too many),
+        wait L{GAP_WAIT} for them; otherwise, or then, read the log.
+        """
+        if not self._early or self._pumping or (self._gap_call is not None and self._gap_call.active()):
+            return
+        if (self.clock is None or self._stopped or len(self._early) > EARLY_MAX
+                or min(self._early) - 1 > self._own_notified):
+            self._pump_now()
+            return
+        self._gap_call = self.clock.callLater(GAP_WAIT, self._gap_waited)
+
+    def _gap_waited(self) -> None:
+        """The gap was not filled in time: read the log."""
+        self._gap_call = None
+        if self._early and not self._pumping:
+            self._pump_now()
+
+    def _pump_now(self) -> None:
+        """Start reading the log (nobody is reading it)."""
+        if self._gap_call is not None and self._gap_call.active():
+            self._gap_call.cancel()
+        self._gap_call = None
+        Deferred.fromCoroutine(self._pump())
 
     async def _pump(self) -> None:
         """Read and hand on events until there are no more; one reader at a time."""
@@ -206,7 +295,9 @@ class Bus:
                     if index < len(found):
                         await deferLater(self.clock, 0, lambda: None)
                         began = time.monotonic()
-                if len(found) < FETCH_LIMIT and not self._again:
+                # what notifications brought meanwhile, and this node's own commits
+                self._hand_on_early()
+                if len(found) < FETCH_LIMIT and not self._again and not self._early:
                     break
             self._release_waiters()
         finally:

@@ -243,6 +243,7 @@ class NodeService(Service):
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        self.server.bus.stop()
         try:
             await self._events.remove_node(self.node, Outbox(Origin(self.node)), offline)
         except Exception as error:

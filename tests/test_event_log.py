@@ -12,10 +12,10 @@ from collections.abc import Callable
 from attrs import evolve
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import FailTest, SynchronousTestCase, TestCase
 
-from lairchat.bus import FETCH_LIMIT, YIELD_AFTER, Bus
+from lairchat.bus import FETCH_LIMIT, GAP_WAIT, YIELD_AFTER, Bus
 from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Origin, PresenceChanged, RoomRef
 from lairchat.models import to_ms
 from lairchat.store import Store
@@ -385,6 +385,28 @@ class EventListenerTests(TestCase):
         self.assertEqual([n for w, n in zip(woken, nodes) if w is not None], [ORIGIN.node, ORIGIN.node])
 
 
+class HeldReads:
+    """
+    An event log whose reads are held: each read reads at once, then waits
+    for the test to fire its gate (in L{gates}) before it returns.
+    """
+
+    def __init__(self, log: object) -> None:
+        self.log = log
+        self.gates: list[Deferred] = []
+
+    async def since(self, after: int, limit: int) -> list:
+        """What the log holds after C{after}, once the test lets the read end."""
+        found = await self.log.since(after, limit)
+        gate: Deferred = Deferred()
+        self.gates.append(gate)
+        await gate
+        return found
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.log, name)
+
+
 class InlineEventsTests(TestCase):
     """
     A message batch's notification carries its events (when they fit in
@@ -428,9 +450,10 @@ class InlineEventsTests(TestCase):
     async def test_gap_is_read(self):
         """
         A notification whose events do not follow on (a commit this node
-        was not told of came first) makes the bus read the log: every
-        event arrives once, in order.
+        was not told of came first) makes the bus read the log at once:
+        every event arrives once, in order.
         """
+        self.bus.clock = Clock()
         (missed,) = await self.store.events.record([notice(1, "missed")], ORIGIN)
         posted = await self.post("after the gap")
         self.bus.wake(*self.notified[-1])
@@ -464,21 +487,71 @@ class InlineEventsTests(TestCase):
         self.assertEqual((self.bus.inline, self.bus.reads), (1, 1))
         self.assertEqual(self.hub.events, [fits.event, too_large.event])
 
-    async def test_not_while_reading(self):
+    async def test_kept_while_reading(self):
         """
-        A notification that comes while the bus reads the log is left to
-        that read (which reads again), and one whose events the bus
-        already handed on is ignored.
+        The events of a notification that comes while the bus reads the
+        log are kept, and handed on in their turn when the read ends,
+        without reading again; a notification whose events the bus already
+        handed on is ignored.
         """
-        posted = await self.post("one")
-        self.bus._pumping = True
-        self.bus.wake(*self.notified[0])
-        self.assertTrue(self.bus._again)
-        self.assertEqual((self.bus.inline, self.hub.events), (0, []))
-        self.bus._pumping = False
-        self.bus.wake(*self.notified[0])
-        self.bus.wake(*self.notified[0])
-        self.assertEqual((self.bus.inline, self.hub.events, self.bus.reads), (1, [posted.event], 0))
+        held = HeldReads(self.store.events)
+        self.bus.event_log = held
+        first = await self.post("one")
+        self.bus.wake()
+        await wait_until(lambda: held.gates, "a read")
+        second = await self.post("two")
+        for notification in self.notified:
+            self.bus.wake(*notification)
+        self.assertEqual(self.hub.events, [])
+        held.gates[0].callback(None)
+        await wait_until(lambda: self.bus.last >= second.seq, "the read to end")
+        self.assertEqual((self.hub.events, self.bus.reads), ([first.event, second.event], 1))
+        for notification in self.notified:
+            self.bus.wake(*notification)
+        self.assertEqual((self.hub.events, self.bus.reads), ([first.event, second.event], 1))
+
+    async def own_commit_then_theirs(self):
+        """
+        This node commits an event, and another node posts a message after
+        it; the bus is told of both notifications, in commit order, before
+        this node's own commit result (which L{Bus.committed} would hand on).
+        Return this node's event, its sequence number and the other's L{Posted}.
+        """
+        mine = evolve(notice(1, "mine"), origin=Origin(self.hub.node))
+        (own,) = await self.store.events.record([mine], mine.origin)
+        theirs = await self.post("theirs")
+        for notification in self.notified:
+            self.bus.wake(*notification)
+        return mine, own, theirs
+
+    async def test_gap_of_own_commit_waits_for_it(self):
+        """
+        Events that follow this node's own commit, whose result has not
+        come yet, wait for it (its notification came before them): they
+        are handed on after it, with no read.
+        """
+        clock = self.bus.clock = Clock()
+        mine, own, theirs = await self.own_commit_then_theirs()
+        self.assertEqual((self.hub.events, self.bus.reads), ([], 0))
+        await self.bus.committed([own], [mine])
+        self.assertEqual((self.hub.events, self.bus.reads), ([mine, theirs.event], 0))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_gap_not_filled_is_read(self):
+        """
+        Events that wait for this node's own commit to come are read for
+        after L{GAP_WAIT}, should it not come by then; its result, when it
+        comes, is not handed on twice.
+        """
+        clock = self.bus.clock = Clock()
+        mine, own, theirs = await self.own_commit_then_theirs()
+        clock.advance(GAP_WAIT - 0.001)
+        self.assertEqual((self.hub.events, self.bus.reads), ([], 0))
+        clock.advance(0.001)
+        await wait_until(lambda: self.bus.last >= theirs.seq, "the bus to read the log")
+        self.assertEqual((self.hub.events, self.bus.reads), ([mine, theirs.event], 1))
+        await self.bus.committed([own], [mine])
+        self.assertEqual(self.hub.events, [mine, theirs.event])
 
     async def test_not_for_a_node_alone(self):
         """A node with no other node registered notifies without the events (no other node would read them)."""
