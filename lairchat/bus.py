@@ -54,7 +54,7 @@ notifications that follow them) before the log is read instead.
 """
 
 EARLY_MAX = 1000
-"""The most events kept ahead of a gap; past it the log is read at once."""
+"""The most events kept ahead of their turn; past it the log is read instead."""
 
 FAST_PATH_MAX = 100
 """The most events of one local commit handed on at once; more go through the reader, which yields."""
@@ -111,11 +111,12 @@ class Bus:
             self.last = await self.event_log.latest()
 
     def stop(self) -> None:
-        """The node leaves: no more waiting for gaps to fill (a gap is read for at once)."""
+        """The node leaves: no more waiting for gaps to fill (a gap is read for at once, one waiting now too)."""
         self._stopped = True
         if self._gap_call is not None and self._gap_call.active():
             self._gap_call.cancel()
         self._gap_call = None
+        self._mind_the_gap()
 
     def _hand_on(self, seq: int, event: Event) -> None:
         """Give one event to the hub (and the observers); never raises."""
@@ -158,7 +159,8 @@ class Bus:
             return
         if seqs[-1] <= self.last:
             return
-        if len(events) <= FAST_PATH_MAX and seqs[-1] - seqs[0] == len(seqs) - 1 and seqs[0] > self.last:
+        if (len(events) <= FAST_PATH_MAX and seqs[-1] - seqs[0] == len(seqs) - 1 and seqs[0] > self.last
+                and len(self._early) < EARLY_MAX):
             # handed on now, or kept until what comes before them is known
             # (or until the read under way ends)
             self._early.update(zip(seqs, events))
@@ -214,6 +216,8 @@ class Bus:
         found = inline_events(inline)
         if not found or [logged.seq for logged in found] != list(range(found[0].seq, found[0].seq + len(found))):
             return False
+        if len(self._early) + len(found) > EARLY_MAX:
+            return False
         for logged in found:
             if logged.seq > self.last:
                 self._early[logged.seq] = logged.event
@@ -245,13 +249,12 @@ class Bus:
         results are on their way, may fill it (and there are not too many),
         wait L{GAP_WAIT} for them; otherwise, or then, read the log.
         """
-        if not self._early or self._pumping or (self._gap_call is not None and self._gap_call.active()):
+        if not self._early or self._pumping:
             return
-        if (self.clock is None or self._stopped or len(self._early) > EARLY_MAX
-                or min(self._early) - 1 > self._own_notified):
+        if self.clock is None or self._stopped or min(self._early) - 1 > self._own_notified:
             self._pump_now()
-            return
-        self._gap_call = self.clock.callLater(GAP_WAIT, self._gap_waited)
+        elif self._gap_call is None or not self._gap_call.active():
+            self._gap_call = self.clock.callLater(GAP_WAIT, self._gap_waited)
 
     def _gap_waited(self) -> None:
         """The gap was not filled in time: read the log."""
@@ -277,6 +280,8 @@ class Bus:
                     found = await self.event_log.since(self.last, FETCH_LIMIT)
                 except Exception as error:
                     self.log.warn("cannot read the event log: {error}", error=error)
+                    self._pumping = False
+                    self._hand_on_early()
                     self._release_waiters()
                     return
                 began = time.monotonic()
@@ -299,6 +304,7 @@ class Bus:
                 self._hand_on_early()
                 if len(found) < FETCH_LIMIT and not self._again and not self._early:
                     break
+            self._pumping = False
             self._release_waiters()
         finally:
             self._pumping = False

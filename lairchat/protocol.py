@@ -262,6 +262,7 @@ class ChatProtocol(EventReceiver, LineOnlyReceiver):
         self._queue: deque = deque()
         self._pipeline: deque = deque()
         self._busy = False
+        # fired by _stir when a request is queued or a pipelined one answered, while _settle waits for either
         self._stirred: Deferred | None = None
         self._closed = False
         self._reading_paused = False

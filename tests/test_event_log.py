@@ -404,6 +404,7 @@ class HeldReads:
         return found
 
     def __getattr__(self, name: str) -> object:
+        """Everything else, as the log does it."""
         return getattr(self.log, name)
 
 
@@ -509,6 +510,34 @@ class InlineEventsTests(TestCase):
         for notification in self.notified:
             self.bus.wake(*notification)
         self.assertEqual((self.hub.events, self.bus.reads), ([first.event, second.event], 1))
+
+    async def test_own_commit_kept_while_reading(self):
+        """
+        This node's own commit that comes while the bus reads the log (and
+        that the read does not find) is handed on after what the read
+        found, without reading again; the commit's caller waits until then.
+        """
+        held = HeldReads(self.store.events)
+        self.bus.event_log = held
+        theirs = await self.post("theirs")
+        self.bus.wake()
+        await wait_until(lambda: held.gates, "a read")
+        mine = evolve(notice(1, "mine"), origin=Origin(self.hub.node))
+        (own,) = await self.store.events.record([mine], mine.origin)
+        handed = Deferred.fromCoroutine(self.bus.committed([own], [mine]))
+        self.assertFalse(handed.called)
+        held.gates[0].callback(None)
+        await handed
+        self.assertEqual((self.hub.events, self.bus.reads), ([theirs.event, mine], 1))
+
+    async def test_stop_reads_a_gap_at_once(self):
+        """A node that stops does not wait for a gap to fill: the log is read at once."""
+        clock = self.bus.clock = Clock()
+        mine, own, theirs = await self.own_commit_then_theirs()
+        self.bus.stop()
+        await wait_until(lambda: self.bus.last >= theirs.seq, "the bus to read the log")
+        self.assertEqual((self.hub.events, self.bus.reads), ([mine, theirs.event], 1))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     async def own_commit_then_theirs(self):
         """
