@@ -113,9 +113,7 @@ class Bus:
     def stop(self) -> None:
         """The node leaves: no more waiting for gaps to fill (a gap is read for at once, one waiting now too)."""
         self._stopped = True
-        if self._gap_call is not None and self._gap_call.active():
-            self._gap_call.cancel()
-        self._gap_call = None
+        self._cancel_gap_call()
         self._mind_the_gap()
 
     def _hand_on(self, seq: int, event: Event) -> None:
@@ -166,8 +164,7 @@ class Bus:
             self._early.update(zip(seqs, events))
             if not self._pumping and seqs[0] == self.last + 1:
                 self._hand_on_early()
-                if seqs[-1] <= self.last:
-                    return
+                return
             waiter: Deferred = Deferred()
             self._waiters.append((seqs[-1], waiter))
             self._mind_the_gap()
@@ -238,10 +235,8 @@ class Bus:
         if early and min(early) <= self.last:
             for seq in [seq for seq in early if seq <= self.last]:
                 del early[seq]
-        if not early and self._gap_call is not None:
-            if self._gap_call.active():
-                self._gap_call.cancel()
-            self._gap_call = None
+        if not early:
+            self._cancel_gap_call()
 
     def _mind_the_gap(self) -> None:
         """
@@ -262,11 +257,15 @@ class Bus:
         if self._early and not self._pumping:
             self._pump_now()
 
-    def _pump_now(self) -> None:
-        """Start reading the log (nobody is reading it)."""
+    def _cancel_gap_call(self) -> None:
+        """No more waiting for a gap to fill (see L{_mind_the_gap})."""
         if self._gap_call is not None and self._gap_call.active():
             self._gap_call.cancel()
         self._gap_call = None
+
+    def _pump_now(self) -> None:
+        """Start reading the log (nobody is reading it)."""
+        self._cancel_gap_call()
         Deferred.fromCoroutine(self._pump())
 
     async def _pump(self) -> None:
