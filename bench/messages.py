@@ -78,7 +78,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
     clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
-    state = {"unique": 0, "last": 0}
+    state = {"unique": 0, "last": 0, "unreadable": 0}
     prefix = f"MESSAGE:{ROOM}:"
     # MESSAGE:<room>:<id>:<sender>:<ts>:<sent> message <n> from bench<i>
     message_event = re.compile(
@@ -102,27 +102,31 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         """
 
         def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int) -> None:
+            """Measure message C{n} of sender number C{sender}, sent (or due) at C{sent}, received at C{now}."""
             measured(now - int(sent))  # ns; in ms at the end
             slot = int(n) * senders + int(sender)
             if not seen[slot]:
                 seen[slot] = 1
                 state["unique"] += 1
+            state["last"] = now
 
         def on_chunk(chunk: bytes, now: int) -> int:
+            """Measure the MESSAGE events of a chunk of lines; how many there were."""
             found = message_event.findall(chunk)
             for sent, n, sender in found:
                 one(sent, n, sender, now)
-            if found:
-                state["last"] = now
             return len(found)
 
         def on_event(line: str, now: int) -> None:
+            """A line that L{on_chunk} did not take: an IRC PRIVMSG, a PRESENCE, anything else."""
             if line.startswith(prefix):
-                return  # measured by on_chunk
+                # measured by on_chunk, unless it is not a benchmark message
+                if message_event.match(line.encode("utf-8")) is None:
+                    state["unreadable"] += 1
+                return
             if irc_marker in line:
                 sent, _, n, _, name = line.partition(irc_marker)[2].split(" ")
                 one(sent, n, name[len(NAME):], now)
-                state["last"] = now
             elif line.startswith("PRESENCE:"):
                 presence[0] += 1
 
@@ -244,6 +248,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         "deliveries": len(latencies),
         "duplicates": len(latencies) - state["unique"],
         "missing": expected - state["unique"],
+        "unreadable": state["unreadable"],
         "expected": expected,
         "delivery_seconds": delivery_seconds,
         "phase_seconds": (phase_end - started) / 1e9,
@@ -322,7 +327,8 @@ def main() -> None:
     print(f"OK latency{since}: p50 {percentile(f['acks'], 0.5):.1f} ms, p99 {percentile(f['acks'], 0.99):.1f} ms")
     print(f"delivered: {f['deliveries']} of {f['expected']} events in {f['delivery_seconds']:.2f} s = "
           f"{f['deliveries'] / f['delivery_seconds']:.0f} deliveries/s "
-          f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s)")
+          f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s, "
+          f"{f['unreadable']} MESSAGE lines not of the benchmark)")
     print(f"delivery latency (send to MESSAGE or PRIVMSG received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
           f"p99 {percentile(f['latencies'], 0.99):.1f} ms, p99.9 {percentile(f['latencies'], 0.999):.1f} ms, "
           f"max {max(f['latencies'], default=0):.1f} ms")
