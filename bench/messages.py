@@ -26,7 +26,8 @@ expression over the bytes, and splits the chunk into lines only when it
 holds something else too (they share the CPUs with the server).
 
 It prints accepted messages/s (OK lines), deliveries/s (MESSAGE events
-received), delivery latency p50/p99/p99.9 and max, the OK latency, the servers' CPU time
+received; any duplicated, missing, or received before an earlier message
+of the same sender), delivery latency p50/p99/p99.9 and max, the OK latency, the servers' CPU time
 (all nodes) and CPU time per delivery, the first node's peak RSS (VmHWM;
 Postgres runs apart), and the database's commits per message:
 C{pg_stat_database.xact_commit} over the sending phase (every transaction,
@@ -78,7 +79,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
     clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
-    state = {"unique": 0, "last": 0, "unreadable": 0}
+    state = {"unique": 0, "last": 0, "unreadable": 0, "out_of_order": 0}
     prefix = f"MESSAGE:{ROOM}:"
     # MESSAGE:<room>:<id>:<sender>:<ts>:<sent> message <n> from bench<i>
     message_event = re.compile(
@@ -95,16 +96,25 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         """
         A client's handlers of what it receives: MESSAGE events measured
         (and checked for duplicates: C{seen} has a byte per message,
-        message n of sender i at n * senders + i), PRESENCE counted.  A
+        message n of sender i at n * senders + i; and for order: each
+        sender's messages must come in the order it sent them, which is
+        their commit order), PRESENCE counted.  A
         line-protocol client finds its MESSAGE events in each chunk with
         one regular expression (L{Lines.on_chunk}); an IRC client gets
         its PRIVMSG lines one at a time.
         """
 
+        newest = [-1] * senders
+
         def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int) -> None:
             """Measure message C{n} of sender number C{sender}, sent (or due) at C{sent}, received at C{now}."""
             measured(now - int(sent))  # ns; in ms at the end
-            slot = int(n) * senders + int(sender)
+            n, sender = int(n), int(sender)
+            if n < newest[sender]:
+                state["out_of_order"] += 1
+            else:
+                newest[sender] = n
+            slot = n * senders + sender
             if not seen[slot]:
                 seen[slot] = 1
                 state["unique"] += 1
@@ -249,6 +259,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         "duplicates": len(latencies) - state["unique"],
         "missing": expected - state["unique"],
         "unreadable": state["unreadable"],
+        "out_of_order": state["out_of_order"],
         "expected": expected,
         "delivery_seconds": delivery_seconds,
         "phase_seconds": (phase_end - started) / 1e9,
@@ -328,6 +339,7 @@ def main() -> None:
     print(f"delivered: {f['deliveries']} of {f['expected']} events in {f['delivery_seconds']:.2f} s = "
           f"{f['deliveries'] / f['delivery_seconds']:.0f} deliveries/s "
           f"({f['duplicates']} duplicated, {f['missing']} missing after waiting up to 60 s, "
+          f"{f['out_of_order']} before an earlier one of their sender, "
           f"{f['unreadable']} MESSAGE lines not of the benchmark)")
     print(f"delivery latency (send to MESSAGE or PRIVMSG received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
           f"p99 {percentile(f['latencies'], 0.99):.1f} ms, p99.9 {percentile(f['latencies'], 0.999):.1f} ms, "
