@@ -113,8 +113,7 @@ class Bus:
     def stop(self) -> None:
         """The node leaves: no more waiting for gaps to fill (a gap is read for at once, one waiting now too)."""
         self._stopped = True
-        self._cancel_gap_call()
-        self._mind_the_gap()
+        self._mind_the_gap()  # a timer runs only while events are kept, and this reads for them
 
     def _hand_on(self, seq: int, event: Event) -> None:
         """Give one event to the hub (and the observers); never raises."""
