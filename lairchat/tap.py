@@ -7,6 +7,7 @@ C{--irc-port} endpoint (the IRC front end), and every extension's services (the
 invitation sweeper among them).
 """
 
+import gc
 import math
 from typing import Any
 
@@ -264,6 +265,26 @@ class Options(usage.Options):
         )
 
 
+def freeze_startup_heap(log: Logger) -> None:
+    """
+    Leave what the server holds once started (modules, classes, functions:
+    some 65,000 objects) out of every later garbage collection.
+
+    Python's collector takes a full collection whenever the objects that
+    survived its younger ones reach a quarter of the old ones; under load
+    that is about once a second, and each such collection walked every
+    object of the process, this startup heap included: about 30 ms on a
+    2-CPU machine, in which nothing was delivered.  Frozen, a full
+    collection walks only what was made since.  A frozen object is still
+    freed when nothing refers to it, but never when it is in a cycle, so
+    this is done once, by a server process (L{makeService}), not by the
+    services tests start many times in one process.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("{count} objects of the started server left out of garbage collection", count=gc.get_freeze_count())
+
+
 class LairchatService(MultiService):
     """
     The whole server.  Starting is asynchronous: L{ready} fires once every
@@ -287,6 +308,7 @@ class LairchatService(MultiService):
         stop_reactor_on_failure: bool = True,
         node_timeout: float = NODE_TIMEOUT,
         irc_endpoints: list[str] = (),
+        freeze_heap: bool = False,
     ) -> None:
         super().__init__()
         if reactor is None:
@@ -312,6 +334,7 @@ class LairchatService(MultiService):
         self._irc_factory: IRCFactory | None = None
         self.irc_ports: list = []
         self._node: NodeService | None = None
+        self.freeze_heap = freeze_heap
 
     def startService(self) -> None:
         """Start the children, then the database and the ports in the background."""
@@ -372,6 +395,8 @@ class LairchatService(MultiService):
             port = await serverFromString(self.reactor, self.metrics_endpoint).listen(self.server.metrics.site())
             self.ports.append(port)
             self.log.info("lairchat metrics at http://{address.host}:{address.port}/metrics", address=port.getHost())
+        if self.freeze_heap:
+            freeze_startup_heap(self.log)
         self.log.info(
             "lairchat ready in {seconds:.2f} s with {count} commands",
             seconds=self.reactor.seconds() - started,
@@ -455,4 +480,5 @@ def makeService(options: Options) -> LairchatService:
         metrics_endpoint=options["metrics"],
         node_timeout=options["node-timeout"],
         irc_endpoints=options["irc-port"],
+        freeze_heap=True,
     )
