@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
     clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
-    state = {"unique": 0, "last": 0, "unreadable": 0, "out_of_order": 0}
+    state = {"arrived": 0, "unique": 0, "last": 0, "unreadable": 0, "out_of_order": 0}
     prefix = f"MESSAGE:{ROOM}:"
     # MESSAGE:<room>:<id>:<sender>:<ts>:<sent> message <n> from bench<i>
     message_event = re.compile(
@@ -92,19 +92,30 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     senders = args.senders
     measured = latencies.append
 
+    prefix_bytes = prefix.encode()
+    # a MESSAGE line of the room, whatever its text, with its line break
+    room_line = re.compile(rb"^" + re.escape(prefix_bytes) + rb"[^\r\n]*(?:\r\n|\Z)", re.M)
+    measures = []
+
     def receiver(seen: bytearray):
         """
         A client's handlers of what it receives: MESSAGE events measured
         (and checked for duplicates: C{seen} has a byte per message,
         message n of sender i at n * senders + i; and for order: each
         sender's messages must come in the order it sent them, which is
-        their commit order), PRESENCE counted.  A
-        line-protocol client finds its MESSAGE events in each chunk with
-        one regular expression (L{Lines.on_chunk}); an IRC client gets
-        its PRIVMSG lines one at a time.
+        their commit order), PRESENCE counted.
+
+        A line-protocol client takes its MESSAGE lines from each chunk
+        with one regular expression (L{Lines.on_chunk}) and only counts
+        them as they come: it keeps the chunk, with the time it came, and
+        reads the lines out of it after the sending (C{measure}), so that
+        the clients, which share the machine with what they measure, do
+        as little as they can while it works.  An IRC client gets its
+        PRIVMSG lines one at a time and measures them at once.
         """
 
         newest = [-1] * senders
+        kept: list[tuple[int, bytes, int]] = []
 
         def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int) -> None:
             """Measure message C{n} of sender number C{sender}, sent (or due) at C{sent}, received at C{now}."""
@@ -120,32 +131,44 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
                 state["unique"] += 1
             state["last"] = now
 
-        def on_chunk(chunk: bytes, now: int) -> int:
-            """Measure the MESSAGE events of a chunk of lines; how many there were."""
-            found = message_event.findall(chunk)
-            for sent, n, sender in found:
-                one(sent, n, sender, now)
-            return len(found)
+        def on_chunk(chunk: bytes, now: int) -> bytes:
+            """Keep a chunk's MESSAGE lines to measure later, counted; the lines that are not MESSAGE lines."""
+            rest, taken = room_line.subn(b"", chunk)
+            if taken:
+                kept.append((now, chunk, taken))
+                state["arrived"] += taken
+            return rest[:-2] if rest.endswith(b"\r\n") else rest
+
+        def measure() -> None:
+            """Measure the MESSAGE lines of the chunks kept so far, in the order they came."""
+            for now, chunk, taken in kept:
+                found = message_event.findall(chunk)
+                state["unreadable"] += taken - len(found)
+                for sent, n, sender in found:
+                    one(sent, n, sender, now)
+            kept.clear()
 
         def on_event(line: str, now: int) -> None:
             """A line that L{on_chunk} did not take: an IRC PRIVMSG, a PRESENCE, anything else."""
-            if line.startswith(prefix):
-                # measured by on_chunk, unless it is not a benchmark message
-                if message_event.match(line.encode("utf-8")) is None:
-                    state["unreadable"] += 1
-                return
             if irc_marker in line:
                 sent, _, n, _, name = line.partition(irc_marker)[2].split(" ")
+                state["arrived"] += 1
                 one(sent, n, name[len(NAME):], now)
             elif line.startswith("PRESENCE:"):
                 presence[0] += 1
 
-        return on_chunk, on_event
+        return on_chunk, on_event, measure
 
     for client in clients:
-        on_chunk, client.on_event = receiver(bytearray(args.senders * args.messages))
+        on_chunk, client.on_event, measure = receiver(bytearray(args.senders * args.messages))
+        measures.append(measure)
         if isinstance(client, Client):
             client.on_chunk = on_chunk
+
+    def measure_all() -> None:
+        """Measure what every client kept."""
+        for measure in measures:
+            measure()
 
     acks: list[float] = []
     accepted = [0]
@@ -220,15 +243,20 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         send_done = time.monotonic_ns()
         expected = accepted[0] * (args.clients - 1)
         deadline = time.monotonic() + 60
+        while state["arrived"] < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cpu_used = environment.server_cpu_seconds() - cpu_before
+        postgres_used = environment.postgres_cpu_seconds() - postgres_before
+        own_used = time.process_time() - own_before
+        xid_used = environment.next_xid() - xid_before
+        phase_end = time.monotonic_ns()
+        # Every MESSAGE line came (or the time is up): now read them.
+        measure_all()
         while state["unique"] < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            measure_all()
     finally:
         gc.enable()
-    cpu_used = environment.server_cpu_seconds() - cpu_before
-    postgres_used = environment.postgres_cpu_seconds() - postgres_before
-    own_used = time.process_time() - own_before
-    xid_used = environment.next_xid() - xid_before
-    phase_end = time.monotonic_ns()
     load_after = load()
     # The nodes' last transaction counts reach pg_stat_database within STATS_SETTLE s.
     await asyncio.sleep(args.settle)
