@@ -42,7 +42,9 @@ SENTINEL = f"MESSAGE:{ROOM}:".encode()
 class JoinClient(asyncio.Protocol):
     """
     One connection, lean enough for thousands in one process: it counts
-    C{USER_JOINED} lines in bulk and parses only the labelled replies.
+    C{USER_JOINED} lines in bulk and parses only the labelled replies;
+    when verifying, it keeps the chunks that hold C{USER_JOINED} lines and
+    reads whose they are only after the joins (L{check}).
     """
 
     def __init__(self, totals: dict, clients: int | None) -> None:
@@ -55,6 +57,7 @@ class JoinClient(asyncio.Protocol):
         self.duplicates = 0
         # whose USER_JOINED this client received (by client number), when verifying
         self.seen = bytearray(clients) if clients else None
+        self.kept: list[bytes] = []
         self.sentinel = asyncio.get_running_loop().create_future()
         self.lost = False
 
@@ -75,14 +78,10 @@ class JoinClient(asyncio.Protocol):
             self.joined += count
             self.totals["joined"] += count
             self.totals["last"] = time.monotonic_ns()
-            seen = self.seen
-            if seen is not None:
-                for number in JOINER.findall(complete):
-                    i = int(number)
-                    if seen[i]:
-                        self.duplicates += 1
-                    else:
-                        seen[i] = 1
+            if self.seen is not None:
+                # read by check(), once the joins are done: the clients
+                # share the CPUs with the server they measure
+                self.kept.append(complete)
         presence = complete.count(b"PRESENCE:")
         if presence:
             self.totals["presence"] += presence
@@ -96,6 +95,18 @@ class JoinClient(asyncio.Protocol):
                         future = self.pending.pop(label, None)
                         if future is not None and not future.done():
                             future.set_result(rest.decode("utf-8", "replace").rstrip("\r"))
+
+    def check(self) -> None:
+        """Note whose C{USER_JOINED} the chunks kept so far hold (and any heard twice); drop the chunks."""
+        seen = self.seen
+        for chunk in self.kept:
+            for number in JOINER.findall(chunk):
+                i = int(number)
+                if seen[i]:
+                    self.duplicates += 1
+                else:
+                    seen[i] = 1
+        self.kept.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -221,6 +232,8 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     short = sum(1 for k, n in enumerate(counts) if n < k)
     pairs = {"one": 0, "both": 0, "neither": 0, "self": 0, "duplicates": 0}
     if args.verify:
+        for client in clients:
+            client.check()
         # Of two clients, the one that became a member first must hear of the other's join:
         # one of each pair is expected to have the other's USER_JOINED.
         seen = [client.seen for client in clients]
