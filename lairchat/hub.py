@@ -60,6 +60,9 @@ class Hub:
         self._by_user: dict[int, tuple] = {}
         self._users: dict[int, User] = {}
         self._members: dict[int, set[int]] = {}
+        # room -> kind of rendering (PLAIN_KEY) -> the connections here of
+        # its members: what a room event is handed to (see _show_room)
+        self._listed: dict[int, dict[Any, list]] = {}
         self._rooms_of: dict[int, set[int]] = {}
         self._loading: dict[int, list[Event]] = {}
         self._holding = 0
@@ -111,6 +114,8 @@ class Hub:
         first = not connections
         if connection not in connections:
             self._by_user[user.id] = (*connections, connection)
+            for room_id in self._rooms_of.get(user.id, ()):
+                self._list(room_id, connection)
         self._users[user.id] = user
         if first and user.id not in self._rooms_of:
             self._loading[user.id] = []
@@ -125,6 +130,8 @@ class Hub:
         connections = self._by_user.get(user.id)
         if not connections or connection not in connections:
             return False
+        for room_id in self._rooms_of.get(user.id, ()):
+            self._unlist(room_id, connection)
         if len(connections) > 1:
             self._by_user[user.id] = tuple(c for c in connections if c is not connection)
             return False
@@ -185,15 +192,42 @@ class Hub:
     # Membership
 
     def _join(self, room_id: int, user_id: int) -> None:
-        self._members.setdefault(room_id, set()).add(user_id)
+        members = self._members.setdefault(room_id, set())
+        if user_id not in members:
+            members.add(user_id)
+            for connection in self._by_user.get(user_id, ()):
+                self._list(room_id, connection)
         self._rooms_of[user_id].add(room_id)
 
     def _leave(self, room_id: int, user_id: int) -> None:
         members = self._members.get(room_id)
-        if members is not None:
+        if members is not None and user_id in members:
             members.discard(user_id)
+            for connection in self._by_user.get(user_id, ()):
+                self._unlist(room_id, connection)
             if not members:
                 del self._members[room_id]
+
+    def _list(self, room_id: int, connection: Any) -> None:
+        """Add a connection of a member to the room's lists."""
+        self._listed.setdefault(room_id, {}).setdefault(connection.PLAIN_KEY, []).append(connection)
+
+    def _unlist(self, room_id: int, connection: Any) -> None:
+        """Take a connection out of the room's lists (it left, or it closed)."""
+        kinds = self._listed.get(room_id)
+        if kinds is None:
+            return
+        listed = kinds.get(connection.PLAIN_KEY)
+        if listed is None:
+            return
+        for i, other in enumerate(listed):
+            if other is connection:
+                del listed[i]
+                break
+        if not listed:
+            del kinds[connection.PLAIN_KEY]
+            if not kinds:
+                del self._listed[room_id]
 
     def _change(self, room_id: int, user_id: int, joins: bool) -> None:
         """Apply one membership change of a user whose rooms are loaded here."""
@@ -234,15 +268,71 @@ class Hub:
         """
         self.apply(event)
         audience = event.audience()
-        users = set(audience.user_ids)
         rooms = audience.rooms()
-        for room_id in rooms:
-            users.update(self._members.get(room_id, ()))
-        users.discard(audience.but)
         if rooms or isinstance(event, (MembershipEvent, ConversationOpened)):
             for pending in self._loading.values():
                 pending.append(event)
+        if len(rooms) == 1:
+            # one room: its connections as listed, and whoever else the
+            # event names (a user who left it hears of that too)
+            room_id, = rooms
+            cache: dict = {}
+            shown = self._show_room(event, room_id, audience.but, cache)
+            members = self._members.get(room_id, ())
+            others = [u for u in audience.user_ids if u not in members and u != audience.but]
+            return shown + self._show(event, others, cache) if others else shown
+        users = set(audience.user_ids)
+        for room_id in rooms:
+            users.update(self._members.get(room_id, ()))
+        users.discard(audience.but)
         return self._show(event, users, {})
+
+    def _show_room(self, event: Event, room_id: int, but: int | None, cache: dict) -> int:
+        """
+        Hand an event to every connection here of a room's members but the
+        user C{but}: as L{_show} does for each user, with the room's
+        connections as listed by kind of rendering (one look-up per event,
+        not one per member: a room of thousands hears of every join).
+        """
+        kinds = self._listed.get(room_id)
+        if not kinds:
+            return 0
+        origin = event.origin
+        origin_connection = origin.connection if origin is not None and origin.node == self.node else None
+        skipped = self._by_user.get(but, ()) if but is not None else ()
+        holding = self._holding > 0
+        shown = 0
+        for key, listed in list(kinds.items()):
+            # none plain for a kind that renders none so (see _show)
+            data = NOT_PLAIN if key is None else _UNSET
+            # a copy: what a connection does with an event may close it
+            for connection in tuple(listed):
+                if connection in skipped:
+                    continue
+                if connection.connection_id == origin_connection:
+                    if connection.receive(event, True, cache):
+                        shown += 1
+                    continue
+                if data is _UNSET:
+                    data = connection.render_plain(event)
+                if data is NOT_PLAIN:
+                    if connection.receive(event, False, cache):
+                        shown += 1
+                    continue
+                if data is None:
+                    continue
+                shown += 1
+                if not holding:
+                    connection.write_data(data)
+                    continue
+                held = connection.held_output
+                if held is None:
+                    connection.held_output = [data]
+                    self._held.append(connection)
+                else:
+                    held.append(data)
+        self.delivered += shown
+        return shown
 
     def _show(self, event: Event, user_ids: Any, cache: dict) -> int:
         """

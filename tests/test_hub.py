@@ -6,6 +6,9 @@ user's rooms were being read), and the delivery of typed events.
 
 import itertools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from lairchat import events
@@ -345,3 +348,88 @@ class PlainDeliveryTests(SynchronousTestCase):
         self.assertEqual(len(self.renders), 2)
         self.hub.dispatch(self.message("three"))
         self.assertEqual(self.bob.writes[1:], [b"MESSAGE:hall:1:alice:0:three\r\n"])
+
+
+class RoomListsTests(SynchronousTestCase):
+    """
+    The hub keeps each room's connections here listed (L{Hub.dispatch}
+    hands a room's events to them, not member by member): whatever order
+    connections come and go and users join and leave in, a room event
+    reaches exactly the connections of the room's members here.
+    """
+
+    PEOPLE = (ALICE, BOB, CAROL)
+    ROOMS = (HALL.id, 11)
+
+    @given(
+        st.lists(st.tuples(st.sampled_from(["attach", "detach", "load", "join", "leave"]),
+                           st.integers(0, 5), st.sampled_from(ROOMS)), min_size=1, max_size=30),
+        st.booleans(),
+    )
+    @settings(max_examples=500)
+    def test_room_event_reaches_its_members_connections(self, steps, holding):
+        """
+        After each step of any run of attaches, detaches, loads, joins and
+        leaves, an event of either room (with a user it is not for, or
+        none) is handed to every connection of every other member here
+        once, rendered plainly or through C{receive} by its kind, and to
+        nobody else.
+        """
+        hub = Hub(NODE)
+        # each person has a connection of each kind
+        connections = [(PlainConnection if i % 2 else FakeConnection)(self.PEOPLE[i // 2]) for i in range(6)]
+        for action, index, room in steps:
+            connection = connections[index]
+            owner = connection.user
+            if action == "attach":
+                hub.attach(connection, owner)
+            elif action == "detach":
+                hub.detach(connection, owner)
+            elif action == "load":
+                hub.load_rooms(owner.id, [room])
+            elif action == "join":
+                hub.dispatch(events.MemberAdded(events.RoomRef(room), owner.id))
+            else:
+                hub.dispatch(events.MemberRemoved(events.RoomRef(room), owner.id))
+            for room_id in self.ROOMS:
+                for but in (None, ALICE.id):
+                    self.assertShownToMembers(hub, connections, room_id, but, holding)
+
+    def assertShownToMembers(self, hub, connections, room_id, but, holding):
+        """A message of the room reaches exactly the connections here of its members but C{but}, once each."""
+        for connection in connections:
+            connection.events.clear()
+            if isinstance(connection, PlainConnection):
+                connection.writes.clear()
+        expected = {c for u in hub.local_members(room_id) if u != but for c in hub.connections_of(u)}
+        event = events.MessageSent(events.RoomRef(room_id, "hall"), 1, CAROL.id, "carol", 0, "hi")
+        if holding:
+            hub.hold()
+        self.assertEqual(hub._show_room(event, room_id, but, {}), len(expected))
+        if holding:
+            hub.release()
+        line = "MESSAGE:hall:1:carol:0:hi"
+        got = {c for c in connections if c.events or getattr(c, "writes", None)}
+        self.assertEqual(got, expected)
+        for connection in got:
+            if isinstance(connection, PlainConnection):
+                self.assertEqual(connection.writes, [(line + "\r\n").encode()])
+            else:
+                self.assertEqual(connection.events, [line])
+
+    def test_user_named_outside_the_room(self):
+        """
+        An event of one room that also names a user who is not a member
+        (the user who left hears of it) reaches them as well, once.
+        """
+        hub = Hub(NODE)
+        alice, bob = FakeConnection(ALICE), FakeConnection(BOB)
+        for connection in (alice, bob):
+            hub.attach(connection, connection.user)
+            hub.load_rooms(connection.user.id, [HALL.id])
+        self.assertEqual(hub.dispatch(events.UserLeft(HALL, BOB.id, "Bob")), 2)
+        self.assertEqual(alice.events, ["USER_LEFT:hall:Bob"])
+        self.assertEqual(bob.events, ["USER_LEFT:hall:Bob"])
+        self.assertEqual(hub.local_members(HALL.id), {ALICE.id})
+        self.assertEqual(hub.dispatch(events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi")), 1)
+        self.assertEqual(bob.events, ["USER_LEFT:hall:Bob"])
