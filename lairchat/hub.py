@@ -6,7 +6,9 @@ users are members of, and the delivery of typed events to them.
 The hub keeps, for the users logged in here only, a map of room → members
 (loaded once when a user's first connection logs in, then kept current by
 the membership events every node reads in the same order), so that an
-event's audience is a dictionary look-up, not a query.
+event's audience is a dictionary look-up, not a query; and, with it, each
+room's connections here by kind of rendering, so that an event of one
+room goes down a list instead of looking up each member's connections.
 
 A connection is anything with a C{connection_id}, a C{user},
 C{receive(event, is_origin, cache)}, C{PLAIN_KEY}, C{render_plain(event)},
