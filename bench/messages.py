@@ -129,7 +129,8 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             if not seen[slot]:
                 seen[slot] = 1
                 state["unique"] += 1
-            state["last"] = now
+            if now > state["last"]:
+                state["last"] = now
 
         def on_chunk(chunk: bytes, now: int) -> bytes:
             """Keep a chunk's MESSAGE lines to measure later, counted; the lines that are not MESSAGE lines."""
@@ -137,6 +138,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             if taken:
                 kept.append((now, chunk, taken))
                 state["arrived"] += taken
+                state["last"] = now
             return rest[:-2] if rest.endswith(b"\r\n") else rest
 
         def measure() -> None:

@@ -63,8 +63,9 @@ class Hub:
         self._users: dict[int, User] = {}
         self._members: dict[int, set[int]] = {}
         # room -> kind of rendering (PLAIN_KEY) -> the connections here of
-        # its members: what a room event is handed to (see _show_room)
-        self._listed: dict[int, dict[Any, list]] = {}
+        # its members (a dict as an ordered set): what a room event is
+        # handed to (see _show_room)
+        self._listed: dict[int, dict[Any, dict]] = {}
         self._rooms_of: dict[int, set[int]] = {}
         self._loading: dict[int, list[Event]] = {}
         self._holding = 0
@@ -212,7 +213,7 @@ class Hub:
 
     def _list(self, room_id: int, connection: Any) -> None:
         """Add a connection of a member to the room's lists."""
-        self._listed.setdefault(room_id, {}).setdefault(connection.PLAIN_KEY, []).append(connection)
+        self._listed.setdefault(room_id, {}).setdefault(connection.PLAIN_KEY, {})[connection] = None
 
     def _unlist(self, room_id: int, connection: Any) -> None:
         """Take a connection out of the room's lists (it left, or it closed)."""
@@ -222,10 +223,7 @@ class Hub:
         listed = kinds.get(connection.PLAIN_KEY)
         if listed is None:
             return
-        for i, other in enumerate(listed):
-            if other is connection:
-                del listed[i]
-                break
+        listed.pop(connection, None)
         if not listed:
             del kinds[connection.PLAIN_KEY]
             if not kinds:
@@ -279,34 +277,61 @@ class Hub:
             # event names (a user who left it hears of that too)
             room_id, = rooms
             cache: dict = {}
-            shown = self._show_room(event, room_id, audience.but, cache)
+            plain: dict = {}
+            shown = self._show_room(event, room_id, audience.but, cache, plain)
             members = self._members.get(room_id, ())
             others = [u for u in audience.user_ids if u not in members and u != audience.but]
-            return shown + self._show(event, others, cache) if others else shown
+            return shown + self._show(event, others, cache, plain) if others else shown
         users = set(audience.user_ids)
         for room_id in rooms:
             users.update(self._members.get(room_id, ()))
         users.discard(audience.but)
         return self._show(event, users, {})
 
-    def _show_room(self, event: Event, room_id: int, but: int | None, cache: dict) -> int:
+    def _show_room(self, event: Event, room_id: int, but: int | None, cache: dict, plain: dict) -> int:
         """
         Hand an event to every connection here of a room's members but the
-        user C{but}: as L{_show} does for each user, with the room's
-        connections as listed by kind of rendering (one look-up per event,
-        not one per member: a room of thousands hears of every join).
+        user C{but}: the room's connections as listed (one look-up per
+        event, not one per member: a room of thousands hears of every
+        join).
         """
         kinds = self._listed.get(room_id)
         if not kinds:
             return 0
+        skipped = self._by_user.get(but, ()) if but is not None else ()
+        return self._hand_out(event, kinds, skipped, cache, plain)
+
+    def _show(self, event: Event, user_ids: Any, cache: dict, plain: dict | None = None) -> int:
+        """Hand an event to every connection here of the listed users."""
+        kinds: dict[Any, list] = {}
+        for user_id in user_ids:
+            for connection in self._by_user.get(user_id, ()):
+                kinds.setdefault(connection.PLAIN_KEY, []).append(connection)
+        return self._hand_out(event, kinds, (), cache, {} if plain is None else plain)
+
+    def _hand_out(self, event: Event, kinds: dict, skipped: Any, cache: dict, plain: dict) -> int:
+        """
+        Hand an event to the connections of C{kinds} (kind of rendering,
+        their C{PLAIN_KEY} → connections) but those in C{skipped}; C{plain}
+        keeps each kind's plain bytes of the event, for every call about
+        the one event.
+
+        A connection with a C{PLAIN_KEY} (L{None}: none) is first asked for
+        the event's plain bytes (C{render_plain(event)}), once per key: an
+        event that shows the same line to every such connection and
+        changes nothing of theirs.  Those bytes are then written to each,
+        or added to what it holds, without a call per connection; every
+        other case, and the connection that caused the event, goes through
+        C{receive}.
+
+        @return: how many connections showed it.
+        """
         origin = event.origin
         origin_connection = origin.connection if origin is not None and origin.node == self.node else None
-        skipped = self._by_user.get(but, ()) if but is not None else ()
         holding = self._holding > 0
         shown = 0
         for key, listed in list(kinds.items()):
-            # none plain for a kind that renders none so (see _show)
-            data = NOT_PLAIN if key is None else _UNSET
+            data = NOT_PLAIN if key is None else plain.get(key, _UNSET)
             # a copy: what a connection does with an event may close it
             for connection in tuple(listed):
                 if connection in skipped:
@@ -316,7 +341,7 @@ class Hub:
                         shown += 1
                     continue
                 if data is _UNSET:
-                    data = connection.render_plain(event)
+                    data = plain[key] = connection.render_plain(event)
                 if data is NOT_PLAIN:
                     if connection.receive(event, False, cache):
                         shown += 1
@@ -333,54 +358,5 @@ class Hub:
                     self._held.append(connection)
                 else:
                     held.append(data)
-        self.delivered += shown
-        return shown
-
-    def _show(self, event: Event, user_ids: Any, cache: dict) -> int:
-        """
-        Hand an event to every connection here of the listed users.
-
-        A connection with a C{PLAIN_KEY} (its kind of rendering; L{None}:
-        none) is first asked for the event's plain bytes
-        (C{render_plain(event)}), once per key: an event that shows the
-        same line to every such connection and changes nothing of theirs.
-        Those bytes are then written to each, or added to what it holds,
-        without a call per connection; every other case goes through
-        C{receive}.
-        """
-        origin = event.origin
-        origin_connection = origin.connection if origin is not None and origin.node == self.node else None
-        by_user = self._by_user
-        holding = self._holding > 0
-        plain: dict[Any, Any] = {}
-        last_key: Any = None
-        data: Any = None
-        shown = 0
-        for user_id in user_ids:
-            # a tuple, replaced (never changed) when connections come and go
-            for connection in by_user.get(user_id, ()):
-                key = connection.PLAIN_KEY
-                if key is not None and connection.connection_id != origin_connection:
-                    if key is not last_key:
-                        data = plain.get(key, _UNSET)
-                        if data is _UNSET:
-                            data = plain[key] = connection.render_plain(event)
-                        last_key = key
-                    if data is not NOT_PLAIN:
-                        if data is None:
-                            continue
-                        shown += 1
-                        if not holding:
-                            connection.write_data(data)
-                            continue
-                        held = connection.held_output
-                        if held is None:
-                            connection.held_output = [data]
-                            self._held.append(connection)
-                        else:
-                            held.append(data)
-                        continue
-                if connection.receive(event, connection.connection_id == origin_connection, cache):
-                    shown += 1
         self.delivered += shown
         return shown

@@ -405,7 +405,7 @@ class RoomListsTests(SynchronousTestCase):
         event = events.MessageSent(events.RoomRef(room_id, "hall"), 1, CAROL.id, "carol", 0, "hi")
         if holding:
             hub.hold()
-        self.assertEqual(hub._show_room(event, room_id, but, {}), len(expected))
+        self.assertEqual(hub._show_room(event, room_id, but, {}, {}), len(expected))
         if holding:
             hub.release()
         line = "MESSAGE:hall:1:carol:0:hi"
@@ -433,3 +433,28 @@ class RoomListsTests(SynchronousTestCase):
         self.assertEqual(hub.local_members(HALL.id), {ALICE.id})
         self.assertEqual(hub.dispatch(events.MessageSent(HALL, 1, ALICE.id, "alice", 0, "hi")), 1)
         self.assertEqual(bob.events, ["USER_LEFT:hall:Bob"])
+
+    def test_rendered_once_for_the_room_and_a_user_outside_it(self):
+        """
+        An event of a room that also names a user who is not a member here
+        yet (their rooms are still being read) reaches both, its plain
+        line rendered once.
+        """
+        renders = []
+
+        class EveryEventPlain(PlainConnection):
+            """Renders every event plainly."""
+
+            def render_plain(self, event):
+                renders.append(event)
+                return (render_event(event, self.user.id) + "\r\n").encode()
+
+        hub = Hub(NODE)
+        alice, bob = EveryEventPlain(ALICE), EveryEventPlain(BOB)
+        hub.attach(alice, ALICE)
+        hub.load_rooms(ALICE.id, [HALL.id])
+        hub.attach(bob, BOB)
+        self.assertEqual(hub.dispatch(events.UserJoined(HALL, BOB.id, "Bob")), 2)
+        self.assertEqual(alice.writes, [b"USER_JOINED:hall:Bob\r\n"])
+        self.assertEqual(bob.writes, [b"USER_JOINED:hall:Bob\r\n"])
+        self.assertEqual(len(renders), 1)
