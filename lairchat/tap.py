@@ -292,6 +292,8 @@ class LairchatService(MultiService):
 
     @ivar ports: the listening ports, once L{ready} fired.
     @ivar server: the L{ServerContext}, once L{ready} fired.
+    @ivar freeze_heap: whether to freeze the heap once started
+        (L{freeze_startup_heap}): only a server process, never a test.
     """
 
     log = Logger()
