@@ -705,6 +705,11 @@ class NodeFailureTests(TestCase):
         self.assertEqual(await alice.request("REQUEST_USER_LIST"),
                          ["USER:alice", "USER:carol", "USER:yan", "USER:zed", "OK:REQUEST_USER_LIST:4"])
 
+        # a server process freezes its startup heap (a test's service does
+        # not), and served all of the above after that
+        self.assertIn("objects of the started server left out of garbage collection",
+                      (doomed.directory / "node.log").read_text(errors="replace"))
+
         await doomed.kill()
         bound = NODE_TIMEOUT + 10
         for client in (alice, carol):
