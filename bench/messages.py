@@ -21,9 +21,10 @@ against the server.  The clients' garbage collector is off while they
 measure, and they note the messages they got in a byte array, not a set:
 a full collection stopped every client at once for about 0.15 s, and 50
 sets growing at the same message for about 0.1 s.  A line-protocol
-client finds the MESSAGE events of each chunk it reads with one regular
-expression over the bytes, and splits the chunk into lines only when it
-holds something else too (they share the CPUs with the server).
+client only takes the MESSAGE lines out of each chunk it reads (one
+regular expression over the bytes), counts them and keeps the chunk with
+its arrival time; it measures and checks them once every one has come
+(the clients share the CPUs with the server).
 
 It prints accepted messages/s (OK lines), deliveries/s (MESSAGE events
 received; any duplicated, missing, or received before an earlier message
