@@ -166,7 +166,7 @@ class Hub:
             if user_id in audience.user_ids or user_id == audience.but \
                     or not audience.rooms() & self._rooms_of[user_id]:
                 continue
-            self._show(event, [user_id], {})
+            self._show(event, [user_id], {}, {})
 
     def connections_of(self, user_id: int) -> list[Any]:
         """Every connection the user is logged in on here."""
@@ -286,7 +286,7 @@ class Hub:
         for room_id in rooms:
             users.update(self._members.get(room_id, ()))
         users.discard(audience.but)
-        return self._show(event, users, {})
+        return self._show(event, users, {}, {})
 
     def _show_room(self, event: Event, room_id: int, but: int | None, cache: dict, plain: dict) -> int:
         """
@@ -301,13 +301,13 @@ class Hub:
         skipped = self._by_user.get(but, ()) if but is not None else ()
         return self._hand_out(event, kinds, skipped, cache, plain)
 
-    def _show(self, event: Event, user_ids: Any, cache: dict, plain: dict | None = None) -> int:
+    def _show(self, event: Event, user_ids: Any, cache: dict, plain: dict) -> int:
         """Hand an event to every connection here of the listed users."""
         kinds: dict[Any, list] = {}
         for user_id in user_ids:
             for connection in self._by_user.get(user_id, ()):
                 kinds.setdefault(connection.PLAIN_KEY, []).append(connection)
-        return self._hand_out(event, kinds, (), cache, {} if plain is None else plain)
+        return self._hand_out(event, kinds, (), cache, plain)
 
     def _hand_out(self, event: Event, kinds: dict, skipped: Any, cache: dict, plain: dict) -> int:
         """
