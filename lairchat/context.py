@@ -139,13 +139,16 @@ class ServerContext:
         """
         Let the metrics read the hub, and the group commits of messages and
         of joins hold the hub's output while they hand out a batch's
-        results; make the bus, presence, flood control, intrusion detection
+        results (and be measured); make the bus, presence, flood control, intrusion detection
         and the connection gate.
         """
         self.metrics.watch_hub(self.hub)
-        for part in (getattr(self.store, "messages", None), getattr(self.store, "rooms", None)):
-            if hasattr(part, "hold_results_with"):
-                part.hold_results_with(self.hub)
+        for kind, part in (("messages", getattr(self.store, "messages", None)),
+                           ("joins", getattr(self.store, "rooms", None))):
+            batches = getattr(part, "batches", None)
+            if batches is not None:
+                batches.output = self.hub
+                self.metrics.watch_batches(kind, batches)
         self.metrics.watch_passwords(self.passwords)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)

@@ -5,7 +5,7 @@ connections, online users (of this node), event deliveries, how far
 this node got in the event log, connections by state, refused or timed
 out, flood control (delayed and refused requests), failed and throttled
 logins, the password hashing queue and its waits, the database pool (in
-use, waits), conflict retries, lost commits, embedded-database restarts
+use, waits), group-committed writes (size, wait, round trip), conflict retries, lost commits, embedded-database restarts
 and invitation sweeps (runs, durations), served over HTTP at
 C{/metrics} when C{--metrics ENDPOINT} is given.
 """
@@ -108,6 +108,23 @@ class Metrics:
             "lairchat_bus_inline", "Notifications whose events were handed on as they came, without a read.",
             registry=self.registry,
         )
+        # Group-committed writes (messages, joins)
+        self.batch_size = Histogram(
+            "lairchat_batch_size", "Items per group-committed database write (one statement, one commit), by kind.",
+            ["kind"], registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
+        )
+        self.batch_wait = Histogram(
+            "lairchat_batch_wait_seconds",
+            "How long the oldest item of a group-committed write waited for the writes before it, by kind.",
+            ["kind"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 4),
+        )
+        self.batch_seconds = Histogram(
+            "lairchat_batch_seconds",
+            "Time from sending a group-committed write to the database to its answer being read, by kind.",
+            ["kind"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 4),
+        )
         # Intrusion detection
         self.suspicious_acts = Counter(
             "lairchat_suspicious_acts", "Suspicious acts scored against an address, by kind.", ["kind"],
@@ -188,6 +205,19 @@ class Metrics:
         self.bus_events.set_function(lambda: bus.handed)
         self.bus_reads.set_function(lambda: bus.reads)
         self.bus_inline.set_function(lambda: bus.inline)
+
+    def watch_batches(self, kind: str, batches: Any) -> None:
+        """Measure each batch a L{lairchat.store.batch.GroupCommit} writes (C{kind}: messages, joins)."""
+        size, wait, took = (self.batch_size.labels(kind), self.batch_wait.labels(kind),
+                            self.batch_seconds.labels(kind))
+
+        def observe(items: int, waited: float, seconds: float) -> None:
+            """One batch of C{items}, its oldest item queued C{waited} s, written in C{seconds} s."""
+            size.observe(items)
+            wait.observe(waited)
+            took.observe(seconds)
+
+        batches.observe = observe
 
     def watch_passwords(self, passwords: Any) -> None:
         """Read the hashing queue when scraped, and time each hash's wait for its slot."""

@@ -852,7 +852,7 @@ class SendToRoomTests(TestCase):
         them is refused alone.
         """
         before = await self.store.events.latest()
-        batches = self.store.messages._posts.batches
+        batches = self.store.messages.batches.batches
         senders = [self.alice, self.bob] * 10
         templates = [self.template(sender, f"message {n}") for n, sender in enumerate(senders)]
         intruder = self.template(self.carol, "me too")
@@ -863,7 +863,7 @@ class SendToRoomTests(TestCase):
         )
         self.assertIsNone(results[10])
         posted = results[:10] + results[11:]
-        self.assertLess(self.store.messages._posts.batches - batches, 20)
+        self.assertLess(self.store.messages.batches.batches - batches, 20)
 
         stored = await self.stored()
         self.assertEqual(sorted(stored), sorted(p.message.id for p in posted))
@@ -1004,6 +1004,32 @@ class GroupCommitTests(SynchronousTestCase):
         writer.calls[2][1].callback([4, 5])
         self.assertEqual(writer.batches(), [[1], [2, 3], [4, 5]])
         self.assertEqual([self.successResultOf(d) for d in rest], [2, 3, 4, 5])
+
+    def test_observed(self):
+        """
+        Each batch is observed once written, before its results are handed
+        out: its size, how long its oldest item waited behind the batch
+        before it, and how long its write took, on the given clock; a
+        failed batch too.
+        """
+        clock = Clock()
+        writer = Writer()
+        group = GroupCommit(writer.write, clock=clock)
+        seen = []
+        group.observe = lambda *batch: seen.append((batch, [d.called for d in waiting]))
+        waiting = [group.submit("a")]
+        clock.advance(3)
+        waiting += [group.submit("b")]
+        clock.advance(1)
+        waiting += [group.submit("c")]
+        clock.advance(2)
+        writer.calls[0][1].callback(["A"])
+        self.assertEqual(seen, [((1, 0, 6), [False, False, False])])
+        clock.advance(5)
+        writer.calls[1][1].errback(ValueError("the statement failed"))
+        self.assertEqual(seen[1], ((2, 3, 5), [True, False, False]))
+        self.failureResultOf(waiting[1], ValueError)
+        self.failureResultOf(waiting[2], ValueError)
 
     def test_in_flight(self):
         """

@@ -6,6 +6,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
+from lairchat.events import Origin
 from lairchat.hub import Hub
 from lairchat.metrics import Metrics
 from tests.support import RunningServer, fresh_database, TEST_CONFIG
@@ -108,6 +109,33 @@ class FaultMetricsTests(TestCase):
         scraped = generate_latest(metrics.registry).decode()
         self.assertIn('lairchat_sweep_runs_total{outcome="ok"} 1.0', scraped)
         self.assertIn("lairchat_sweep_seconds_count 1.0", scraped)
+
+
+class BatchMetricsTests(TestCase):
+    """The group-committed writes of a running server are measured."""
+
+    async def test_messages_and_joins(self):
+        """A join and a message each add a batch of their kind: its size, its wait, its round trip."""
+        from lairchat.events import MessageSent, RoomRef
+        from lairchat.store.events import Outbox
+
+        await fresh_database(self)
+        running = await RunningServer(self, TEST_CONFIG).start()
+        store = running.server.store
+        alice = await store.users.create("alice", "x")
+        bob = await store.users.create("bob", "x")
+        room = await store.rooms.create("lobby", "public", alice, Outbox(None))
+        value = running.server.metrics.registry.get_sample_value
+        self.assertEqual(value("lairchat_batch_size_count", {"kind": "joins"}), 0.0)
+        await store.rooms.join_with_event(RoomRef(room.id, room.name), bob, Origin("test-node", 1))
+        await store.messages.post_with_event(
+            MessageSent(RoomRef(room.id, room.name), 0, alice.id, "alice", 0, "hello", origin=Origin("test-node", 1)))
+        for kind in ("joins", "messages"):
+            self.assertEqual(value("lairchat_batch_size_count", {"kind": kind}), 1.0)
+            self.assertEqual(value("lairchat_batch_size_sum", {"kind": kind}), 1.0)
+            self.assertEqual(value("lairchat_batch_wait_seconds_count", {"kind": kind}), 1.0)
+            self.assertEqual(value("lairchat_batch_seconds_count", {"kind": kind}), 1.0)
+            self.assertGreater(value("lairchat_batch_seconds_sum", {"kind": kind}), 0.0)
 
 
 class AlertRulesTests(TestCase):

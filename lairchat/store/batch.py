@@ -6,6 +6,7 @@ messages share one statement and one commit, and alone a message goes out
 at once.
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,23 +26,29 @@ class GroupCommit:
         C{release()}: the hub): a batch's results are handed out under one
         hold, so that the replies and deliveries they cause go out as one
         write per connection.
+    @ivar observe: L{None}, or what is told of each batch once it is
+        written (or failed), before its results are handed out: its size,
+        how long its oldest item waited to be written (behind the batches
+        in flight), and how long the write took, in seconds (the metrics).
     """
 
     def __init__(self, write: Callable[[list], Awaitable[list]], in_flight: int = 1,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, clock: Any = None) -> None:
         self._write = write
         self._in_flight = in_flight
         self._max_batch = max_batch
+        self._seconds: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
         self._running = 0
-        self._queue: list[tuple[Any, Deferred]] = []
+        self._queue: list[tuple[Any, Deferred, float]] = []
         self.batches = 0
         self.items = 0
         self.output: Any = None
+        self.observe: Callable[[int, float, float], None] | None = None
 
     def submit(self, item: Any) -> Deferred:
         """Queue one item; the Deferred fires with its result (or its batch's failure)."""
         d: Deferred = Deferred()
-        self._queue.append((item, d))
+        self._queue.append((item, d, self._seconds()))
         if self._running < self._in_flight:
             self._next()
         return d
@@ -54,31 +61,38 @@ class GroupCommit:
         self._running += 1
         self.batches += 1
         self.items += len(batch)
-        Deferred.fromCoroutine(self._run(batch))
+        Deferred.fromCoroutine(self._run(batch, self._seconds()))
 
-    async def _run(self, batch: list) -> None:
+    def _written(self, batch: list, started: float) -> None:
+        """A batch started at C{started} is written (or failed): the next may start; it is observed."""
+        self._finished()
+        observe = self.observe
+        if observe is not None:
+            observe(len(batch), started - batch[0][2], self._seconds() - started)
+
+    async def _run(self, batch: list, started: float) -> None:
         """
         Write one batch; start the next with what queued meanwhile; then
         hand each item its result (so that the database writes the next
         batch while this one's results are handed out).
         """
         try:
-            results = await self._write([item for item, _ in batch])
+            results = await self._write([item for item, _, _ in batch])
         except Exception:
             failure = Failure()
-            self._finished()
-            for _, d in batch:
+            self._written(batch, started)
+            for _, d, _ in batch:
                 d.errback(failure)
             return
         except BaseException:
             self._finished()
             raise
-        self._finished()
+        self._written(batch, started)
         output = self.output
         if output is not None:
             output.hold()
         try:
-            for (_, d), result in zip(batch, results):
+            for (_, d, _), result in zip(batch, results):
                 d.callback(result)
         finally:
             if output is not None:

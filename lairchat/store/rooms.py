@@ -203,19 +203,18 @@ the other items as they stand now.
 
 
 class RoomStore:
-    """The C{rooms}, C{room_members} and C{room_bans} tables."""
+    """
+    The C{rooms}, C{room_members} and C{room_bans} tables.
+
+    @ivar batches: the group commit that writes joins: what the server
+        hands their results out under (its C{output}) and measures (its
+        C{observe}).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._joins = GroupCommit(self._join_batch)
+        self.batches = GroupCommit(self._join_batch)
         self._seen_seq = 0
-
-    def hold_results_with(self, output: object) -> None:
-        """
-        Hand out each batch of joins' results under C{output.hold()} ...
-        C{output.release()} (see L{GroupCommit.output}).
-        """
-        self._joins.output = output
 
     async def by_name(self, name: str) -> Room | None:
         """The room (kind C{room}) with this name, case-insensitively, or L{None}."""
@@ -320,7 +319,7 @@ class RoomStore:
         @param ref: the room (of kind C{room}), as events name it.
         @return: a Deferred firing with a L{JoinOutcome}.
         """
-        return self._joins.submit((ref, user, origin))
+        return self.batches.submit((ref, user, origin))
 
     async def _join_batch(self, items: list) -> list["JoinOutcome"]:
         """Write a batch of L{join_with_event} items; a failing statement fails them all."""
