@@ -37,6 +37,29 @@ from lairchat.embedded import EmbeddedPostgres  # noqa: E402
 PASSWORD = "bench pass 1"
 
 
+def batch_summary(before: dict[str, float], after: dict[str, float]) -> str:
+    """
+    The group-committed writes between two L{Environment.batch_figures}:
+    how many, their mean size, the mean wait of their oldest item, and
+    their round trip's mean and p50 and p99 (as the histogram's
+    buckets bound them: at most that long).
+    """
+    count = after.get("count", 0.0) - before.get("count", 0.0)
+    if not count:
+        return "none"
+    mean = {key: (after.get(key, 0.0) - before.get(key, 0.0)) / count for key in ("size", "wait", "seconds")}
+
+    def bound(fraction: float) -> str:
+        """The smallest bucket bound that holds C{fraction} of the writes."""
+        for key in sorted((k for k in after if k.startswith("le ")), key=lambda k: float(k[3:])):
+            if after[key] - before.get(key, 0.0) >= fraction * count:
+                return f"{float(key[3:]) * 1000:g} ms" if key != "le +Inf" else "over the last bucket"
+        return "?"
+
+    return (f"{count:.0f}, {mean['size']:.1f} items each; oldest item waited {mean['wait'] * 1000:.2f} ms on average; "
+            f"round trip {mean['seconds'] * 1000:.2f} ms on average, p50 <= {bound(0.5)}, p99 <= {bound(0.99)}")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The C{fraction} percentile (nearest rank) of C{values}; 0 for none."""
     if not values:
@@ -153,6 +176,7 @@ class Environment:
         self.servers: list[subprocess.Popen] = []
         self.ports: list[int] = []
         self.irc_ports: list[int] = []
+        self.metrics_ports: list[int] = []
 
     @property
     def server(self) -> subprocess.Popen | None:
@@ -214,6 +238,7 @@ class Environment:
             profiling = (f"--profile={profile}.{node}", "--profiler=cprofile", "--savestats") if profile else ()
             port = free_port()
             self.ports.append(port)
+            self.metrics_ports.append(free_port())
             irc: tuple[str, ...] = ()
             if self.irc:
                 self.irc_ports.append(free_port())
@@ -222,6 +247,7 @@ class Environment:
                 [str(twistd if twistd.exists() else shutil.which("twistd")), "-n", "--pidfile=", *profiling,
                  f"--logfile={self.log_path(node)}", "lairchat", *database,
                  "--port", f"tcp:{port}:interface=127.0.0.1", *irc, *undefended,
+                 "--metrics", f"tcp:{self.metrics_ports[-1]}:interface=127.0.0.1",
                  "--pool-size", str(self.pool_size), *self.extra_args],
                 cwd=self.directory, env=environment, stdin=subprocess.DEVNULL,
                 preexec_fn=raise_fd_limit,
@@ -260,6 +286,35 @@ class Environment:
         self.servers = []
         self.ports = []
         self.irc_ports = []
+        self.metrics_ports = []
+
+    def batch_figures(self, kind: str) -> dict[str, float]:
+        """
+        What every node's metrics say of its group-committed writes of
+        C{kind} (C{messages}, C{joins}), summed over the nodes: C{count},
+        C{size} (items in all), C{wait} and C{seconds} (sums, in seconds),
+        and C{le <bound>}: writes whose round trip took at most C{bound}.
+        """
+        from urllib.request import urlopen
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        figures: dict[str, float] = {}
+        wanted = {"lairchat_batch_size_count": "count", "lairchat_batch_size_sum": "size",
+                  "lairchat_batch_wait_seconds_sum": "wait", "lairchat_batch_seconds_sum": "seconds"}
+        for port in self.metrics_ports:
+            with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.labels.get("kind") != kind:
+                        continue
+                    key = wanted.get(sample.name)
+                    if sample.name == "lairchat_batch_seconds_bucket":
+                        key = f"le {sample.labels['le']}"
+                    if key is not None:
+                        figures[key] = figures.get(key, 0.0) + sample.value
+        return figures
 
     def server_cpu_seconds(self) -> float:
         """The CPU time (user and system) every node has used so far, in seconds."""

@@ -35,7 +35,10 @@ C{pg_stat_database.xact_commit} over the sending phase (every transaction,
 the nodes' heartbeats and polls included; Postgres reports a backend's
 counts late, so the reading after the phase waits for them, and that wait
 is counted too), and exact counts of the transactions that wrote and of
-the distinct message timestamps (one per group-committed batch).
+the distinct message timestamps (one per group-committed batch).  From
+the nodes' own metrics (each runs with C{--metrics}) it prints the message
+batches of the sending phase: their mean size, how long the oldest item
+of each waited for the batch before it, and the round trip of each write.
 
     .venv/bin/python bench/messages.py [--clients 50] [--senders 10] [--messages 200] [--window 1] [--rate 0] [--nodes 1] [--irc-receivers 0]
 """
@@ -46,8 +49,8 @@ import gc
 import re
 import time
 
-from harness import (STATS_SETTLE, Client, Environment, IRCClient, load, machine, peak_rss_mb, percentile,
-                     print_problems, reset_peak_rss)
+from harness import (STATS_SETTLE, Client, Environment, IRCClient, batch_summary, load, machine, peak_rss_mb,
+                     percentile, print_problems, reset_peak_rss)
 
 ROOM = "benchroom"
 NAME = "bench"
@@ -230,6 +233,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
     presence[0] = 0
     commits_before = environment.commits()
     xid_before = environment.next_xid()
+    batches_before = environment.batch_figures("messages")
     cpu_before = environment.server_cpu_seconds()
     postgres_before = environment.postgres_cpu_seconds()
     own_before = time.process_time()
@@ -253,6 +257,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         own_used = time.process_time() - own_before
         xid_used = environment.next_xid() - xid_before
         phase_end = time.monotonic_ns()
+        batches_after = environment.batch_figures("messages")
         # Every MESSAGE line came (or the time is up): now read them.
         measure_all()
         while state["unique"] < expected and time.monotonic() < deadline:
@@ -298,6 +303,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         "acks": acks,
         "lateness": lateness,
         "cpu": cpu_used,
+        "batch_summary": batch_summary(batches_before, batches_after),
         "postgres_cpu": postgres_used,
         "client_cpu": own_used,
         "rss": peak_rss_mb(environment.server.pid),
@@ -395,6 +401,7 @@ def main() -> None:
     print(f"write transactions (transaction ids taken over the sending phase, heartbeats included): "
           f"{f['xids']} = {f['xids'] / accepted:.3f} per message; message batches (distinct created_at): "
           f"{f['batches']} = {f['stored'] / max(1, f['batches']):.2f} messages per batch")
+    print(f"message batches (the nodes' metrics, lairchat_batch_*): {f['batch_summary']}")
     before, after = f["cluster_before"], f["cluster_after"]
     print(f"cluster: {f['presence']} PRESENCE lines received while sending (none expected); nodes registered "
           f"{before['nodes']} before, {after['nodes']} after (of {args.nodes}); users online {before['online']} "
