@@ -139,8 +139,8 @@ class ServerContext:
         """
         Let the metrics read the hub, and the group commits of messages and
         of joins hold the hub's output while they hand out a batch's
-        results (and be measured); make the bus, presence, flood control, intrusion detection
-        and the connection gate.
+        results (and be measured); make the bus, presence, flood control,
+        intrusion detection and the connection gate.
         """
         self.metrics.watch_hub(self.hub)
         for kind, part in (("messages", getattr(self.store, "messages", None)),
