@@ -38,8 +38,17 @@ def write_at_once(transport: Any, data: bytes) -> None:
         except AttributeError:  # a Twisted without these: its own write path
             ready = False
         if ready:
-            sent = transport.writeSomeData(data)
-            if type(sent) is int and sent >= 0:
+            # the socket's own send (Python retries it when interrupted):
+            # Twisted's writeSomeData adds a memoryview and a retry loop
+            # per write, a fair share of a write's cost when a batch of
+            # events goes out to each of a room's members
+            try:
+                sent = transport.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = -1  # the transport's own write meets the error and reports it
+            if sent >= 0:
                 if sent == len(data):
                     return
                 data = data[sent:]

@@ -9,6 +9,7 @@ import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionClosed
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.test.proto_helpers import StringTransport
@@ -18,10 +19,20 @@ from lairchat.tcp_output import write_at_once
 
 
 class Accepted(Protocol):
-    """The server side of a test connection; C{made} fires with it."""
+    """
+    The server side of a test connection; C{made} fires with it, C{lost}
+    once it is lost (the reason in C{reason}).
+    """
 
     def __init__(self, made: Deferred) -> None:
         self.made = made
+        self.lost: Deferred = Deferred()
+        self.reason = None
+
+    def connectionLost(self, reason: object) -> None:
+        """Note why; fire C{lost}."""
+        self.reason = reason
+        self.lost.callback(None)
 
     def connectionMade(self) -> None:
         """Hand this side to the test."""
@@ -133,3 +144,20 @@ class WriteAtOnceTests(TestCase):
         write_at_once(server.transport, b"after\r\n")
         self.assertEqual(self.pending(client), b"")
         self.assertIn(b"after\r\n", server.transport._tempDataBuffer)
+
+    async def test_reset_by_the_client(self):
+        """
+        A client gone with a reset: the socket's error is not raised to the
+        writer; the write is left to the transport, which loses the
+        connection the usual way.
+        """
+        import struct
+
+        server, client = await self.accepted()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # the reset reaches the server's socket at once, before the reactor reads it
+        self.assertTrue(server.transport.connected)
+        for _ in range(3):
+            write_at_once(server.transport, b"to nobody\r\n")
+        await server.lost
+        self.assertIsNotNone(server.reason.check(ConnectionClosed))
