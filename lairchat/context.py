@@ -145,10 +145,10 @@ class ServerContext:
         self.metrics.watch_hub(self.hub)
         for kind, part in (("messages", getattr(self.store, "messages", None)),
                            ("joins", getattr(self.store, "rooms", None))):
-            batches = getattr(part, "batches", None)
-            if batches is not None:
-                batches.output = self.hub
-                self.metrics.watch_batches(kind, batches)
+            group_commit = getattr(part, "group_commit", None)
+            if group_commit is not None:
+                group_commit.output = self.hub
+                self.metrics.watch_batches(kind, group_commit)
         self.metrics.watch_passwords(self.passwords)
         if self.bus is None:
             self.bus = Bus(self.hub, getattr(self.store, "events", None), self.clock)

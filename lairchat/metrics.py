@@ -5,9 +5,10 @@ connections, online users (of this node), event deliveries, how far
 this node got in the event log, connections by state, refused or timed
 out, flood control (delayed and refused requests), failed and throttled
 logins, the password hashing queue and its waits, the database pool (in
-use, waits), group-committed writes (size, wait, round trip), conflict retries, lost commits, embedded-database restarts
-and invitation sweeps (runs, durations), served over HTTP at
-C{/metrics} when C{--metrics ENDPOINT} is given.
+use, waits), group-committed writes (size, wait, round trip), conflict
+retries, lost commits, embedded-database restarts and invitation sweeps
+(runs, durations), served over HTTP at C{/metrics} when C{--metrics
+ENDPOINT} is given.
 """
 
 from typing import Any
@@ -117,13 +118,13 @@ class Metrics:
             "lairchat_batch_wait_seconds",
             "How long the oldest item of a group-committed write waited for the writes before it, by kind.",
             ["kind"], registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 4),
+            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.1, 0.25, 0.5, 1, 2, 4),
         )
         self.batch_seconds = Histogram(
             "lairchat_batch_seconds",
-            "Time from sending a group-committed write to the database to its answer being read, by kind.",
+            "Time from starting a group-committed write to the database to reading its answer, by kind.",
             ["kind"], registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 4),
+            buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.1, 0.25, 0.5, 1, 2, 4),
         )
         # Intrusion detection
         self.suspicious_acts = Counter(

@@ -852,7 +852,7 @@ class SendToRoomTests(TestCase):
         them is refused alone.
         """
         before = await self.store.events.latest()
-        batches = self.store.messages.batches.batches
+        batches = self.store.messages.group_commit.batches
         senders = [self.alice, self.bob] * 10
         templates = [self.template(sender, f"message {n}") for n, sender in enumerate(senders)]
         intruder = self.template(self.carol, "me too")
@@ -863,7 +863,7 @@ class SendToRoomTests(TestCase):
         )
         self.assertIsNone(results[10])
         posted = results[:10] + results[11:]
-        self.assertLess(self.store.messages.batches.batches - batches, 20)
+        self.assertLess(self.store.messages.group_commit.batches - batches, 20)
 
         stored = await self.stored()
         self.assertEqual(sorted(stored), sorted(p.message.id for p in posted))
@@ -1030,6 +1030,43 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual(seen[1], ((2, 3, 5), [True, False, False]))
         self.failureResultOf(waiting[1], ValueError)
         self.failureResultOf(waiting[2], ValueError)
+
+    def test_round_trip_is_the_batch_own(self):
+        """
+        The next batch starts once one is written, and what its start does
+        at once (building its statement, sending it) is not counted in the
+        written batch's round trip.
+        """
+        clock = Clock()
+        writer = Writer()
+
+        async def preparing(items: list) -> list:
+            clock.advance(1)  # the synchronous part of starting a write
+            return await writer.write(items)
+
+        group = GroupCommit(preparing, clock=clock)
+        seen = []
+        group.observe = lambda *batch: seen.append(batch)
+        group.submit("a")
+        group.submit("b")
+        clock.advance(2)
+        writer.calls[0][1].callback(["A"])
+        self.assertEqual(len(writer.calls), 2)
+        self.assertEqual(seen, [(1, 0, 3)])
+
+    def test_failing_observer(self):
+        """An observer that fails is logged; the batch's results are handed out all the same."""
+        writer = Writer()
+        group = GroupCommit(writer.write)
+
+        def observe(*batch):
+            raise RuntimeError("a broken metric")
+
+        group.observe = observe
+        first = group.submit("a")
+        writer.calls[0][1].callback(["A"])
+        self.assertEqual(self.successResultOf(first), "A")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_in_flight(self):
         """

@@ -438,7 +438,7 @@ class PipelinedSendTests(RoomTestCase):
         history showing all eight, and fewer statements than messages
         (without pipelining each would be its own).
         """
-        posts = self.store.messages.batches
+        posts = self.store.messages.group_commit
         batches_before = posts.batches
         lines = [f"@label=p{i} SEND_MESSAGE:general:burst {i}" for i in range(8)]
         lines.insert(4, "@label=bad SEND_MESSAGE:nowhere:lost")

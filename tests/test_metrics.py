@@ -160,5 +160,6 @@ class AlertRulesTests(TestCase):
         families = {family.name for family in registry.collect()}
         series = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
         self.assertEqual(series - families, set())
-        for expression in re.findall(r"expr: (.*)", rules):
+        # an expression goes on over the lines indented deeper than its "expr:"
+        for indent, expression in re.findall(r"^( *)expr: (.*(?:\n\1  .*)*)", rules, re.M):
             self.assertEqual(expression.count("("), expression.count(")"), expression)

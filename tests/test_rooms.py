@@ -851,7 +851,7 @@ class JoinBatchTests(RoomsTestCase):
         await self.store.db.execute("INSERT INTO away (user_id, text) VALUES (%s, 'gone fishing')", (carol.user.id,))
         [hall_ref, annex_ref, secret_ref, attic_ref] = [RoomRef(r.id, r.name) for r in (hall, annex, secret, attic)]
         before = await self.store.events.latest()
-        batches = rooms.batches.batches
+        batches = rooms.group_commit.batches
         asked = [
             (hall_ref, bob), (hall_ref, carol), (hall_ref, bob), (annex_ref, carol), (hall_ref, alice),
             (hall_ref, dave), (secret_ref, bob), (attic_ref, bob),
@@ -862,7 +862,7 @@ class JoinBatchTests(RoomsTestCase):
             [rooms.join_with_event(ref, c.user, Origin("n1", c.connection_id)) for ref, c in asked]
         )
         self.assertEqual((await leader).status, MEMBER)
-        self.assertEqual(rooms.batches.batches - batches, 2)
+        self.assertEqual(rooms.group_commit.batches - batches, 2)
 
         self.assertEqual([o.status for o in outcomes],
                          [JOINED, JOINED, MEMBER, JOINED, MEMBER, BANNED, PRIVATE, GONE])
@@ -900,11 +900,11 @@ class JoinBatchTests(RoomsTestCase):
         hall = await rooms.create("hall", "public", alice.user, Outbox(None))
         hall_ref = RoomRef(hall.id, hall.name)
         await self.store.db.execute("DELETE FROM users WHERE id = %s", (ghost.user.id,))
-        batches = rooms.batches.batches
+        batches = rooms.group_commit.batches
         leader = rooms.join_with_event(hall_ref, alice.user, None)
         outcomes = await gatherResults([rooms.join_with_event(hall_ref, c.user, None) for c in (bob, ghost, carol)])
         self.assertEqual((await leader).status, MEMBER)
-        self.assertEqual(rooms.batches.batches - batches, 2)
+        self.assertEqual(rooms.group_commit.batches - batches, 2)
         self.assertEqual([o.status for o in outcomes], [JOINED, ACCOUNT_GONE, JOINED])
         self.assertLess(outcomes[0].seq, outcomes[2].seq)
         self.assertEqual(await self.roles("hall"), {"alice": "owner", "bob": "member", "carol": "member"})
@@ -951,7 +951,7 @@ class JoinBatchTests(RoomsTestCase):
 
     async def test_results_held(self):
         """The server's hub holds its output while a batch of joins hands out its results."""
-        self.assertIs(self.store.rooms.batches.output, self.server.hub)
+        self.assertIs(self.store.rooms.group_commit.output, self.server.hub)
 
     async def test_remembered_room_gone(self):
         """
@@ -990,7 +990,7 @@ class JoinBatchTests(RoomsTestCase):
         await self.ok(bob, "CREATE_ROOM:hall")
         await self.ok(alice, "JOIN_ROOM:hall")
         self.server.room_names.remember(old)
-        posts = self.store.messages.batches
+        posts = self.store.messages.group_commit
         batches = posts.batches
         bob.take_events()
         [reply] = await self.ok(alice, "SEND_MESSAGE:hall:the second hall")

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 MAX_BATCH = 500
@@ -29,8 +30,17 @@ class GroupCommit:
     @ivar observe: L{None}, or what is told of each batch once it is
         written (or failed), before its results are handed out: its size,
         how long its oldest item waited to be written (behind the batches
-        in flight), and how long the write took, in seconds (the metrics).
+        in flight), and how long the write took, from its start to its
+        answer, in seconds (the metrics).  Should it fail, that is logged
+        and the batch's results are handed out all the same.
+
+    The times are read from C{clock} (its C{seconds()}: an
+    L{twisted.internet.interfaces.IReactorTime}, as a test's
+    L{twisted.internet.task.Clock}), or by default from C{time.monotonic},
+    which a change of the wall clock does not move.
     """
+
+    log = Logger()
 
     def __init__(self, write: Callable[[list], Awaitable[list]], in_flight: int = 1,
                  max_batch: int = MAX_BATCH, clock: Any = None) -> None:
@@ -64,11 +74,19 @@ class GroupCommit:
         Deferred.fromCoroutine(self._run(batch, self._seconds()))
 
     def _written(self, batch: list, started: float) -> None:
-        """A batch started at C{started} is written (or failed): the next may start; it is observed."""
+        """
+        A batch started at C{started} is written (or failed): the next may
+        start; it is observed (its time taken before the next starts, whose
+        start is not this one's write).
+        """
+        took = self._seconds() - started
         self._finished()
         observe = self.observe
         if observe is not None:
-            observe(len(batch), started - batch[0][2], self._seconds() - started)
+            try:
+                observe(len(batch), started - batch[0][2], took)
+            except Exception:
+                self.log.failure("observing a written batch failed")
 
     async def _run(self, batch: list, started: float) -> None:
         """

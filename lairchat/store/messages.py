@@ -164,20 +164,20 @@ class MessageStore:
     """
     The C{messages} and C{reactions} tables, and the read markers of C{room_members}.
 
-    @ivar batches: the group commit that writes new messages
+    @ivar group_commit: the group commit that writes new messages
         (L{post_with_event}): what the server hands their results out
         under (its C{output}) and measures (its C{observe}).
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.batches = GroupCommit(self._post_batch)
+        self.group_commit = GroupCommit(self._post_batch)
         self._seen_seq = 0
 
     @property
     def posted(self) -> int:
         """How many messages this store has written with L{post_with_event} (or tried to)."""
-        return self.batches.items
+        return self.group_commit.items
 
     def post_with_event(self, template: MessageSent | ReplySent | DirectMessageSent) -> Deferred:
         """
@@ -190,7 +190,7 @@ class MessageStore:
             was stored (no such room, not a member, not allowed, the thread's
             root gone).
         """
-        return self.batches.submit(template)
+        return self.group_commit.submit(template)
 
     async def _post_batch(self, items: list) -> list[Posted | None]:
         """Write a batch of L{post_with_event} items; a failing statement fails them all."""

@@ -206,14 +206,14 @@ class RoomStore:
     """
     The C{rooms}, C{room_members} and C{room_bans} tables.
 
-    @ivar batches: the group commit that writes joins: what the server
+    @ivar group_commit: the group commit that writes joins: what the server
         hands their results out under (its C{output}) and measures (its
         C{observe}).
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.batches = GroupCommit(self._join_batch)
+        self.group_commit = GroupCommit(self._join_batch)
         self._seen_seq = 0
 
     async def by_name(self, name: str) -> Room | None:
@@ -319,7 +319,7 @@ class RoomStore:
         @param ref: the room (of kind C{room}), as events name it.
         @return: a Deferred firing with a L{JoinOutcome}.
         """
-        return self.batches.submit((ref, user, origin))
+        return self.group_commit.submit((ref, user, origin))
 
     async def _join_batch(self, items: list) -> list["JoinOutcome"]:
         """Write a batch of L{join_with_event} items; a failing statement fails them all."""
