@@ -112,9 +112,10 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         sender's messages must come in the order it sent them, which is
         their commit order), PRESENCE counted.
 
-        A line-protocol client takes its MESSAGE lines from each chunk
-        with one regular expression (L{Lines.on_chunk}) and only counts
-        them as they come: it keeps the chunk, with the time it came, and
+        A line-protocol client counts the MESSAGE lines of each chunk
+        (L{Lines.on_chunk}: by counting line starts when the chunk holds
+        nothing else, else taking them out with one regular expression)
+        and only counts them as they come: it keeps the chunk, with the time it came, and
         reads the lines out of it after the sending (C{measure}), so that
         the clients, which share the machine with what they measure, do
         as little as they can while it works.  An IRC client gets its
@@ -143,12 +144,9 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             """Keep a chunk's MESSAGE lines to measure later, counted; the lines that are not MESSAGE lines."""
             taken = chunk.count(line_start) + chunk.startswith(prefix_bytes)
             if taken == chunk.count(b"\r\n") + 1:
-                # only MESSAGE lines (by far the most chunks): no need to take them out
-                kept.append((now, chunk, taken))
-                state["arrived"] += taken
-                state["last"] = now
-                return b""
-            rest, taken = room_line.subn(b"", chunk)
+                rest = b""  # only MESSAGE lines (by far the most chunks): none to take out
+            else:
+                rest, taken = room_line.subn(b"", chunk)
             if taken:
                 kept.append((now, chunk, taken))
                 state["arrived"] += taken
