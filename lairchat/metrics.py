@@ -207,8 +207,11 @@ class Metrics:
         self.bus_reads.set_function(lambda: bus.reads)
         self.bus_inline.set_function(lambda: bus.inline)
 
-    def watch_batches(self, kind: str, batches: Any) -> None:
-        """Measure each batch a L{lairchat.store.batch.GroupCommit} writes (C{kind}: messages, joins)."""
+    def watch_batches(self, kind: str, group_commit: Any) -> None:
+        """
+        Measure each batch that C{group_commit} (a
+        L{lairchat.store.batch.GroupCommit}) writes; C{kind}: messages, joins.
+        """
         size, wait, took = (self.batch_size.labels(kind), self.batch_wait.labels(kind),
                             self.batch_seconds.labels(kind))
 
@@ -218,7 +221,7 @@ class Metrics:
             wait.observe(waited)
             took.observe(seconds)
 
-        batches.observe = observe
+        group_commit.observe = observe
 
     def watch_passwords(self, passwords: Any) -> None:
         """Read the hashing queue when scraped, and time each hash's wait for its slot."""
