@@ -462,16 +462,34 @@ def route_reply(pending: dict, line: str) -> bool:
     return True
 
 
-_READ_BUFFER = bytearray(256 * 1024)
-"""
-Where every connection's socket reads land (L{Lines.get_buffer}): one for
-all, since each read is copied out at once; a read into a buffer that
-lives on spares the 256 KiB allocation (and its shrinking) of each read
-of a plain protocol.
-"""
+_READ_BUFFER = memoryview(bytearray(256 * 1024))
+"""Where every connection's socket reads land (L{SharedReadBuffer})."""
 
 
-class Lines(asyncio.BufferedProtocol):
+class SharedReadBuffer(asyncio.BufferedProtocol):
+    """
+    A protocol whose socket reads land in one buffer that every connection
+    shares, each read copied out at once and handed to C{data_received}
+    as bytes: a buffer that lives on spares the 256 KiB allocation (and
+    its shrinking) that a plain protocol's every read costs, a fair share
+    of what a benchmark's clients do while they share the machine with
+    the server.  One buffer serves all, since asyncio hands each read on
+    before it makes the next.
+    """
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the next read goes: the buffer all connections share."""
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """A read of C{nbytes} came: hand its bytes to C{data_received}."""
+        self.data_received(bytes(_READ_BUFFER[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        """What came on the connection."""
+
+
+class Lines(SharedReadBuffer):
     """
     A connection that reads CR LF lines with as little work per line as
     the clients of a benchmark can get away with (they share the machine
@@ -511,15 +529,7 @@ class Lines(asyncio.BufferedProtocol):
         """Keep the transport."""
         self.transport = transport  # type: ignore[assignment]
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the next read goes: the buffer all connections share."""
-        return memoryview(_READ_BUFFER)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """A read of C{nbytes} came: handle it as its bytes."""
-        self.data_received(_READ_BUFFER[:nbytes])
-
-    def data_received(self, data: bytes | bytearray) -> None:
+    def data_received(self, data: bytes) -> None:
         """Split what came into lines; hand them on with the time they arrived."""
         now = time.monotonic_ns()
         complete, separator, self.partial = (self.partial + data).rpartition(b"\r\n")

@@ -30,7 +30,7 @@ import signal
 import time
 from collections import Counter
 
-from harness import Environment, load, machine, percentile, print_problems, raise_fd_limit
+from harness import Environment, SharedReadBuffer, load, machine, percentile, print_problems, raise_fd_limit
 
 ROOM = "joinroom"
 OWNER = "joinowner"
@@ -39,7 +39,7 @@ JOINER = re.compile(rb"USER_JOINED:" + ROOM.encode() + rb":" + PREFIX.encode() +
 SENTINEL = f"MESSAGE:{ROOM}:".encode()
 
 
-class JoinClient(asyncio.Protocol):
+class JoinClient(SharedReadBuffer):
     """
     One connection, lean enough for thousands in one process: it counts
     C{USER_JOINED} lines in bulk and parses only the labelled replies;
