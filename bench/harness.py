@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -465,6 +466,70 @@ def route_reply(pending: dict, line: str) -> bool:
 _READ_BUFFER = memoryview(bytearray(256 * 1024))
 """Where every connection's socket reads land (L{SharedReadBuffer})."""
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+"""
+Linux's socket option (and control message type) by which a read says
+when the kernel received what it returns (C{CLOCK_REALTIME}, ns); Python
+does not name it.
+"""
+
+_STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64
+
+_arrival = [0]
+"""When the kernel received what the last stamped read returned, as C{time.monotonic_ns}; 0 when unknown."""
+
+
+class StampedSocket(socket.socket):
+    """
+    A socket whose reads note when the kernel received what they return
+    (L{last_arrival}): for TCP, the time of the last segment the read
+    took, so a read of several of the peer's writes carries the last
+    one's time.
+    """
+
+    __slots__ = ()
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # noqa: ANN001, ANN201 (socket.recv_into's own signature)
+        """L{socket.socket.recv_into}, by C{recvmsg_into}, noting the kernel's receive time."""
+        if nbytes:
+            buffer = memoryview(buffer)[:nbytes]
+        received, ancillary, _, _ = self.recvmsg_into([buffer], _STAMP_SPACE, flags)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = struct.unpack("@ll", data[:16])
+                # the realtime clock's offset read now: right unless the clock stepped since the data came
+                _arrival[0] = seconds * 1_000_000_000 + nanoseconds - (time.time_ns() - time.monotonic_ns())
+        return received
+
+
+def stamp_arrivals(transport: asyncio.BaseTransport) -> bool:
+    """
+    Make the reads of an asyncio TCP transport note the kernel's receive
+    time (L{last_arrival}); whether they do.  It needs Linux and the
+    selector event loop's transport, whose socket it swaps for a
+    L{StampedSocket} (the transport's own C{_sock}: asyncio has no public
+    way to a read's control messages); anywhere else it does nothing.
+    """
+    sock = getattr(transport, "_sock", None)
+    if SO_TIMESTAMPNS is None or type(sock) is not socket.socket:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.__class__ = StampedSocket
+    except (OSError, TypeError):
+        return False
+    return True
+
+
+def last_arrival() -> int:
+    """
+    When the kernel received what the read being handed on returned, as
+    C{time.monotonic_ns}; 0 when unknown (the read was not stamped).
+    Valid while that read is handed on: asyncio hands each read on before
+    it makes the next.
+    """
+    return _arrival[0]
+
 
 class SharedReadBuffer(asyncio.BufferedProtocol):
     """
@@ -497,7 +562,9 @@ class Lines(SharedReadBuffer):
     and decoded at once, and its lines all carry the chunk's arrival time.
     The first C{greeting} lines are kept in L{greeting}; the rest go to
     L{line_received}.  After the greeting, L{on_chunk}, when set, sees each
-    chunk's complete lines first and returns those it did not take (the
+    chunk's complete lines first, with the time it was read and the time
+    the kernel received it (L{last_arrival}; 0 where reads are not
+    stamped: L{stamp_arrivals}), and returns those it did not take (the
     same CR LF separated bytes, or empty when it took them all): only
     those are split and go to L{line_received}.
     """
@@ -507,7 +574,8 @@ class Lines(SharedReadBuffer):
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.on_chunk: Callable[[bytes, int], bytes] | None = None
+        self.on_chunk: Callable[[bytes, int, int], bytes] | None = None
+        self.stamped = False
         self.partial = b""
         self.greeting: list[str] = []
         self.greeted = loop.create_future()
@@ -526,8 +594,9 @@ class Lines(SharedReadBuffer):
         return connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
+        """Keep the transport; stamp its reads with the kernel's receive time where it can."""
         self.transport = transport  # type: ignore[assignment]
+        self.stamped = stamp_arrivals(transport)
 
     def data_received(self, data: bytes) -> None:
         """Split what came into lines; hand them on with the time they arrived."""
@@ -540,7 +609,7 @@ class Lines(SharedReadBuffer):
             # A benchmark that takes the lines it measures from whole chunks
             # (with regular expressions over the bytes, far cheaper than a
             # line at a time); only the lines it left are split.
-            complete = self.on_chunk(complete, now)
+            complete = self.on_chunk(complete, now, last_arrival() if self.stamped else 0)
             if not complete:
                 return
         for line in complete.decode("utf-8").split("\r\n"):

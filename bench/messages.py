@@ -28,9 +28,19 @@ chunk with its arrival time; it measures and checks them once every one
 has come (the clients share the CPUs with the server).  Every
 connection reads into one buffer that lives on (L{harness.Lines}).
 
+Since the clients share the machine, what they measure includes their
+own delays: a send made late, a read made late.  So each line-protocol
+read also carries the kernel's receive time (Linux's C{SO_TIMESTAMPNS}:
+L{harness.stamp_arrivals}), and each sender notes when it wrote each
+message: the server's share of a delivery runs from that write to the
+kernel's receipt for the member, and the member's reading from there to
+the read.  A read that takes several of the server's writes carries the
+last one's time, so the share is an upper bound for the earlier ones.
+
 It prints accepted messages/s (OK lines), deliveries/s (MESSAGE events
 received; any duplicated, missing, or received before an earlier message
-of the same sender), delivery latency p50/p99/p99.9 and max, the OK latency, the servers' CPU time
+of the same sender), delivery latency p50/p99/p99.9 and max (and the
+server's share of it, where reads are stamped), the OK latency, the servers' CPU time
 (all nodes) and CPU time per delivery, the first node's peak RSS (VmHWM;
 Postgres runs apart), and the database's commits per message:
 C{pg_stat_database.xact_commit} over the sending phase (every transaction,
@@ -85,6 +95,12 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
     clients = await asyncio.gather(*(login(i) for i in range(args.clients)))
     latencies: list[float] = []
+    # the server's share of each delivery (its sender wrote it -> the kernel
+    # received it for the member) and the member's part (received -> read)
+    server_share: list[int] = []
+    reading: list[int] = []
+    # when each message was written (slot as in receiver's seen), monotonic ns
+    written = [0] * (args.senders * args.messages)
     state = {"arrived": 0, "unique": 0, "last": 0, "unreadable": 0, "out_of_order": 0}
     prefix = f"MESSAGE:{ROOM}:"
     # MESSAGE:<room>:<id>:<sender>:<ts>:<sent> message <n> from bench<i>
@@ -125,10 +141,17 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         newest = [-1] * senders
         kept: list[tuple[int, bytes, int]] = []
 
-        def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int) -> None:
-            """Measure message C{n} of sender number C{sender}, sent (or due) at C{sent}, received at C{now}."""
+        def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int, arrived: int = 0) -> None:
+            """
+            Measure message C{n} of sender number C{sender}, sent (or due)
+            at C{sent}, read at C{now}, received by the kernel at
+            C{arrived} (0: unknown).
+            """
             measured(now - int(sent))  # ns; in ms at the end
             n, sender = int(n), int(sender)
+            if arrived:
+                server_share.append(arrived - written[n * senders + sender])
+                reading.append(now - arrived)
             if n < newest[sender]:
                 state["out_of_order"] += 1
             else:
@@ -140,7 +163,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             if now > state["last"]:
                 state["last"] = now
 
-        def on_chunk(chunk: bytes, now: int) -> bytes:
+        def on_chunk(chunk: bytes, now: int, arrived: int) -> bytes:
             """Keep a chunk's MESSAGE lines to measure later, counted; the lines that are not MESSAGE lines."""
             taken = chunk.count(line_start) + chunk.startswith(prefix_bytes)
             if taken == chunk.count(b"\r\n") + 1:
@@ -148,18 +171,18 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             else:
                 rest, taken = room_line.subn(b"", chunk)
             if taken:
-                kept.append((now, chunk, taken))
+                kept.append((now, arrived, chunk, taken))
                 state["arrived"] += taken
                 state["last"] = now
             return rest[:-2] if rest.endswith(b"\r\n") else rest
 
         def measure() -> None:
             """Measure the MESSAGE lines of the chunks kept so far, in the order they came."""
-            for now, chunk, taken in kept:
+            for now, arrived, chunk, taken in kept:
                 found = message_event.findall(chunk)
                 state["unreadable"] += taken - len(found)
                 for sent, n, sender in found:
-                    one(sent, n, sender, now)
+                    one(sent, n, sender, now, arrived)
             kept.clear()
 
         def on_event(line: str, now: int) -> None:
@@ -203,7 +226,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
 
         async def one(n: int) -> None:
             async with window:
-                sent = time.monotonic_ns()
+                sent = written[n * senders + index] = time.monotonic_ns()
                 peak_in_flight[0] += 1
                 peak_in_flight[1] = max(peak_in_flight)
                 answered(await client.send(f"SEND_MESSAGE:{ROOM}:{sent} message {n} from {name}"), sent)
@@ -228,6 +251,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
             lateness.append((time.monotonic_ns() - due) / 1e6)
             peak_in_flight[0] += 1
             peak_in_flight[1] = max(peak_in_flight)
+            written[n * senders + index] = time.monotonic_ns()
             reply = client.send(f"SEND_MESSAGE:{ROOM}:{due} message {n} from {name}")
             reply.add_done_callback(lambda future, due=due: (window.release(), answered(future.result(), due)))
             replies.append(reply)
@@ -308,6 +332,8 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         "delivery_seconds": delivery_seconds,
         "phase_seconds": (phase_end - started) / 1e9,
         "latencies": [latency / 1e6 for latency in latencies],
+        "server_share": [share / 1e6 for share in server_share],
+        "reading": [read / 1e6 for read in reading],
         "acks": acks,
         "lateness": lateness,
         "cpu": cpu_used,
@@ -389,6 +415,12 @@ def main() -> None:
     print(f"delivery latency (send to MESSAGE or PRIVMSG received): p50 {percentile(f['latencies'], 0.5):.1f} ms, "
           f"p99 {percentile(f['latencies'], 0.99):.1f} ms, p99.9 {percentile(f['latencies'], 0.999):.1f} ms, "
           f"max {max(f['latencies'], default=0):.1f} ms")
+    if f["server_share"]:
+        share, reading = f["server_share"], f["reading"]
+        print(f"  the server's share (its sender wrote it to the socket -> the kernel received it for the member; "
+              f"{len(share)} deliveries): p50 {percentile(share, 0.5):.1f} ms, p99 {percentile(share, 0.99):.1f} ms, "
+              f"p99.9 {percentile(share, 0.999):.1f} ms, max {max(share):.1f} ms; the member's reading after that: "
+              f"p50 {percentile(reading, 0.5):.2f} ms, p99 {percentile(reading, 0.99):.2f} ms")
     per_delivery = f["cpu"] / f["deliveries"] * 1e6 if f["deliveries"] else 0.0
     print(f"server CPU (user+system, all {args.nodes} node(s), first send to last delivery, "
           f"{f['phase_seconds']:.2f} s): {f['cpu']:.2f} s = {per_delivery:.1f} us per delivery; "
