@@ -494,6 +494,7 @@ class StampedSocket(socket.socket):
         if nbytes:
             buffer = memoryview(buffer)[:nbytes]
         received, ancillary, _, _ = self.recvmsg_into([buffer], _STAMP_SPACE, flags)
+        _arrival[0] = 0  # unknown, unless this read says
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
                 seconds, nanoseconds = struct.unpack("@ll", data[:16])
