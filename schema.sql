@@ -267,9 +267,13 @@ $$;
 -- sender's messages never have to be sent again and keep their order; its
 -- event then names that room.  Ids are never reused and rooms never
 -- renamed, so a room that is still there is the one with that name.
--- Its notification carries the events themselves when they fit and
--- another node is registered (see lairchat/bus.py): the other nodes then
--- hand them on without a read; a node alone pays nothing for it.
+-- Its notification carries the events themselves when they fit (see
+-- lairchat/bus.py): the other nodes then hand them on without a read.  A
+-- node alone (no other node registered) is not notified at all: nothing
+-- would read the notification but the node itself, which hands its own
+-- commits on, and each one woke its listening connection and the server
+-- for nothing (a node that registers meanwhile reads the batch from the
+-- log within a second, as after any missed notification).
 -- (A node of the previous release takes the line break and the events for
 -- part of the node id, so it reads its own batches back from the log while
 -- nodes are replaced: slower, never wrong.)
@@ -356,12 +360,12 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
-    IF last_seq IS NOT NULL THEN
+    IF last_seq IS NOT NULL AND others THEN
         -- the notification carries the events themselves when they fit
         -- (a payload is less than 8000 bytes), after a line break
         header := last_seq::text || ' ' || p_node;
         inline := array_to_string(items, ',');
-        IF others AND size < 8000 AND octet_length(header) + octet_length(inline) + 3 < 8000 THEN
+        IF size < 8000 AND octet_length(header) + octet_length(inline) + 3 < 8000 THEN
             header := header || E'\n[' || inline || ']';
         END IF;
         PERFORM pg_notify(p_channel, header);

@@ -20,7 +20,7 @@ from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Ori
 from lairchat.models import to_ms
 from lairchat.store import Store
 from lairchat.store.batch import GroupCommit
-from lairchat.store.events import EventListener, Outbox, record_in
+from lairchat.store.events import EventListener, Outbox, inline_events, record_in
 from tests.support import fresh_database, fresh_store, held_open, test_dsn, until_waiting_for_a_lock
 
 ORIGIN = Origin("node-a", 7)
@@ -583,10 +583,21 @@ class InlineEventsTests(TestCase):
         self.assertEqual(self.hub.events, [mine, theirs.event])
 
     async def test_not_for_a_node_alone(self):
-        """A node with no other node registered notifies without the events (no other node would read them)."""
+        """
+        A node with no other node registered is not notified of its message
+        batches (it hands its own commits on; no other node would read
+        them); once another is registered, it is, with the events.
+        """
         await self.store.db.execute("DELETE FROM nodes WHERE id <> %s", (ORIGIN.node,))
-        posted = await self.post("nobody else")
-        self.assertEqual(self.notified, [(posted.seq, ORIGIN.node, None)])
+        alone = await self.store.messages.post_with_event(
+            MessageSent(self.room, 0, self.alice.id, "alice", 0, "nobody else", origin=ORIGIN))
+        self.assertIsNotNone(alone)
+        await self.store.events.join(self.hub.node, 0)
+        shared = await self.post("somebody else")
+        # notifications arrive in commit order: one of the first batch would have come first
+        self.assertEqual([n[:2] for n in self.notified], [(shared.seq, ORIGIN.node)])
+        carried = inline_events(self.notified[0][2])
+        self.assertEqual([(logged.seq, logged.event) for logged in carried], [(shared.seq, shared.event)])
 
     async def test_own_events_are_not_handed_on_again(self):
         """A node's own batch (handed on by the commit) is not handed on again from its notification."""

@@ -22,7 +22,11 @@ L{CHANNEL} whose payload is the highest sequence number it wrote and the
 node that wrote it; the events themselves (a message may be 16 KB) are
 read from the table.  A message batch's notification also carries its
 events when they fit in one (L{inline_events}): a node that has every
-event before them hands them on without a read (L{lairchat.bus}).
+event before them hands them on without a read (L{lairchat.bus}).  A
+message batch of a node alone (no other node registered) sends none:
+only the node itself would read it, and it hands its own commits on (a
+node that registers meanwhile reads the batch with its next poll of the
+log, as after any missed notification).
 """
 
 import json
