@@ -272,8 +272,11 @@ $$;
 -- node alone (no other node registered) is not notified at all: nothing
 -- would read the notification but the node itself, which hands its own
 -- commits on, and each one woke its listening connection and the server
--- for nothing (a node that registers meanwhile reads the batch from the
--- log within a second, as after any missed notification).
+-- for nothing.  A starting node registers and reads where the log ends
+-- under the ordering lock (lairchat/store/events.py, join_at_end), so
+-- every batch after that end sees it registered; a node taken for dead
+-- while it still runs reads these batches with its poll until it
+-- registers again.
 -- (A node of the previous release takes the line break and the events for
 -- part of the node id, so it reads its own batches back from the log while
 -- nodes are replaced: slower, never wrong.)

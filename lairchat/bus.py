@@ -105,9 +105,14 @@ class Bus:
         """This node's id."""
         return self.hub.node
 
-    async def start(self) -> None:
-        """Start from the newest event: a new node does not replay history."""
-        if self.event_log is not None:
+    async def start(self, last: int | None = None) -> None:
+        """
+        Start after event C{last}, by default the newest event: a new node
+        does not replay history.
+        """
+        if last is not None:
+            self.last = last
+        elif self.event_log is not None:
             self.last = await self.event_log.latest()
 
     def stop(self) -> None:

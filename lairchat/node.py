@@ -103,10 +103,12 @@ class NodeService(Service):
 
     async def begin(self) -> None:
         """
-        Listen, find where the log ends, register (called before the ports
-        open).  The node's own upkeep (heartbeats, reaping, trimming) runs
-        on a database connection of its own, so that a pool busy with
-        requests never delays a heartbeat past the timeout.
+        Listen, then register and find where the log ends in one step
+        (L{EventLog.join_at_end}: every commit after that end notifies this
+        node), called before the ports open.  The node's own upkeep
+        (heartbeats, reaping, trimming) runs on a database connection of
+        its own, so that a pool busy with requests never delays a
+        heartbeat past the timeout.
         """
         server = self.server
         self._upkeep = Database(self.dsn, 1, reactor=server.clock)
@@ -114,8 +116,7 @@ class NodeService(Service):
         self._events = EventLog(self._upkeep)
         self._listener = EventListener(self.dsn, server.bus.wake, server.clock)
         await self._listener.start()
-        await server.bus.start()
-        await self._events.join(self.node, server.bus.last)
+        await server.bus.start(await self._events.join_at_end(self.node))
 
     def startService(self) -> None:
         """Start the heartbeat and the poll."""

@@ -20,7 +20,7 @@ from lairchat.events import MemberAdded, MemberRemoved, MessageSent, Notice, Ori
 from lairchat.models import to_ms
 from lairchat.store import Store
 from lairchat.store.batch import GroupCommit
-from lairchat.store.events import EventListener, Outbox, inline_events, record_in
+from lairchat.store.events import EVENTS_LOCK_KEY, EventListener, Outbox, inline_events, record_in
 from tests.support import fresh_database, fresh_store, held_open, test_dsn, until_waiting_for_a_lock
 
 ORIGIN = Origin("node-a", 7)
@@ -626,6 +626,25 @@ class NodeTests(TestCase):
     def offline(user_id, username, room_ids):
         """The event of a user going offline."""
         return PresenceChanged(user_id, username, False, tuple(room_ids))
+
+    async def test_join_at_end(self):
+        """
+        A starting node registers at the end of the log under the ordering
+        lock: it waits for a commit under way, whose events then come
+        before that end (a later commit finds the node registered).
+        """
+        commit, committed = await held_open(
+            self, "INSERT INTO events (kind, payload) SELECT 'Notice', '{}'::jsonb FROM pg_advisory_xact_lock(%s)",
+            (EVENTS_LOCK_KEY,))
+        joined = Deferred.fromCoroutine(self.store.events.join_at_end("n1"))
+        await until_waiting_for_a_lock(self.store.db, joined)
+        self.assertFalse(joined.called, "it did not wait for the commit under way")
+        commit.callback(None)
+        await committed
+        end = await joined
+        self.assertEqual(end, await self.store.events.latest())
+        self.assertGreater(end, 0)
+        self.assertEqual(await self.store.db.fetchall("SELECT id, acked_seq FROM nodes"), [("n1", end)])
 
     async def test_trim(self):
         """

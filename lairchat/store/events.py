@@ -24,9 +24,11 @@ read from the table.  A message batch's notification also carries its
 events when they fit in one (L{inline_events}): a node that has every
 event before them hands them on without a read (L{lairchat.bus}).  A
 message batch of a node alone (no other node registered) sends none:
-only the node itself would read it, and it hands its own commits on (a
-node that registers meanwhile reads the batch with its next poll of the
-log, as after any missed notification).
+only the node itself would read it, and it hands its own commits on.  A
+starting node registers at the end of the log under the ordering lock
+(L{EventLog.join_at_end}), so every batch after that end notifies it; a
+node taken for dead while it still runs reads such batches with its poll
+until it registers again.
 """
 
 import json
@@ -140,6 +142,13 @@ class Logged:
         self.event = event
 
 
+_REGISTER_SQL = (
+    "INSERT INTO nodes (id, acked_seq) {acked} "
+    "ON CONFLICT (id) DO UPDATE SET seen_at = now(), acked_seq = excluded.acked_seq"
+)
+"""Register a node (again) as having read up to the C{acked_seq} that C{{acked}} (rows of id and it) gives."""
+
+
 class EventLog:
     """The C{events}, C{nodes} and C{online} tables."""
 
@@ -191,11 +200,26 @@ class EventLog:
 
     async def join(self, node: str, acked: int) -> None:
         """Register a node that has read everything up to C{acked}."""
-        await self._db.execute(
-            "INSERT INTO nodes (id, acked_seq) VALUES (%s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET seen_at = now(), acked_seq = excluded.acked_seq",
-            (node, acked),
+        await self._db.execute(_REGISTER_SQL.format(acked="VALUES (%(node)s, %(acked)s)"),
+                               {"node": node, "acked": acked})
+
+    async def join_at_end(self, node: str) -> int:
+        """
+        Register a starting node at the end of the log, in one step under
+        the ordering lock (L{EVENTS_LOCK_KEY}): a commit under way comes
+        before that end, and every later one finds the node registered, so
+        that a message batch notifies it (a node alone is not notified).
+
+        @return: the highest sequence number written so far (0 for none):
+            where the node starts reading.
+        """
+        row = await self._db.fetchone(
+            "SELECT pg_advisory_xact_lock(%(lock)s); "
+            + _REGISTER_SQL.format(acked="SELECT %(node)s, coalesce(max(seq), 0) FROM events")
+            + " RETURNING acked_seq",
+            {"lock": EVENTS_LOCK_KEY, "node": node},
         )
+        return row[0]
 
     async def heartbeat(self, node: str, acked: int) -> bool:
         """
