@@ -470,7 +470,9 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux"
 """
 Linux's socket option (and control message type) by which a read says
 when the kernel received what it returns (C{CLOCK_REALTIME}, ns); Python
-does not name it.
+does not name it, and 35 is its value on most architectures (not on
+alpha, mips, parisc or sparc, where no read then carries it and nothing
+is stamped).
 """
 
 _STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 64
@@ -564,8 +566,8 @@ class Lines(SharedReadBuffer):
     The first C{greeting} lines are kept in L{greeting}; the rest go to
     L{line_received}.  After the greeting, L{on_chunk}, when set, sees each
     chunk's complete lines first, with the time it was read and the time
-    the kernel received it (L{last_arrival}; 0 where reads are not
-    stamped: L{stamp_arrivals}), and returns those it did not take (the
+    the kernel received it (L{last_arrival}; 0 unless the connection's
+    reads are stamped: L{Lines.stamp_arrivals}), and returns those it did not take (the
     same CR LF separated bytes, or empty when it took them all): only
     those are split and go to L{line_received}.
     """
@@ -595,9 +597,13 @@ class Lines(SharedReadBuffer):
         return connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport; stamp its reads with the kernel's receive time where it can."""
+        """Keep the transport."""
         self.transport = transport  # type: ignore[assignment]
-        self.stamped = stamp_arrivals(transport)
+
+    def stamp_arrivals(self) -> bool:
+        """Stamp this connection's reads with the kernel's receive time from now on, where it can (L{stamp_arrivals})."""
+        self.stamped = stamp_arrivals(self.transport)
+        return self.stamped
 
     def data_received(self, data: bytes) -> None:
         """Split what came into lines; hand them on with the time they arrived."""

@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         """
 
         newest = [-1] * senders
-        kept: list[tuple[int, bytes, int]] = []
+        kept: list[tuple[int, int, bytes, int]] = []
 
         def one(sent: bytes | str, n: bytes | str, sender: bytes | str, now: int, arrived: int = 0) -> None:
             """
@@ -201,6 +201,7 @@ async def run(args: argparse.Namespace, environment: Environment) -> dict:
         measures.append(measure)
         if isinstance(client, Client):
             client.on_chunk = on_chunk
+            client.stamp_arrivals()
 
     def measure_all() -> None:
         """Measure what every client kept."""
