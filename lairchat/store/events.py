@@ -146,7 +146,10 @@ _REGISTER_SQL = (
     "INSERT INTO nodes (id, acked_seq) {acked} "
     "ON CONFLICT (id) DO UPDATE SET seen_at = now(), acked_seq = excluded.acked_seq"
 )
-"""Register a node (again) as having read up to the C{acked_seq} that C{{acked}} (rows of id and it) gives."""
+"""
+Register a node, or register it again, with the row that C{{acked}}
+gives: its id and the sequence number it has read up to.
+"""
 
 
 class EventLog:
