@@ -12,7 +12,7 @@ They never assert on timing: they wait for events with bounded timeouts.
 
 import itertools
 import os
-import socket
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -131,11 +131,8 @@ async def wait_closed(client: LineClient, timeout: float = TIMEOUT) -> None:
     await done
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+LISTENING = re.compile(r"lairchat listening on IPv4Address\(type='TCP', host='127\.0\.0\.1', port=(\d+)\)")
+"""The line of a node's log that says which port it listens on."""
 
 
 async def one_row(sql: str, params=None) -> tuple:
@@ -178,7 +175,7 @@ class TwistdNode:
     def __init__(self, testcase: TestCase, node_timeout: float = NODE_TIMEOUT) -> None:
         self.testcase = testcase
         self.node_timeout = node_timeout
-        self.port = free_port()
+        self.port = 0  # the port it binds (it asks for any free one): read from its log
         self.directory = Path(testcase.mktemp()).resolve()
         self.directory.mkdir(parents=True)
         self.protocol = _Collect()
@@ -196,7 +193,7 @@ class TwistdNode:
         environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
         arguments = [
             str(twistd), "-n", "--pidfile=", f"--logfile={self.directory / 'node.log'}", "lairchat",
-            "--dsn", test_dsn(), "--port", f"tcp:{self.port}:interface=127.0.0.1", "--no-rate-limit",
+            "--dsn", test_dsn(), "--port", "tcp:0:interface=127.0.0.1", "--no-rate-limit",
             "--pool-size", "2", "--node-timeout", str(self.node_timeout),
         ]
         self.transport = reactor.spawnProcess(
@@ -205,6 +202,15 @@ class TwistdNode:
         for _ in range(int(seconds / 0.2)):
             if not self.protocol.running:
                 raise AssertionError(f"twistd lairchat exited while starting:\n{self.log()}")
+            if not self.port:
+                # a port chosen here and bound there later could be taken
+                # meanwhile (then the test would talk to whatever took it)
+                path = self.directory / "node.log"
+                found = LISTENING.search(path.read_text(errors="replace")) if path.exists() else None
+                if found is None:
+                    await deferLater(reactor, 0.2, lambda: None)
+                    continue
+                self.port = int(found.group(1))
             try:
                 client = await self.connect()
             except ConnectionRefusedError:
